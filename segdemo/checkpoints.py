@@ -1,0 +1,243 @@
+"""Checkpoints: our format (safetensors weights + JSON metadata) and course-template ``.pth`` imports.
+
+Our checkpoint is a folder ``<name>/`` holding ``model.safetensors`` and ``meta.json``. Loading never
+executes code from the file: safetensors holds only tensors, and ``.pth`` files are read with
+``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+import segdemo
+from segdemo.labels import CLASS_NAMES, NUM_CLASSES
+from segdemo.models import MODEL_NAMES, build_model
+from segdemo.models.bisenet import template_key_to_ours
+
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+META_FILE = "meta.json"
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+DEFAULT_INPUT_SIZE = [512, 1024]  # [height, width], Cityscapes evaluation size in the report
+TEMPLATE_SUFFIXES = (".pth", ".pt", ".tar", ".ckpt")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded; the message says which file and why."""
+
+
+def default_metadata(model_name: str, **fields: Any) -> dict[str, Any]:
+    """Metadata with every required field filled in; ``fields`` override the defaults."""
+    meta: dict[str, Any] = {
+        "format": FORMAT_VERSION,
+        "model": model_name,
+        "num_classes": NUM_CLASSES,
+        "classes": list(CLASS_NAMES),
+        "input_size": list(DEFAULT_INPUT_SIZE),
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+        "variant": None,
+        "train_data": {"kind": "unknown"},
+        "steps": 0,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "code_version": segdemo.__version__,
+        "metrics": {},
+    }
+    meta.update(fields)
+    return meta
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Write through a temporary file in the same folder and rename, so readers never see half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(model: nn.Module, out_dir: str | Path, meta: Mapping[str, Any]) -> Path:
+    """Write ``out_dir/model.safetensors`` then ``out_dir/meta.json`` (metadata last), atomically."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    missing = {"model", "num_classes", "input_size", "mean", "std"} - set(meta)
+    if missing:
+        raise ValueError(f"checkpoint metadata lacks {sorted(missing)}; start from default_metadata()")
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    _atomic_write(out_dir / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    write_metadata(out_dir, meta)
+    return out_dir
+
+
+def write_metadata(checkpoint_dir: str | Path, meta: Mapping[str, Any]) -> None:
+    text = json.dumps(dict(meta), indent=2, sort_keys=False)
+    _atomic_write(Path(checkpoint_dir) / META_FILE, lambda tmp: Path(tmp).write_text(text + "\n"))
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The metadata of one of our checkpoints (folder or its ``model.safetensors``)."""
+    folder = Path(path)
+    folder = folder.parent if folder.is_file() else folder
+    meta_path = folder / META_FILE
+    if not meta_path.is_file():
+        raise CheckpointError(
+            f"{folder} has no {META_FILE}: a checkpoint folder holds {WEIGHTS_FILE} and {META_FILE} "
+            "(written by `python -m train`); for a course-template file pass the .pth itself"
+        )
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{meta_path} is not valid JSON ({exc}); the checkpoint is damaged") from exc
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{meta_path} must hold a JSON object")
+    return meta
+
+
+def update_metadata(path: str | Path, **fields: Any) -> dict[str, Any]:
+    """Merge ``fields`` into a checkpoint's metadata (e.g. evaluation metrics) and rewrite it atomically."""
+    folder = Path(path)
+    folder = folder.parent if folder.is_file() else folder
+    meta = read_metadata(folder)
+    meta.update(fields)
+    write_metadata(folder, meta)
+    return meta
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Load our checkpoint (folder, or its ``model.safetensors``) or a course-template ``.pth``.
+
+    Returns ``(model in eval mode, metadata)``. Every failure is a :class:`CheckpointError`.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.is_dir() or path.suffix == ".safetensors":
+        model, meta = _load_ours(path)
+    elif path.suffix in TEMPLATE_SUFFIXES:
+        model, meta = _load_template(path)
+    else:
+        raise CheckpointError(
+            f"{path}: unknown checkpoint type; expected a checkpoint folder (model.safetensors + meta.json) "
+            f"or a course-template state dict ({', '.join(TEMPLATE_SUFFIXES)})"
+        )
+    return model.to(device).eval(), meta
+
+
+def _load_ours(path: Path) -> tuple[nn.Module, dict[str, Any]]:
+    folder = path if path.is_dir() else path.parent
+    meta = read_metadata(folder)
+    for key in ("model", "num_classes"):
+        if key not in meta:
+            raise CheckpointError(f"{folder / META_FILE} lacks the field {key!r}")
+    if meta["model"] not in MODEL_NAMES:
+        raise CheckpointError(f"{folder}: unknown model {meta['model']!r} (known: {', '.join(MODEL_NAMES)})")
+    if meta["num_classes"] != NUM_CLASSES:
+        raise CheckpointError(
+            f"{folder}: {meta['num_classes']} classes, but this tool works with the {NUM_CLASSES} Cityscapes classes"
+        )
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        raise CheckpointError(f"{folder} has no {WEIGHTS_FILE}")
+    try:
+        state = load_file(weights)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read {weights}: {exc} (truncated or not a safetensors file?)") from exc
+    model = build_model(meta["model"], meta["num_classes"])
+    _load_strict(model, state, weights, meta["model"])
+    return model, {**default_metadata(meta["model"]), **meta}
+
+
+def _load_template(path: Path) -> tuple[nn.Module, dict[str, Any]]:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        # weights_only refuses pickles that would build arbitrary objects (and so run code); a
+        # truncated file fails here too. Either way the file is not executed.
+        raise CheckpointError(
+            f"cannot load {path} as a plain state dict: {str(exc).splitlines()[0]}. "
+            "Only tensors are accepted (torch.load with weights_only=True); "
+            "the file may be truncated or contain pickled code."
+        ) from exc
+    state = _unwrap_state_dict(obj, path)
+    name = _detect_architecture(state, path)
+    if name == "bisenet":
+        state = {ours: v for k, v in state.items() if (ours := template_key_to_ours(k)) is not None}
+    final = "conv.weight" if name == "bisenet" else "layer6.conv2d_list.0.weight"
+    if final not in state:
+        raise CheckpointError(f"{path}: looks like {name} but has no {final!r}; is it a complete state dict?")
+    num_classes = int(state[final].shape[0])
+    if num_classes != NUM_CLASSES:
+        raise CheckpointError(
+            f"{path}: the {name} classifier has {num_classes} classes, but this tool works with the "
+            f"{NUM_CLASSES} Cityscapes classes"
+        )
+    model = build_model(name, num_classes)
+    _load_strict(model, state, path, name)
+    meta = default_metadata(
+        name,
+        variant="template import",
+        train_data={"kind": "unknown", "source": "course-template checkpoint", "file": str(path)},
+        notes="imported from a course-template .pth; normalisation assumed ImageNet mean/std",
+    )
+    return model, meta
+
+
+def _unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "model_state_dict", "model", "net"):
+            if isinstance(obj.get(key), Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping) or not obj:
+        raise CheckpointError(f"{path} does not hold a state dict (a mapping of parameter names to tensors)")
+    state = {}
+    for key, value in obj.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{path}: entry {key!r} is not a tensor; not a state dict")
+        state[key.removeprefix("module.")] = value
+    return state
+
+
+def _detect_architecture(state: Mapping[str, torch.Tensor], path: Path) -> str:
+    keys = state.keys()
+    if any(k.startswith(("saptial_path.", "spatial_path.")) for k in keys):
+        return "bisenet"
+    if any(k.startswith("layer6.conv2d_list.") for k in keys):
+        return "deeplabv2"
+    sample = ", ".join(list(keys)[:3])
+    raise CheckpointError(
+        f"{path}: neither a BiSeNet nor a DeepLabV2 state dict of the course template (first keys: {sample})"
+    )
+
+
+def _load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], path: Path, name: str) -> None:
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing (first: {', '.join(missing[:3])})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unknown (first: {', '.join(unexpected[:3])})")
+    if wrong:
+        k = wrong[0]
+        problems.append(f"{len(wrong)} of another shape (e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)})")
+    if problems:
+        raise CheckpointError(f"{path} does not fit the {name} architecture: " + "; ".join(problems))
+    model.load_state_dict(state, strict=True)

@@ -1,0 +1,168 @@
+import json
+import pickle
+
+import pytest
+import torch
+from conftest import assert_same_logits
+from template_reference import TemplateBiSeNet, TemplateDeepLabV2, randomize_
+
+from segdemo.checkpoints import (
+    CheckpointError,
+    default_metadata,
+    load_model,
+    read_metadata,
+    save_checkpoint,
+    update_metadata,
+)
+from segdemo.models import build_model
+
+
+@pytest.fixture(scope="module")
+def template_bisenet():
+    return randomize_(TemplateBiSeNet(), seed=1).eval()
+
+
+def _logits(model, x):
+    with torch.no_grad():
+        return model(x)
+
+
+def test_our_checkpoint_round_trip(tmp_path):
+    model = randomize_(build_model("bisenet"), seed=2).eval()
+    meta = default_metadata("bisenet", variant="bisenet_gta5", train_data={"kind": "procedural"}, steps=7)
+    save_checkpoint(model, tmp_path / "ck", meta)
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["meta.json", "model.safetensors"]
+    loaded, loaded_meta = load_model(tmp_path / "ck")
+    assert not loaded.training
+    x = torch.randn(1, 3, 64, 128)
+    assert torch.equal(_logits(loaded, x), _logits(model, x))
+    assert loaded_meta["variant"] == "bisenet_gta5" and loaded_meta["steps"] == 7
+    assert loaded_meta["classes"][0] == "road" and len(loaded_meta["classes"]) == 19
+    # Pointing at the weights file works too.
+    again, _ = load_model(tmp_path / "ck" / "model.safetensors")
+    assert torch.equal(_logits(again, x), _logits(model, x))
+
+
+def test_update_metadata_merges_fields(tmp_path):
+    save_checkpoint(build_model("bisenet"), tmp_path / "ck", default_metadata("bisenet"))
+    update_metadata(tmp_path / "ck", metrics={"miou": 41.5})
+    meta = read_metadata(tmp_path / "ck")
+    assert meta["metrics"] == {"miou": 41.5} and meta["model"] == "bisenet"
+    assert not list((tmp_path / "ck").glob("*.tmp"))
+
+
+@pytest.mark.parametrize("wrap", ["bare", "module", "state_dict", "model"])
+def test_template_bisenet_pth_gives_the_template_outputs(tmp_path, template_bisenet, wrap):
+    state = template_bisenet.state_dict()
+    if wrap == "module":
+        obj = {"module." + k: v for k, v in state.items()}
+    elif wrap in ("state_dict", "model"):
+        obj = {wrap: state, "epoch": 50}
+    else:
+        obj = state
+    path = tmp_path / f"bisenet_{wrap}.pth"
+    torch.save(obj, path)
+    model, meta = load_model(path)
+    x = torch.randn(1, 3, 64, 128)
+    assert_same_logits(_logits(model, x), _logits(template_bisenet, x))
+    assert meta["model"] == "bisenet" and meta["variant"] == "template import"
+
+
+def test_template_deeplab_pth_gives_the_template_outputs(tmp_path):
+    ref = randomize_(TemplateDeepLabV2(), seed=4).eval()
+    path = tmp_path / "deeplab.pth"
+    torch.save({"module." + k: v for k, v in ref.state_dict().items()}, path)
+    model, meta = load_model(path)
+    x = torch.randn(1, 3, 48, 80)
+    assert_same_logits(_logits(model, x), _logits(ref, x))
+    assert meta["model"] == "deeplabv2"
+
+
+def test_wrong_class_count_is_refused(tmp_path):
+    path = tmp_path / "ten.pth"
+    torch.save(TemplateBiSeNet(num_classes=10).state_dict(), path)
+    with pytest.raises(CheckpointError, match="10 classes"):
+        load_model(path)
+    save_checkpoint(build_model("bisenet", 10), tmp_path / "ours10", default_metadata("bisenet", num_classes=10))
+    with pytest.raises(CheckpointError, match="10 classes"):
+        load_model(tmp_path / "ours10")
+
+
+def test_unknown_and_missing_keys_are_named(tmp_path, template_bisenet):
+    state = dict(template_bisenet.state_dict())
+    state["decoder.extra.weight"] = torch.zeros(1)
+    torch.save(state, tmp_path / "extra.pth")
+    with pytest.raises(CheckpointError, match="1 unknown.*decoder.extra.weight"):
+        load_model(tmp_path / "extra.pth")
+    state = dict(template_bisenet.state_dict())
+    del state["attention_refinement_module1.conv.bias"]
+    torch.save(state, tmp_path / "missing.pth")
+    with pytest.raises(CheckpointError, match="1 missing.*attention_refinement_module1.conv.bias"):
+        load_model(tmp_path / "missing.pth")
+    torch.save({"encoder.weight": torch.zeros(2)}, tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match="neither a BiSeNet nor a DeepLabV2"):
+        load_model(tmp_path / "other.pth")
+
+
+def test_truncated_files_are_refused(tmp_path, template_bisenet):
+    torch.save(template_bisenet.state_dict(), tmp_path / "full.pth")
+    data = (tmp_path / "full.pth").read_bytes()
+    (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="cannot load .*cut.pth"):
+        load_model(tmp_path / "cut.pth")
+    save_checkpoint(build_model("bisenet"), tmp_path / "ck", default_metadata("bisenet"))
+    weights = tmp_path / "ck" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="cannot read .*model.safetensors"):
+        load_model(tmp_path / "ck")
+
+
+def test_missing_or_broken_metadata(tmp_path):
+    save_checkpoint(build_model("bisenet"), tmp_path / "ck", default_metadata("bisenet"))
+    (tmp_path / "ck" / "meta.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        load_model(tmp_path / "ck")
+    (tmp_path / "ck" / "meta.json").unlink()
+    with pytest.raises(CheckpointError, match="has no meta.json"):
+        load_model(tmp_path / "ck")
+    (tmp_path / "ck" / "meta.json").write_text(json.dumps({"model": "unet", "num_classes": 19}))
+    with pytest.raises(CheckpointError, match="unknown model 'unet'"):
+        load_model(tmp_path / "ck")
+
+
+class _CreatesAFile:
+    """Unpickling this calls open(path, 'w'): loading it would write a file."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+def test_a_pickle_that_runs_code_is_refused_and_never_runs(tmp_path):
+    marker = tmp_path / "pwned.txt"
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as f:
+        pickle.dump({"conv.weight": _CreatesAFile(marker)}, f)
+    with pytest.raises(CheckpointError, match="weights_only=True"):
+        load_model(path)
+    assert not marker.exists()
+    # Same payload in torch's zip format.
+    torch.save({"state_dict": {"x": _CreatesAFile(marker)}}, tmp_path / "evil2.pth")
+    with pytest.raises(CheckpointError):
+        load_model(tmp_path / "evil2.pth")
+    assert not marker.exists()
+
+
+def test_other_inputs(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_model(tmp_path / "absent")
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(CheckpointError, match="unknown checkpoint type"):
+        load_model(tmp_path / "notes.txt")
+    torch.save([1, 2, 3], tmp_path / "list.pth")
+    with pytest.raises(CheckpointError, match="does not hold a state dict"):
+        load_model(tmp_path / "list.pth")
+    with pytest.raises(ValueError, match="lacks"):
+        save_checkpoint(build_model("bisenet"), tmp_path / "x", {"model": "bisenet"})
