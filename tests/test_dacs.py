@@ -1,0 +1,220 @@
+"""Tests for segdemo.dacs: ClassMix, the pseudo-label pixel weight and the EMA teacher update."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from segdemo.dacs import ClassMixResult, class_mask, class_mix, ema_update, pixel_weight
+from segdemo.labels import IGNORE_INDEX
+
+X = IGNORE_INDEX  # a one-letter alias keeps the hand-drawn label maps readable
+
+# Four classes {1, 3, 7, 12} plus ignore pixels.
+SOURCE_LABEL_4 = [
+    [1, 1, 3, 3],
+    [1, X, 3, 3],
+    [7, 7, 12, 12],
+    [7, 7, 12, X],
+]
+# Five classes {0, 2, 4, 5, 18}: ceil(5 / 2) = 3 are pasted.
+SOURCE_LABEL_5 = [
+    [0, 0, 2, 2],
+    [4, 4, 2, 2],
+    [5, 5, 18, 18],
+    [X, X, 18, 18],
+]
+TARGET_LABEL = [
+    [9, 9, 9, 9],
+    [10, 10, 10, 10],
+    [11, 11, X, 11],
+    [6, 6, 6, 6],
+]
+
+
+def _batch(labels: list[list[list[int]]], seed: int = 0) -> tuple[torch.Tensor, ...]:
+    n = len(labels)
+    gen = torch.Generator().manual_seed(1000 + seed)
+    source_image = torch.rand(n, 3, 4, 4, generator=gen)
+    target_image = torch.rand(n, 3, 4, 4, generator=gen) + 10.0  # disjoint ranges: no accidental equality
+    source_label = torch.tensor(labels, dtype=torch.int64)
+    target_label = torch.tensor([TARGET_LABEL] * n, dtype=torch.int64)
+    return source_image, source_label, target_image, target_label
+
+
+def _expected_choice(label: list[list[int]], generator: torch.Generator) -> list[int]:
+    """The documented rule: sorted present classes, first ceil(n/2) positions of randperm(n)."""
+    present = sorted({v for row in label for v in row if v != IGNORE_INDEX})
+    perm = torch.randperm(len(present), generator=generator)[: math.ceil(len(present) / 2)]
+    return sorted(present[int(i)] for i in perm)
+
+
+def _check_composition(result: ClassMixResult, batch: tuple[torch.Tensor, ...]) -> None:
+    """Pixel by pixel: source where the mask is set, target elsewhere, for image and label."""
+    source_image, source_label, target_image, target_label = batch
+    n, _, h, w = source_image.shape
+    for i in range(n):
+        chosen = set(result.classes[i].tolist())
+        for y in range(h):
+            for x in range(w):
+                from_source = int(source_label[i, y, x]) in chosen
+                assert bool(result.mask[i, y, x]) == from_source
+                img = source_image if from_source else target_image
+                lab = source_label if from_source else target_label
+                assert torch.equal(result.image[i, :, y, x], img[i, :, y, x])
+                assert int(result.label[i, y, x]) == int(lab[i, y, x])
+
+
+def test_four_classes_two_chosen_mask_is_their_union() -> None:
+    batch = _batch([SOURCE_LABEL_4])
+    result = class_mix(*batch, generator=torch.Generator().manual_seed(0))
+    assert isinstance(result, ClassMixResult)
+    assert result.mask.dtype == torch.bool and result.mask.shape == (1, 4, 4)
+    assert result.image.shape == (1, 3, 4, 4) and result.label.shape == (1, 4, 4)
+    assert len(result.classes) == 1
+    chosen = result.classes[0]
+    assert chosen.dtype == torch.int64 and chosen.dim() == 1
+    assert chosen.tolist() == _expected_choice(SOURCE_LABEL_4, torch.Generator().manual_seed(0))
+    assert len(chosen) == 2 and set(chosen.tolist()) <= {1, 3, 7, 12}
+    expected_mask = np.isin(np.array(SOURCE_LABEL_4), chosen.numpy())
+    np.testing.assert_array_equal(result.mask[0].numpy(), expected_mask)
+    _check_composition(result, batch)
+
+
+def test_odd_class_count_rounds_up_and_ignore_is_never_chosen() -> None:
+    seen: set[int] = set()
+    for seed in range(40):
+        gen = torch.Generator().manual_seed(seed)
+        result = class_mix(*_batch([SOURCE_LABEL_5, SOURCE_LABEL_4], seed), generator=gen)
+        five, four = (set(c.tolist()) for c in result.classes)
+        assert len(five) == 3 and five <= {0, 2, 4, 5, 18}
+        assert len(four) == 2 and four <= {1, 3, 7, 12}
+        seen |= five
+        # Ignore pixels of the source are never pasted: they show the target there.
+        assert not result.mask[0, 3, :2].any() and not result.mask[1, 1, 1]
+    assert seen == {0, 2, 4, 5, 18}  # the choice really varies with the seed
+
+
+def test_exact_choice_for_a_seeded_batch_and_composition() -> None:
+    batch = _batch([SOURCE_LABEL_5, SOURCE_LABEL_4, SOURCE_LABEL_5], seed=3)
+    result = class_mix(*batch, generator=torch.Generator().manual_seed(7))
+    # One randperm per sample, in batch order, from the same generator.
+    replay = torch.Generator().manual_seed(7)
+    expected = [_expected_choice(lab, replay) for lab in (SOURCE_LABEL_5, SOURCE_LABEL_4, SOURCE_LABEL_5)]
+    assert [c.tolist() for c in result.classes] == expected
+    _check_composition(result, batch)
+
+
+def test_single_class_and_no_valid_class() -> None:
+    only_ignore = [[X] * 4 for _ in range(4)]
+    one_class = [[X, 4, 4, X]] * 4
+    batch = _batch([only_ignore, one_class])
+    result = class_mix(*batch, generator=torch.Generator().manual_seed(0))
+    assert result.classes[0].numel() == 0 and result.classes[0].dtype == torch.int64
+    assert not result.mask[0].any()
+    assert torch.equal(result.image[0], batch[2][0]) and torch.equal(result.label[0], batch[3][0])
+    assert result.classes[1].tolist() == [4]  # ceil(1 / 2) = 1
+    _check_composition(result, batch)
+
+
+def test_same_seed_same_mix_and_global_rng_fallback() -> None:
+    batch = _batch([SOURCE_LABEL_5, SOURCE_LABEL_4, SOURCE_LABEL_5, SOURCE_LABEL_4], seed=1)
+    runs = [class_mix(*batch, generator=torch.Generator().manual_seed(123)) for _ in range(2)]
+    for a, b in zip(runs[0], runs[1]):
+        if isinstance(a, list):
+            assert all(torch.equal(x, y) for x, y in zip(a, b))
+        else:
+            assert torch.equal(a, b)
+    torch.manual_seed(5)
+    first = class_mix(*batch)
+    torch.manual_seed(5)
+    second = class_mix(*batch)
+    assert torch.equal(first.mask, second.mask)
+
+
+def test_class_mix_rejects_bad_shapes() -> None:
+    source_image, source_label, target_image, target_label = _batch([SOURCE_LABEL_4])
+    with pytest.raises(ValueError, match="target_image shape"):
+        class_mix(source_image, source_label, target_image[..., :3], target_label)
+    with pytest.raises(ValueError, match="target_label must be N x H x W"):
+        class_mix(source_image, source_label, target_image, target_label[0])
+    with pytest.raises(ValueError, match="integer class ids"):
+        class_mix(source_image, source_label.float(), target_image, target_label)
+
+
+def test_class_mask_helper() -> None:
+    label = torch.tensor(SOURCE_LABEL_4)
+    np.testing.assert_array_equal(class_mask(label, [3, 12]).numpy(), np.isin(SOURCE_LABEL_4, [3, 12]))
+    assert class_mask(label, torch.tensor([7])).sum() == 4
+    assert class_mask(label, []).shape == (4, 4) and not class_mask(label, []).any()
+    batched = class_mask(torch.stack([label, label]).to(torch.uint8), [1])
+    assert batched.shape == (2, 4, 4) and int(batched.sum()) == 6
+
+
+def test_pixel_weight_exact_values() -> None:
+    # Two classes, so p = (m, 1 - m) with max m. float64 keeps 0.968 exactly on the threshold.
+    max_probs = torch.tensor(
+        [
+            [[0.99, 0.5], [0.968, 0.7]],  # 2 of 4 pixels >= 0.968 (the boundary counts)
+            [[0.9, 0.6], [0.967, 0.5]],  # none
+        ],
+        dtype=torch.float64,
+    )
+    probs = torch.stack([max_probs, 1 - max_probs], dim=1)
+    mask = torch.tensor([[[True, False], [False, False]], [[False, False], [False, True]]])
+    expected = torch.tensor([[[1.0, 0.5], [0.5, 0.5]], [[0.0, 0.0], [0.0, 1.0]]], dtype=torch.float64)
+    weight = pixel_weight(probs, mask)
+    assert weight.dtype == torch.float64
+    torch.testing.assert_close(weight, expected, atol=0, rtol=0)
+    torch.testing.assert_close(pixel_weight(probs, mask.float()), expected, atol=0, rtol=0)
+    # A lower threshold counts 3 of 4 pixels in sample 1 (0.9, 0.6, 0.967 >= 0.6).
+    weight = pixel_weight(probs, mask, threshold=0.6)
+    torch.testing.assert_close(weight[1], torch.tensor([[0.75, 0.75], [0.75, 1.0]], dtype=torch.float64))
+    with pytest.raises(ValueError, match="mask must be N x H x W"):
+        pixel_weight(probs, mask[0])
+
+
+def _pair() -> tuple[nn.Module, nn.Module]:
+    torch.manual_seed(0)
+    teacher = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    student = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    with torch.no_grad():
+        for p in student.parameters():
+            p.add_(1.0)  # BatchNorm starts at weight 1 / bias 0 in both: make every parameter differ
+    student.train()(torch.randn(4, 3))  # give the student non-default BatchNorm running stats
+    return teacher, student
+
+
+def test_ema_step_zero_copies_the_student() -> None:
+    teacher, student = _pair()
+    ema_update(teacher, student, step=0)
+    for t, s in zip(teacher.state_dict().values(), student.state_dict().values()):
+        assert torch.equal(t, s)
+
+
+@pytest.mark.parametrize(
+    ("step", "alpha"), [(1, 0.5), (3, 0.75), (50, 1 - 1 / 51), (99, 0.99), (10**6, 0.99)]
+)
+def test_ema_alpha_schedule(step: int, alpha: float) -> None:
+    teacher, student = _pair()
+    before = {k: v.clone() for k, v in teacher.named_parameters()}
+    ema_update(teacher, student, step=step)
+    for (name, t), s in zip(teacher.named_parameters(), student.parameters()):
+        torch.testing.assert_close(t, alpha * before[name] + (1 - alpha) * s, atol=1e-6, rtol=0)
+        assert t.requires_grad and t.grad_fn is None
+    # Buffers are copied, not averaged.
+    for t, s in zip(teacher.buffers(), student.buffers()):
+        assert torch.equal(t, s)
+
+
+def test_ema_rejects_mismatched_models_and_negative_steps() -> None:
+    with pytest.raises(ValueError, match="parameter shape mismatch"):
+        ema_update(nn.Linear(3, 2), nn.Linear(3, 4), step=1)
+    with pytest.raises(ValueError, match="teacher and student differ"):
+        ema_update(nn.Linear(3, 2), nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 2)), step=1)
+    with pytest.raises(ValueError, match="step"):
+        ema_update(nn.Linear(3, 2), nn.Linear(3, 2), step=-1)
