@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import statistics
 import time
+import warnings
 from dataclasses import asdict, dataclass
 
 import torch
@@ -26,7 +27,8 @@ def count_flops(model: nn.Module, height: int = 512, width: int = 1024) -> int:
     model.eval()
     try:
         device = next(model.parameters()).device
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # fvcore traces with the deprecated torch.jit
             analysis = FlopCountAnalysis(model, torch.zeros(1, 3, height, width, device=device))
             analysis.unsupported_ops_warnings(False)
             analysis.uncalled_modules_warnings(False)

@@ -84,8 +84,8 @@ class BiSeNet(nn.Module):
     """BiSeNet (ResNet-18). Eval: ``model(x)`` -> logits N x C x H x W at the input size.
 
     Train: ``(logits, aux16, aux32)``, the auxiliary heads' logits also at the input size.
-    Input sides should be multiples of 32 (the template's constraint: the x8 upsampling of the
-    1/8 spatial path must land on the input size).
+    Input sides must be multiples of 8 (the template's constraint: the x8 upsampling of the 1/8
+    spatial path must land on the input size); inference code resizes to such a size.
     """
 
     def __init__(self, num_classes: int = 19) -> None:

@@ -1,0 +1,177 @@
+"""The training package on a tiny procedural tree: every variant, resume, CLI, evaluation, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO
+
+from segdemo import synthetic
+from segdemo.checkpoints import load_model, read_metadata
+from train.__main__ import main
+from train.config import apply_overrides, get_variant, variants
+from train.engine import Trainer, build_data, describe_data, learning_rate
+
+TINY = ["gta5_size=64x32", "cityscapes_size=64x32", "batch_size=2", "num_workers=0", "log_every=1"]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("procedural")
+    synthetic.generate(root, seed=3, n_source=8, n_target_train=8, n_target_val=4, size=(64, 32))
+    return root
+
+
+def tiny_config(variant: str, *extra: str):
+    return apply_overrides(get_variant(variant), [*TINY, "iterations=2", *extra])
+
+
+def test_list_names_the_eight_variants(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert [line.split()[0] for line in out.strip().splitlines()] == [
+        "deeplabv2_cityscapes", "bisenet_cityscapes", "bisenet_gta5", "bisenet_gta5_aug1",
+        "bisenet_gta5_aug2", "bisenet_gta5_aug12", "bisenet_gta5_fda", "bisenet_gta5_dacs",
+    ]
+
+
+def test_variants_carry_the_report_settings():
+    table = variants()
+    assert all(c.epochs == 50 and c.optimizer == "adam" and c.lr == 1e-3 for c in table.values())
+    assert table["bisenet_gta5"].gta5_size == (1280, 720)
+    assert table["bisenet_cityscapes"].cityscapes_size == (1024, 512)
+    assert table["deeplabv2_cityscapes"].head_lr_mult == 10.0
+    assert table["bisenet_gta5_fda"].method == "fda" and table["bisenet_gta5_fda"].fda_beta == 0.01
+    assert table["bisenet_gta5_aug12"].augment == "aug12"
+
+
+def test_overrides_parse_and_reject():
+    config = apply_overrides(get_variant("bisenet_gta5"), ["optimizer=sgd", "lr=2.5e-4", "gta5_size=640x360",
+                                                          "amp=false"])
+    assert (config.optimizer, config.lr, config.gta5_size, config.amp) == ("sgd", 2.5e-4, (640, 360), False)
+    with pytest.raises(ValueError, match="bad override 'colour=red'"):
+        apply_overrides(config, ["colour=red"])
+    with pytest.raises(ValueError, match="bad value for lr"):
+        apply_overrides(config, ["lr=fast"])
+    with pytest.raises(ValueError, match="optimizer must be adam or sgd"):
+        apply_overrides(config, ["optimizer=rmsprop"])
+    with pytest.raises(ValueError, match="multiples of 8"):
+        apply_overrides(config, ["gta5_size=100x50"])
+
+
+def test_poly_schedule():
+    config = get_variant("bisenet_gta5")
+    assert learning_rate(config, 0, 100) == 1e-3
+    assert learning_rate(config, 50, 100) == pytest.approx(1e-3 * 0.5 ** 0.9)
+    assert learning_rate(config.replace(schedule="constant"), 50, 100) == 1e-3
+
+
+@pytest.mark.parametrize("variant", list(variants()))
+def test_every_variant_trains_a_few_steps(tiny_data, tmp_path, variant):
+    config = tiny_config(variant)
+    gta5, cityscapes = tiny_data / "gta5", tiny_data / "cityscapes"
+    data = build_data(config, gta5, cityscapes)
+    trainer = Trainer(config, data, tmp_path / variant, device="cpu", progress=False,
+                      train_data_info=describe_data(config, gta5, cityscapes))
+    before = [p.detach().clone() for p in trainer.model.parameters() if p.requires_grad]
+    trainer.run()
+    after = [p.detach() for p in trainer.model.parameters() if p.requires_grad]
+    assert any(not torch.equal(a, b) for a, b in zip(before, after))  # it learned something
+    model, meta = load_model(tmp_path / variant)
+    assert meta["variant"] == variant and meta["steps"] == 2
+    assert meta["train_data"]["kind"] == "procedural"
+    assert meta["metrics"]["eval_data"].startswith("procedural")
+    assert 0.0 <= meta["metrics"]["miou"] <= 100.0 and len(meta["metrics"]["iou"]) == 19
+    assert (tmp_path / variant / "tb").is_dir()
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, 32, 64)).shape == (1, 19, 32, 64)
+
+
+def test_resume_continues_the_same_schedule(tiny_data, tmp_path):
+    gta5, cityscapes = tiny_data / "gta5", tiny_data / "cityscapes"
+    config = tiny_config("bisenet_gta5_dacs", "iterations=4", "checkpoint_every=1")
+
+    straight = Trainer(config, build_data(config, gta5, cityscapes), tmp_path / "a", device="cpu", progress=False)
+    straight.run()
+
+    first = Trainer(config, build_data(config, gta5, cityscapes), tmp_path / "b", device="cpu", progress=False)
+    first.run(stop_after=2)
+    assert json.loads((tmp_path / "b" / "last" / "progress.json").read_text())["step"] == 2
+    assert not (tmp_path / "b" / "model.safetensors").exists()  # not finished: no final model yet
+    resumed = Trainer(config, build_data(config, gta5, cityscapes), tmp_path / "b", device="cpu", resume=True,
+                      progress=False)
+    assert resumed.step == 2
+    resumed.run()
+    assert resumed.step == straight.step == 4
+    for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert read_metadata(tmp_path / "a")["metrics"] == read_metadata(tmp_path / "b")["metrics"]
+
+
+def test_resume_refuses_a_changed_config(tiny_data, tmp_path):
+    gta5, cityscapes = tiny_data / "gta5", tiny_data / "cityscapes"
+    config = tiny_config("bisenet_gta5")
+    Trainer(config, build_data(config, gta5, cityscapes), tmp_path, device="cpu", progress=False).run(stop_after=1)
+    changed = config.replace(lr=0.5)
+    with pytest.raises(Exception, match="lr"):
+        Trainer(changed, build_data(changed, gta5, cityscapes), tmp_path, device="cpu", resume=True, progress=False)
+
+
+def test_cli_run_evaluate_and_errors(tiny_data, tmp_path, capsys):
+    gta5, cityscapes = str(tiny_data / "gta5"), str(tiny_data / "cityscapes")
+    out = tmp_path / "ck"
+    code = main(["run", "bisenet_gta5", "--gta5", gta5, "--cityscapes", cityscapes, "--out", str(out),
+                 "--device", "cpu", *TINY, "iterations=1"])
+    assert code == 0 and (out / "model.safetensors").is_file()
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--cityscapes", cityscapes, "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "| bisenet_gta5 | procedural cityscapes-layout val, 4 images |" in printed
+    assert "| bisenet_gta5 (report) | real cityscapes val (the report, P100) | 15.12 |" in printed
+    assert "not on Cityscapes" in printed
+    # Missing data, unknown variant, bad override: exit code 2 and one clear line.
+    assert main(["run", "bisenet_gta5", "--cityscapes", cityscapes, "--out", str(tmp_path / "x")]) == 2
+    assert "pass --gta5 DIR" in capsys.readouterr().err
+    assert main(["run", "unet", "--gta5", gta5, "--cityscapes", cityscapes, "--out", str(tmp_path / "x")]) == 2
+    assert "unknown variant 'unet'" in capsys.readouterr().err
+    assert main(["run", "bisenet_gta5", "--gta5", str(tmp_path / "nowhere"), "--cityscapes", cityscapes,
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "nowhere" in capsys.readouterr().err
+
+
+def test_mbt_ensemble_evaluation(tiny_data, tmp_path, capsys):
+    gta5, cityscapes = tiny_data / "gta5", tiny_data / "cityscapes"
+    paths = []
+    for beta in ("0.01", "0.05"):
+        config = tiny_config("bisenet_gta5_fda", f"fda_beta={beta}", "iterations=1")
+        out = tmp_path / beta
+        Trainer(config, build_data(config, gta5, cityscapes), out, device="cpu", progress=False).run()
+        paths.append(str(out))
+    assert main(["evaluate", *paths, "--cityscapes", str(cityscapes), "--device", "cpu"]) == 0
+    assert "MBT(bisenet_gta5_fda, bisenet_gta5_fda)" in capsys.readouterr().out
+
+
+def test_profile_cli(capsys):
+    assert main(["profile", "bisenet", "--size", "64x128", "--runs", "2", "--warmup", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| bisenet | 1x3x64x128 | cpu" in out and "12.07M" in out and "| bisenet (report) |" in out
+
+
+def test_torchrun_two_cpu_processes(tiny_data, tmp_path):
+    """DistributedDataParallel with the gloo backend: two ranks, one writer."""
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+           "-m", "train", "run", "bisenet_gta5", "--gta5", str(tiny_data / "gta5"), "--cityscapes",
+           str(tiny_data / "cityscapes"), "--out", str(out), "--device", "cpu", *TINY, "iterations=2"]
+    result = subprocess.run(cmd, check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    meta = read_metadata(out)
+    assert meta["steps"] == 2 and meta["config"]["batch_size"] == 2
+    assert result.stdout.count("checkpoint:") == 1  # only rank 0 writes and reports

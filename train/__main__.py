@@ -1,0 +1,155 @@
+"""``python -m train``: list, run, evaluate, profile and demo. See ``python -m train -h``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from train.config import apply_overrides, get_variant, variants
+
+
+def _size(text: str) -> tuple[int, int]:
+    """'512x1024' -> (512, 1024): HEIGHTxWIDTH as the report writes input sizes."""
+    try:
+        a, b = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 512x1024, got {text!r}") from None
+    if a <= 0 or b <= 0:
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
+    return a, b
+
+
+def cmd_list(_args: argparse.Namespace) -> int:
+    table = variants()
+    width = max(len(n) for n in table)
+    for name, config in table.items():
+        print(f"{name:<{width}}  {config.description}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from segdemo.datasets import DatasetError
+    from train.engine import Trainer, TrainingError, build_data, describe_data, init_distributed
+
+    try:
+        config = apply_overrides(get_variant(args.variant), args.overrides)
+        init_distributed()
+        data = build_data(config, args.gta5, args.cityscapes)
+        trainer = Trainer(
+            config, data, args.out, device=args.device, resume=args.resume,
+            train_data_info=describe_data(config, args.gta5, args.cityscapes),
+        )
+        out = trainer.run()
+    except (ValueError, DatasetError, TrainingError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        print(f"\nstopped ({exc or 'interrupted'}); state saved: resume with the same command plus --resume",
+              file=sys.stderr)
+        return 130
+    if trainer.is_main:
+        from segdemo.checkpoints import read_metadata
+
+        metrics = read_metadata(out).get("metrics", {})
+        print(f"checkpoint: {out}  (mIoU {metrics.get('miou', 'n/a')} on {metrics.get('eval_data', '?')})")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from train.evaluate import EvaluationError, evaluate_checkpoints
+
+    try:
+        print(evaluate_checkpoints(args.checkpoints, args.cityscapes, device=args.device, limit=args.limit,
+                                   write=not args.no_write))
+    except EvaluationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from train.evaluate import profile_table
+
+    try:
+        print(profile_table(args.model, args.size, args.device, runs=args.runs, warmup=args.warmup))
+    except (ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from train.demo import run_demo
+
+    try:
+        run_demo(data_dir=args.data, out_dir=args.out, only=args.only, results_file=args.results,
+                 scale=args.scale)
+    except (ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ndemo interrupted; finished checkpoints are kept. Run it again to continue.", file=sys.stderr)
+        return 130
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m train", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("list", help="the variants of the report").set_defaults(func=cmd_list)
+
+    run = sub.add_parser("run", help="train one variant", description=(
+        "Train a variant. Overrides are field=value (e.g. lr=2.5e-4 optimizer=sgd epochs=10 "
+        "gta5_size=640x360); `python -m train list` names the variants."))
+    run.add_argument("variant")
+    run.add_argument("overrides", nargs="*", help="field=value config overrides")
+    run.add_argument("--gta5", type=Path, help="GTA5 root (images/, labels/)")
+    run.add_argument("--cityscapes", type=Path, help="Cityscapes root (leftImg8bit/, gtFine/ or a flat copy)")
+    run.add_argument("--out", type=Path, required=True, help="checkpoint folder, e.g. checkpoints/bisenet_gta5")
+    run.add_argument("--resume", action="store_true", help="continue from OUT/last with the same schedule")
+    run.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
+    run.set_defaults(func=cmd_run)
+
+    ev = sub.add_parser("evaluate", help="per-class IoU and mIoU on the target val split", description=(
+        "Evaluate checkpoints on Cityscapes val. One checkpoint: its metrics are written into its metadata. "
+        "Several: the multi-band transfer (MBT) ensemble of FDA, averaging their softmax outputs."))
+    ev.add_argument("checkpoints", nargs="+", type=Path)
+    ev.add_argument("--cityscapes", type=Path, required=True)
+    ev.add_argument("--device", default=None)
+    ev.add_argument("--limit", type=int, default=0, help="evaluate on the first N images only")
+    ev.add_argument("--no-write", action="store_true", help="do not write the metrics into the metadata")
+    ev.set_defaults(func=cmd_evaluate)
+
+    prof = sub.add_parser("profile", help="parameters, FLOPs, latency and FPS (Table 1/2 columns)")
+    prof.add_argument("model", choices=("bisenet", "deeplabv2"))
+    prof.add_argument("--size", type=_size, default=(512, 1024), help="HEIGHTxWIDTH (default 512x1024)")
+    prof.add_argument("--device", default="cpu")
+    prof.add_argument("--runs", type=int, default=10)
+    prof.add_argument("--warmup", type=int, default=3)
+    prof.set_defaults(func=cmd_profile)
+
+    demo = sub.add_parser("demo", help="train every variant on the procedural domains (CPU-sized)")
+    demo.add_argument("--data", type=Path, default=Path("data/procedural"))
+    demo.add_argument("--out", type=Path, default=Path("checkpoints"))
+    demo.add_argument("--only", nargs="*", help="train only these variants")
+    demo.add_argument("--results", type=Path, help="also write the results table (Markdown) to this file")
+    demo.add_argument("--scale", type=float, default=1.0, help="multiply the demo's training steps (e.g. 0.1)")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    # Overrides (field=value) may come before or after the options, as users type them.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command != "run" or any("=" not in item or item.startswith("-") for item in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""``python -m train demo``: every variant of the report, trained on the procedural domains on a CPU.
+
+The procedural data (``segdemo.synthetic``) is generated on first use. Each variant keeps its
+report recipe (model, labeled data, augmentation, adaptation) at a CPU-sized scale: small images,
+a fixed number of steps. Results are measured on the procedural target val split and labelled so.
+A finished variant is skipped on the next run; an interrupted one resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from segdemo.checkpoints import CheckpointError, read_metadata
+from segdemo.results import format_table
+from train.config import get_variant
+from train.engine import LAST_DIR, Trainer, build_data, describe_data
+
+DEMO_SEED = 0
+DEMO_DATA = {"n_source": 600, "n_target_train": 600, "n_target_val": 100, "size": (320, 160)}
+DEMO_SIZE = (320, 160)  # (width, height) for training and evaluation
+# Steps per variant at scale 1.0, in the order the demo trains them (the baseline comes first so
+# that a usable checkpoint exists within minutes).
+DEMO_STEPS = {
+    "bisenet_gta5": 400,
+    "bisenet_gta5_aug1": 400,
+    "bisenet_gta5_aug2": 400,
+    "bisenet_gta5_aug12": 400,
+    "bisenet_gta5_fda": 400,
+    "bisenet_gta5_dacs": 400,
+    "bisenet_cityscapes": 400,
+    "deeplabv2_cityscapes": 60,
+}
+DEMO_OVERRIDES = {
+    "deeplabv2_cityscapes": {"batch_size": 2},
+}
+PROGRESS_FILE = ".demo_progress.json"
+"""Written into the checkpoint folder while the demo runs (the app's progress bar reads it):
+{"state": "generating" | "training" | "done" | "failed", "variant": str | None, "index": int, "count": int,
+ "step": int, "total": int, "finished": [variant, ...], "message": str, "updated": unix time}."""
+
+
+def demo_config(variant: str, scale: float = 1.0):
+    """The variant's report config at demo scale."""
+    config = get_variant(variant)
+    changes = {
+        "gta5_size": DEMO_SIZE,
+        "cityscapes_size": DEMO_SIZE,
+        "batch_size": 8,
+        "iterations": max(1, round(DEMO_STEPS[variant] * scale)),
+        "num_workers": 0,
+        "log_every": 10,
+        "amp": False,
+        "seed": DEMO_SEED,
+        **DEMO_OVERRIDES.get(variant, {}),
+    }
+    return config.replace(**changes)
+
+
+def ensure_data(data_dir: Path) -> tuple[Path, Path]:
+    """Generate the procedural domains into ``data_dir`` unless they are already there."""
+    from segdemo import synthetic
+
+    gta5, cityscapes = data_dir / "gta5", data_dir / "cityscapes"
+    if not (gta5.is_dir() and cityscapes.is_dir()):
+        print(f"generating the procedural domains in {data_dir} ...", flush=True)
+        start = time.perf_counter()
+        synthetic.generate(data_dir, seed=DEMO_SEED, progress=True, **DEMO_DATA)
+        print(f"  done in {time.perf_counter() - start:.0f} s", flush=True)
+    return gta5, cityscapes
+
+
+def _finished(out: Path, config) -> bool:
+    try:
+        meta = read_metadata(out)
+    except CheckpointError:
+        return False
+    return meta.get("steps") == config.iterations and "miou" in meta.get("metrics", {}) and \
+        meta.get("config", {}).get("iterations") == config.iterations
+
+
+def _write_progress(out_dir: Path, **state) -> None:
+    path = out_dir / PROGRESS_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"updated": time.time(), **state}))
+    tmp.replace(path)
+
+
+def run_demo(
+    data_dir: Path = Path("data/procedural"),
+    out_dir: Path = Path("checkpoints"),
+    only: list[str] | None = None,
+    results_file: Path | None = None,
+    scale: float = 1.0,
+) -> list[dict]:
+    names = list(DEMO_STEPS)
+    if only:
+        unknown = sorted(set(only) - set(names))
+        if unknown:
+            raise ValueError(f"unknown variants {unknown}; choose among {', '.join(names)}")
+        names = [n for n in names if n in only]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    finished: list[str] = []
+    progress = {"variant": None, "index": 0, "count": len(names), "step": 0, "total": 0, "finished": finished}
+    _write_progress(out_dir, state="generating", message="generating the procedural domains", **progress)
+    try:
+        gta5, cityscapes = ensure_data(Path(data_dir))
+        timings = _train_all(names, scale, gta5, cityscapes, out_dir, progress)
+    except BaseException as exc:
+        _write_progress(out_dir, state="failed", message=f"{type(exc).__name__}: {exc}", **progress)
+        raise
+    _write_progress(out_dir, state="done", message="all variants trained", **progress)
+
+    rows = []
+    demo_seconds = sum(timings.values())
+    for name in names:
+        meta = read_metadata(out_dir / name)
+        metrics = meta["metrics"]
+        rows.append({"variant": name, "measured_on": metrics["eval_data"], "miou": metrics["miou"],
+                     "iou": metrics["iou"], "steps": meta["steps"], "seconds": timings.get(name)})
+    table = format_table(rows)
+    print("\nResults on the PROCEDURAL target val split (not Cityscapes):\n")
+    print(table)
+    print(f"\ntraining time this run {demo_seconds / 60:.1f} min")
+    if results_file is not None:
+        Path(results_file).write_text(table + "\n")
+    return rows
+
+
+def _train_all(names: list[str], scale: float, gta5: Path, cityscapes: Path, out_dir: Path,
+               progress: dict) -> dict[str, float]:
+    timings: dict[str, float] = {}
+    for i, name in enumerate(names):
+        config = demo_config(name, scale)
+        out = out_dir / name
+        progress.update(variant=name, index=i, step=0, total=config.iterations)
+        if _finished(out, config):
+            print(f"[{i + 1}/{len(names)}] {name}: already trained, skipping", flush=True)
+            progress["finished"].append(name)
+            continue
+        resume = (out / LAST_DIR / "progress.json").is_file()
+        print(f"[{i + 1}/{len(names)}] {name}: {config.iterations} steps{' (resuming)' if resume else ''}", flush=True)
+        _write_progress(out_dir, state="training", message=f"training {name}", **progress)
+        start = time.perf_counter()
+        last_write = 0.0
+
+        def report(step: int, total: int) -> None:
+            nonlocal last_write
+            if time.perf_counter() - last_write > 1.0 or step == total:  # at most once a second
+                last_write = time.perf_counter()
+                progress.update(step=step, total=total)
+                _write_progress(out_dir, state="training", message=f"training {progress['variant']}", **progress)
+
+        data = build_data(config, gta5, cityscapes)
+        trainer = Trainer(config, data, out, device="cpu", resume=resume,
+                          train_data_info=describe_data(config, gta5, cityscapes))
+        trainer.run(on_step=report)
+        timings[name] = time.perf_counter() - start
+        progress["finished"].append(name)
+        print(f"  {name}: mIoU {trainer.best_miou:.2f} in {timings[name]:.0f} s", flush=True)
+    return timings

@@ -1,0 +1,99 @@
+"""``python -m train evaluate`` and ``python -m train profile``: the report's tables from our checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from segdemo.checkpoints import CheckpointError, load_model, update_metadata
+from segdemo.datasets import Cityscapes, DatasetError
+from segdemo.results import format_table, report_row
+from train.engine import data_kind, evaluate
+
+
+class EvaluationError(RuntimeError):
+    pass
+
+
+def _device(device: str | None) -> torch.device:
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def evaluate_checkpoints(
+    checkpoints: list[Path], cityscapes: Path, device: str | None = None, limit: int = 0, write: bool = True
+) -> str:
+    """Evaluate one checkpoint (or the MBT ensemble of several) and return the printed report."""
+    dev = _device(device)
+    try:
+        loaded = [load_model(path, device=dev) for path in checkpoints]
+    except CheckpointError as exc:
+        raise EvaluationError(str(exc)) from exc
+    metas = [meta for _, meta in loaded]
+    first = metas[0]
+    for meta in metas[1:]:
+        if (meta["input_size"], meta["mean"], meta["std"]) != (first["input_size"], first["mean"], first["std"]):
+            raise EvaluationError("MBT needs checkpoints with the same input size and normalisation")
+    height, width = first["input_size"]
+    try:
+        dataset = Cityscapes(cityscapes, "val", size=(width, height), mean=first["mean"], std=first["std"])
+    except DatasetError as exc:
+        raise EvaluationError(str(exc)) from exc
+    count = min(limit, len(dataset)) if limit else len(dataset)
+    matrix = evaluate([model for model, _ in loaded], dataset, dev, batch_size=2, limit=count)
+    summary = matrix.summary()
+    kind = data_kind(cityscapes)
+    eval_data = f"{kind} cityscapes-layout val, {count} images"
+    name = first.get("variant") or "checkpoint"
+    label = name if len(loaded) == 1 else "MBT(" + ", ".join(str(m.get("variant")) for m in metas) + ")"
+    rows = [{"variant": label, "measured_on": eval_data, "miou": summary["miou"], "iou": summary["iou"]}]
+    reference = report_row(name)
+    if reference is not None and reference["miou"] is not None:
+        rows.append({**reference, "variant": f"{name} (report)"})
+    lines = [format_table(rows)]
+    if kind == "procedural":
+        lines.append("\nNote: measured on procedurally generated data, not on Cityscapes; the report's row is "
+                     "shown for orientation only.")
+    if write and len(loaded) == 1:
+        path = checkpoints[0]
+        if path.is_dir() or path.suffix == ".safetensors":
+            update_metadata(path, metrics={
+                "eval_data": eval_data, "eval_size": [width, height], "miou": summary["miou"],
+                "pixel_accuracy": summary["pixel_accuracy"], "iou": summary["iou"],
+                "selected_by": first.get("metrics", {}).get("selected_by", "evaluate"),
+            })
+            lines.append(f"\nmetrics written into {path}")
+        else:
+            lines.append("\n(course-template file: metrics printed, not written; it has no metadata)")
+    return "\n".join(lines)
+
+
+def profile_table(model_name: str, size: tuple[int, int], device: str, runs: int = 10, warmup: int = 3) -> str:
+    """Parameters, FLOPs, latency and FPS of a freshly built model, beside the report's Table 1/2 row."""
+    from segdemo.models import build_model
+    from segdemo.profiling import count_flops, count_parameters, measure_latency
+
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but no CUDA device is available")
+    height, width = size
+    model = build_model(model_name).to(dev).eval()
+    params = count_parameters(model)
+    flops = count_flops(model, height, width)
+    latency = measure_latency(model, height, width, warmup=warmup, runs=runs, device=dev)
+    report = report_row("deeplabv2_cityscapes" if model_name == "deeplabv2" else "bisenet_cityscapes")
+    lines = [
+        "| model | input | device | params | FLOPs (fvcore) | latency ms (mean ± std) | FPS |",
+        "|---|---|---|---|---|---|---|",
+        (f"| {model_name} | 1x3x{height}x{width} | {latency.device} | {params / 1e6:.2f}M | {flops / 1e9:.2f}G | "
+         f"{latency.mean_ms:.2f} ± {latency.std_ms:.2f} | {latency.fps:.1f} |"),
+        (f"| {model_name} (report) | 1x3x512x1024 | P100 | {report['params']} | {report['flops']} | "
+         f"{report['latency_ms']} | {1000 / report['latency_ms']:.1f} |"),
+    ]
+    lines.append(f"\n{runs} timed runs after {warmup} warm-up runs.")
+    if model_name == "bisenet":
+        lines.append("The report's 12.58M for BiSeNet counts ResNet-18's unused ImageNet classifier (513,000).")
+    return "\n".join(lines)
+
+
+__all__ = ["EvaluationError", "evaluate_checkpoints", "profile_table"]
