@@ -49,14 +49,10 @@ class Data:
 
 
 def data_kind(root: str | Path | None) -> str:
-    """"procedural" for data made by ``segdemo.synthetic`` (its README.txt beside the domain roots), else "real"."""
-    from segdemo.synthetic import _README_MARKER
+    """"procedural" for data made by ``segdemo.synthetic``, else "real"."""
+    from segdemo.synthetic import is_procedural
 
-    if root:
-        for readme in (Path(root) / "README.txt", Path(root).parent / "README.txt"):
-            if readme.is_file() and readme.read_text(errors="replace").startswith(_README_MARKER):
-                return "procedural"
-    return "real"
+    return "procedural" if root and is_procedural(root) else "real"
 
 
 def describe_data(config: Config, gta5: str | Path | None, cityscapes: str | Path | None) -> dict[str, Any]:

@@ -1,0 +1,371 @@
+"""Tests for the procedural two-domain street-scene generator (segdemo.synthetic)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from cityscapesscripts.helpers.labels import labels as cs_labels
+from PIL import Image
+
+from segdemo.labels import IGNORE_INDEX, NUM_CLASSES, TRAIN_ID_TO_LABEL_ID, id_to_train_id
+from segdemo.synthetic import (
+    BICYCLE,
+    BUILDING,
+    CAR,
+    DEFAULT_SIZE,
+    PERSON,
+    ROAD,
+    SIDEWALK,
+    SKY,
+    TRUCK,
+    VEGETATION,
+    generate,
+    render_scene,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = (64, 32)
+
+
+def _scenes(
+    domain: str, seeds: range, size: tuple[int, int] = DEFAULT_SIZE
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [render_scene(np.random.default_rng(s), domain, size) for s in seeds]
+
+
+@pytest.fixture(scope="module")
+def scenes() -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+    """A modest sample of default-size scenes per domain, shared by the statistics tests."""
+    return {d: _scenes(d, range(100, 130)) for d in ("source", "target")}
+
+
+# --- render_scene --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("domain", ["source", "target"])
+@pytest.mark.parametrize("size", [DEFAULT_SIZE, (96, 40)])
+def test_shapes_dtypes_and_ranges(domain: str, size: tuple[int, int]) -> None:
+    img, lab = render_scene(np.random.default_rng(0), domain, size)
+    w, h = size
+    assert img.shape == (h, w, 3) and img.dtype == np.uint8
+    assert lab.shape == (h, w) and lab.dtype == np.uint8
+    assert np.all((lab < NUM_CLASSES) | (lab == IGNORE_INDEX))
+    assert img.std() > 10  # an actual picture, not a blank canvas
+
+
+def test_default_size_is_cityscapes_shaped() -> None:
+    w, h = DEFAULT_SIZE
+    assert w == 2 * h
+
+
+@pytest.mark.parametrize("domain", ["gta5", "Source", "", None])
+def test_invalid_domain_raises(domain: object) -> None:
+    with pytest.raises(ValueError, match="domain"):
+        render_scene(np.random.default_rng(0), domain, SMALL)  # type: ignore[arg-type]
+
+
+def test_invalid_size_raises() -> None:
+    with pytest.raises(ValueError):
+        render_scene(np.random.default_rng(0), "source", (8, 4))
+
+
+@pytest.mark.parametrize("domain", ["source", "target"])
+def test_same_seed_same_scene_different_seed_different(domain: str) -> None:
+    a_img, a_lab = render_scene(np.random.default_rng(7), domain)
+    b_img, b_lab = render_scene(np.random.default_rng(7), domain)
+    c_img, c_lab = render_scene(np.random.default_rng(8), domain)
+    np.testing.assert_array_equal(a_img, b_img)
+    np.testing.assert_array_equal(a_lab, b_lab)
+    assert not np.array_equal(a_img, c_img)
+    assert not np.array_equal(a_lab, c_lab)
+
+
+@pytest.mark.parametrize("domain", ["source", "target"])
+def test_all_19_classes_appear_and_ignore_is_absent(scenes, domain: str) -> None:
+    counts = np.zeros(256, np.int64)
+    for _, lab in scenes[domain]:
+        counts += np.bincount(lab.ravel(), minlength=256)
+    missing = [c for c in range(NUM_CLASSES) if counts[c] == 0]
+    assert missing == []
+    assert counts[IGNORE_INDEX] / counts.sum() < 0.001
+
+
+def test_labels_follow_the_drawn_geometry(scenes) -> None:
+    """Sky is at the top and road at the bottom centre: the label map is a street, not noise."""
+    for domain in ("source", "target"):
+        labs = np.stack([lab for _, lab in scenes[domain]])
+        w = labs.shape[2]
+        assert np.isin(labs[:, 0, :], (SKY, BUILDING, VEGETATION)).mean() > 0.8  # the top row
+        assert (labs[:, -1, w // 3 : 2 * w // 3] == ROAD).mean() > 0.5  # road at the bottom middle
+
+
+# --- the domain gap -----------------------------------------------------------------------------
+
+
+def _colour_stats(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+    imgs = np.stack([img for img, _ in pairs]).astype(np.float32)
+    hsv = np.stack([cv2.cvtColor(img, cv2.COLOR_RGB2HSV) for img, _ in pairs]).astype(np.float32)
+    luma = imgs @ np.array([0.299, 0.587, 0.114], np.float32)
+    return {
+        "brightness": float(luma.mean()),
+        "saturation": float(hsv[..., 1].mean()),
+        "contrast": float(np.mean([lum.std() for lum in luma])),
+        "warmth": float(imgs[..., 0].mean() - imgs[..., 2].mean()),
+    }
+
+
+def _fine_noise(pairs: list[tuple[np.ndarray, np.ndarray]], cls: int) -> float:
+    """Median |pixel - 3x3 median| inside (eroded) regions of one class: sensor noise and grain."""
+    values = []
+    for img, lab in pairs:
+        grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+        resid = np.abs(grey.astype(np.float32) - cv2.medianBlur(grey, 3).astype(np.float32))
+        inside = cv2.erode((lab == cls).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        values.append(resid[inside])
+    return float(np.mean(np.concatenate(values)))
+
+
+def test_domains_differ_in_colour_statistics(scenes) -> None:
+    src, tgt = _colour_stats(scenes["source"]), _colour_stats(scenes["target"])
+    assert src["brightness"] > tgt["brightness"] + 25
+    assert src["saturation"] > 1.8 * tgt["saturation"]
+    assert src["contrast"] > 1.3 * tgt["contrast"]
+    assert src["warmth"] > 15 and tgt["warmth"] < 0  # warm game light vs cool photo white balance
+
+
+def test_target_has_more_high_frequency_noise(scenes) -> None:
+    for cls in (ROAD, SKY):  # road and sky: large surfaces where only noise and grain make detail
+        assert _fine_noise(scenes["target"], cls) > 2 * _fine_noise(scenes["source"], cls) + 0.3
+
+
+def test_domains_differ_in_layout_and_class_frequencies(scenes) -> None:
+    def share(domain: str, cls: int) -> float:
+        return float(np.mean([(lab == cls).mean() for _, lab in scenes[domain]]))
+
+    def right_fraction(domain: str, cls: int) -> float:
+        labs = np.stack([lab for _, lab in scenes[domain]]) == cls
+        w = labs.shape[2]
+        return float(labs[:, :, w // 2 :].sum() / max(labs.sum(), 1))
+
+    def presence(domain: str, cls: int) -> float:
+        return float(np.mean([(lab == cls).any() for _, lab in scenes[domain]]))
+
+    assert share("target", PERSON) > 2 * share("source", PERSON)
+    assert share("target", BICYCLE) > 2 * share("source", BICYCLE)
+    assert presence("source", TRUCK) > 1.8 * presence("target", TRUCK)
+    # source: wide sidewalk and parked cars on the right; target: sidewalks on both sides, parking on the left
+    assert right_fraction("source", SIDEWALK) > 0.75
+    assert right_fraction("target", SIDEWALK) < 0.7
+    assert right_fraction("source", CAR) > 0.55
+    assert right_fraction("target", CAR) < 0.45
+
+
+# --- generate(): files on disk ------------------------------------------------------------------
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synthetic") / "data"
+    paths = generate(out, seed=3, n_source=3, n_target_train=3, n_target_val=2, size=SMALL)
+    assert paths == {"gta5": out / "gta5", "cityscapes": out / "cityscapes"}
+    return out
+
+
+def test_written_layout_exactly(dataset: Path) -> None:
+    expected = {"README.txt"}
+    expected |= {f"gta5/{kind}/{i:05d}.png" for kind in ("images", "labels") for i in (1, 2, 3)}
+    stems = {
+        "train": ["synthaven_000000_000019", "polyburg_000000_000019", "synthaven_000001_000019"],
+        "val": ["procville_000000_000019", "procville_000001_000019"],
+    }
+    for split, names in stems.items():
+        for stem in names:
+            city = stem.split("_")[0]
+            expected.add(f"cityscapes/leftImg8bit/{split}/{city}/{stem}_leftImg8bit.png")
+            expected.add(f"cityscapes/gtFine/{split}/{city}/{stem}_gtFine_labelIds.png")
+            expected.add(f"cityscapes/gtFine/{split}/{city}/{stem}_gtFine_labelTrainIds.png")
+    assert set(_files(dataset)) == expected
+
+
+def test_png_modes_and_gta5_palette(dataset: Path) -> None:
+    w, h = SMALL
+    for path in sorted(dataset.rglob("*.png")):
+        with Image.open(path) as im:
+            assert im.size == (w, h)
+            if "leftImg8bit" in path.name or path.parent.name == "images":
+                assert im.mode == "RGB"
+            elif path.parent.name == "labels":
+                assert im.mode == "P"
+                palette = np.array(im.getpalette()[: 3 * 34]).reshape(-1, 3)
+                for lab in cs_labels:
+                    if 0 <= lab.id < 34:
+                        assert tuple(palette[lab.id]) == lab.color, lab.name
+            else:
+                assert im.mode == "L"
+
+
+def test_gta5_labels_are_label_ids(dataset: Path) -> None:
+    for i in (1, 2, 3):
+        ids = np.array(Image.open(dataset / "gta5" / "labels" / f"{i:05d}.png"))
+        assert set(np.unique(ids)) <= set(TRAIN_ID_TO_LABEL_ID.tolist()) | {0}
+        train_ids = id_to_train_id(ids)
+        assert (train_ids != IGNORE_INDEX).mean() > 0.999
+
+
+def test_label_ids_consistent_with_train_ids(dataset: Path) -> None:
+    files = sorted((dataset / "cityscapes" / "gtFine").rglob("*_gtFine_labelIds.png"))
+    assert len(files) == 5
+    for ids_path in files:
+        ids = np.array(Image.open(ids_path))
+        train = np.array(Image.open(str(ids_path).replace("_labelIds", "_labelTrainIds")))
+        np.testing.assert_array_equal(id_to_train_id(ids), train)
+        assert np.all((train < NUM_CLASSES) | (train == IGNORE_INDEX))
+
+
+def test_written_files_match_render_scene(dataset: Path) -> None:
+    """The data on disk is exactly the renderer's output (no lossy step in between)."""
+    from segdemo.synthetic import scene_rng
+
+    img, lab = render_scene(scene_rng(3, "target", "val", 1), "target", SMALL)
+    stem = dataset / "cityscapes" / "leftImg8bit" / "val" / "procville" / "procville_000001_000019"
+    np.testing.assert_array_equal(np.array(Image.open(f"{stem}_leftImg8bit.png")), img)
+    gt = (
+        dataset
+        / "cityscapes"
+        / "gtFine"
+        / "val"
+        / "procville"
+        / "procville_000001_000019_gtFine_labelTrainIds.png"
+    )
+    np.testing.assert_array_equal(np.array(Image.open(gt)), lab)
+
+
+def test_readme(dataset: Path) -> None:
+    text = (dataset / "README.txt").read_text()
+    assert "NOT GTA5 and NOT\nCityscapes" in text
+    assert "seed: 3" in text and "64x32" in text
+    assert f"python -m segdemo.synthetic --out {dataset} --seed 3 --n-source 3" in text
+
+
+def test_generate_is_byte_deterministic_and_independent_of_counts(dataset: Path, tmp_path: Path) -> None:
+    again = tmp_path / "again"
+    generate(again, seed=3, n_source=3, n_target_train=3, n_target_val=2, size=SMALL)
+    first = _files(dataset)
+    again_files = _files(again)
+    # identical except the README, which names the output folder in its regenerate command
+    again_files.pop("README.txt")
+    assert again_files == {k: v for k, v in first.items() if k != "README.txt"}
+    # fewer images: each one is still the same bytes (its rng depends only on seed, domain, split, index)
+    fewer = tmp_path / "fewer"
+    generate(fewer, seed=3, n_source=2, n_target_train=1, n_target_val=2, size=SMALL)
+    fewer_files = _files(fewer)
+    for name, data in fewer_files.items():
+        if name != "README.txt":
+            assert first[name] == data, name
+    assert "gta5/images/00003.png" not in fewer_files
+    # a different seed gives different images
+    other = tmp_path / "other"
+    generate(other, seed=4, n_source=1, n_target_train=0, n_target_val=0, size=SMALL)
+    assert _files(other)["gta5/images/00001.png"] != first["gta5/images/00001.png"]
+
+
+def test_rerun_into_same_folder_prunes_stale_files(tmp_path: Path) -> None:
+    out = tmp_path / "data"
+    generate(out, seed=0, n_source=3, n_target_train=2, n_target_val=1, size=SMALL)
+    before = _files(out)
+    generate(out, seed=0, n_source=3, n_target_train=2, n_target_val=1, size=SMALL)
+    assert _files(out) == before  # a re-run reproduces every byte, README included
+    generate(out, seed=0, n_source=1, n_target_train=1, n_target_val=1, size=SMALL)
+    names = set(_files(out))
+    assert "gta5/images/00001.png" in names and "gta5/images/00002.png" not in names
+    assert not any(n.endswith(".tmp") for n in names)
+    assert len([n for n in names if n.endswith("_leftImg8bit.png")]) == 2
+
+
+def test_refuses_to_overwrite_foreign_data(tmp_path: Path) -> None:
+    out = tmp_path / "real"
+    (out / "gta5" / "images").mkdir(parents=True)
+    (out / "gta5" / "images" / "00001.png").write_bytes(b"real data")
+    with pytest.raises(FileExistsError):
+        generate(out, seed=0, n_source=1, n_target_train=0, n_target_val=0, size=SMALL)
+    assert (out / "gta5" / "images" / "00001.png").read_bytes() == b"real data"
+
+
+def test_is_procedural(dataset: Path, tmp_path: Path) -> None:
+    from segdemo.synthetic import is_procedural
+
+    assert (
+        is_procedural(dataset) and is_procedural(dataset / "gta5") and is_procedural(dataset / "cityscapes")
+    )
+    (tmp_path / "real" / "gta5").mkdir(parents=True)
+    assert not is_procedural(tmp_path / "real" / "gta5")
+
+
+def test_generate_rejects_negative_counts(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        generate(tmp_path / "x", n_source=-1, size=SMALL)
+
+
+# --- command line -------------------------------------------------------------------------------
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "segdemo.synthetic", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_cli_writes_dataset(tmp_path: Path) -> None:
+    out = tmp_path / "cli"
+    result = _cli(
+        "--out",
+        str(out),
+        "--seed",
+        "5",
+        "--n-source",
+        "2",
+        "--n-target-train",
+        "1",
+        "--n-target-val",
+        "1",
+        "--size",
+        "64x32",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "wrote 2 source images" in result.stdout and " s" in result.stdout
+    assert sorted(p.name for p in (out / "gta5" / "images").iterdir()) == ["00001.png", "00002.png"]
+    assert len(list((out / "cityscapes" / "leftImg8bit" / "val").rglob("*.png"))) == 1
+    assert "seed: 5" in (out / "README.txt").read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--out", "x", "--size", "320"], "WIDTHxHEIGHT"),
+        (["--out", "x", "--size", "8x4"], "at least"),
+        (["--out", "x", "--n-source", "-3"], ">= 0"),
+        (["--out", "x", "--n-target-val", "many"], "whole number"),
+        (["--out", "x", "--seed", "-1"], ">= 0"),
+        (["--seed", "1"], "--out"),
+    ],
+)
+def test_cli_rejects_bad_arguments(tmp_path: Path, args: list[str], message: str) -> None:
+    result = _cli(*[str(tmp_path / a) if a == "x" else a for a in args])
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "x").exists()
