@@ -6,15 +6,17 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: app test lint demo
+.PHONY: app test lint demo app-test screenshots
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $(STAMP)
 
+# No e-mail prompt and no usage statistics: the app starts unattended on a fresh machine.
 app: $(STAMP)
-	$(PY) -m streamlit run app.py
+	$(PY) -m streamlit run app.py --server.showEmailPrompt false --browser.gatherUsageStats false \
+		--client.toolbarMode viewer
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -24,3 +26,11 @@ test: lint
 
 demo: $(STAMP)
 	$(PY) -m train demo
+
+# The app's tests only: headless page tests, then the browser tests (need /usr/bin/chromium).
+app-test: $(STAMP)
+	$(PY) -m pytest tests/test_app_support.py tests/test_app.py tests/e2e
+
+# The browser tests re-take docs/screenshots/<page>.png (otherwise they write to a temporary folder).
+screenshots: $(STAMP)
+	SEGDEMO_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/e2e

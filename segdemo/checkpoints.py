@@ -241,3 +241,173 @@ def _load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], path: Path
     if problems:
         raise CheckpointError(f"{path} does not fit the {name} architecture: " + "; ".join(problems))
     model.load_state_dict(state, strict=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# App-facing helpers: finding and describing checkpoints, importing an uploaded template file
+# ---------------------------------------------------------------------------------------------
+
+UPLOADS_DIR = "uploads"
+"""Sub-folder of the checkpoint root where uploaded course-template files are kept."""
+_SKIPPED_DIRS = ("last", "tb")  # resume states and TensorBoard logs inside our checkpoint folders
+DATA_KINDS = ("procedural", "real", "mixed", "unknown")
+
+
+def discover_checkpoints(root: str | Path) -> list[Path]:
+    """Our checkpoint folders and course-template files (``.pth`` ...) under ``root``, sorted.
+
+    Resume states (``last/``), TensorBoard folders, hidden files (half-written uploads) and
+    anything inside one of our checkpoint folders are skipped.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        folder = Path(dirpath)
+        if META_FILE in filenames and WEIGHTS_FILE in filenames and folder.name not in _SKIPPED_DIRS:
+            found.append(folder)
+            dirnames[:] = []  # its last/ and tb/ hold training state, not checkpoints
+            continue
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIPPED_DIRS and not d.startswith("."))
+        found += [
+            folder / f for f in filenames
+            if Path(f).suffix.lower() in TEMPLATE_SUFFIXES and not f.startswith(".")
+        ]
+    return sorted(found)
+
+
+def checkpoint_fingerprint(path: str | Path) -> tuple[int, int]:
+    """``(latest mtime in ns, total size)`` of a checkpoint's files: changes whenever it is rewritten."""
+    path = Path(path)
+    files = [path / META_FILE, path / WEIGHTS_FILE] if path.is_dir() else [path]
+    stats = [f.stat() for f in files if f.exists()]
+    return (max((s.st_mtime_ns for s in stats), default=0), sum(s.st_size for s in stats))
+
+
+def eval_kind(metrics: Mapping[str, Any] | None) -> str:
+    """"procedural", "real" or "unknown": what an evaluation in a checkpoint's metrics was measured on.
+
+    ``train evaluate`` and the trainer write ``eval_data`` as "<kind> cityscapes-layout val, N images".
+    """
+    if not metrics or "miou" not in metrics:
+        return "unknown"
+    if metrics.get("eval_kind") in DATA_KINDS:
+        return str(metrics["eval_kind"])
+    text = str(metrics.get("eval_data", "")).strip().lower()
+    if "procedural" in text:
+        return "procedural"
+    if text.startswith("real"):
+        return "real"
+    return "unknown"
+
+
+def _train_kind(meta: Mapping[str, Any]) -> str:
+    data = meta.get("train_data")
+    kind = data.get("kind") if isinstance(data, Mapping) else None
+    return kind if kind in DATA_KINDS else "unknown"
+
+
+def _peek_template(path: Path) -> str:
+    """The architecture of a template file, read without building a model (memory-mapped if possible)."""
+    try:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # legacy (non-zip) files cannot be memory-mapped
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"cannot load {path.name} as a plain state dict: {str(exc).splitlines()[0]}") from exc
+    return _detect_architecture(_unwrap_state_dict(obj, path), path)
+
+
+def describe_checkpoint(path: str | Path, root: str | Path | None = None) -> dict[str, Any]:
+    """What the app lists about one checkpoint, without loading its weights.
+
+    Keys: ``name`` (path relative to ``root``), ``path``, ``format`` ("folder" | "template"),
+    ``variant``, ``model``, ``train_data`` (procedural / real / mixed / unknown), ``miou`` (or None),
+    ``measured_on`` (the evaluation's data, or None), ``eval_kind``, ``input_size``, ``steps`` and
+    ``error`` (None, or why the checkpoint cannot be used).
+    """
+    path = Path(path)
+    try:
+        name = str(path.relative_to(root)) if root is not None else path.name
+    except ValueError:
+        name = path.name
+    info: dict[str, Any] = {
+        "name": name, "path": str(path), "format": "folder" if path.is_dir() else "template",
+        "variant": None, "model": None, "train_data": "unknown", "miou": None, "measured_on": None,
+        "eval_kind": "unknown", "input_size": None, "steps": None, "error": None,
+    }
+    try:
+        if path.is_dir():
+            meta = read_metadata(path)
+            if not (path / WEIGHTS_FILE).is_file():
+                raise CheckpointError(f"{path} has no {WEIGHTS_FILE}")
+            metrics = meta.get("metrics") if isinstance(meta.get("metrics"), Mapping) else {}
+            info.update(
+                variant=meta.get("variant"), model=meta.get("model"), train_data=_train_kind(meta),
+                input_size=meta.get("input_size", DEFAULT_INPUT_SIZE), steps=meta.get("steps"),
+                miou=metrics.get("miou"), measured_on=metrics.get("eval_data") if "miou" in metrics else None,
+                eval_kind=eval_kind(metrics),
+            )
+            if meta.get("model") not in MODEL_NAMES:
+                raise CheckpointError(f"{path.name}: unknown model {meta.get('model')!r}")
+        else:
+            info.update(variant="template import", model=_peek_template(path), input_size=list(DEFAULT_INPUT_SIZE))
+    except CheckpointError as exc:
+        info["error"] = str(exc)
+    return info
+
+
+def list_checkpoints(root: str | Path) -> list[dict[str, Any]]:
+    """:func:`describe_checkpoint` for everything :func:`discover_checkpoints` finds under ``root``."""
+    return [describe_checkpoint(p, root) for p in discover_checkpoints(root)]
+
+
+def _safe_file_name(filename: str, suffix: str) -> str:
+    stem = Path(str(filename).replace("\\", "/")).stem  # never trust folders in an uploaded name
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem).strip("._") or "checkpoint"
+    return stem[:80] + suffix
+
+
+def import_template_checkpoint(data: bytes, filename: str, root: str | Path) -> tuple[Path, dict[str, Any]]:
+    """Validate an uploaded course-template file and keep it as ``root/uploads/<name>``.
+
+    The bytes are written to a hidden temporary file and loaded with :func:`load_model`; only a
+    file that loads is renamed into place (a new name if another file already has it; the same
+    bytes uploaded twice are kept once). Anything else raises :class:`CheckpointError` and leaves
+    nothing behind. Returns ``(path, metadata)``.
+    """
+    suffix = Path(str(filename)).suffix.lower()
+    if suffix not in TEMPLATE_SUFFIXES:
+        raise CheckpointError(
+            f"{filename}: expected a course-template state dict ({', '.join(TEMPLATE_SUFFIXES)}); "
+            "our own checkpoints are folders written by `python -m train`"
+        )
+    if not data:
+        raise CheckpointError(f"{filename} is empty (0 bytes)")
+    folder = Path(root) / UPLOADS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=".upload-", suffix=suffix)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        try:
+            _, meta = load_model(tmp)
+        except CheckpointError as exc:
+            raise CheckpointError(str(exc).replace(str(tmp), filename)) from None
+        name = _safe_file_name(filename, suffix)
+        dest, n = folder / name, 1
+        while dest.exists():
+            if dest.stat().st_size == len(data) and dest.read_bytes() == data:
+                tmp.unlink()
+                break
+            dest = folder / f"{Path(name).stem}-{n}{suffix}"
+            n += 1
+        else:
+            os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    meta["train_data"] = {**meta["train_data"], "file": str(dest)}
+    return dest, meta

@@ -11,15 +11,30 @@ The building blocks of a DACS training step, as plain functions:
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
-from typing import NamedTuple
+from pathlib import Path
+from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
-from segdemo.labels import IGNORE_INDEX
+from segdemo.labels import IGNORE_INDEX, NUM_CLASSES
 
-__all__ = ["ClassMixResult", "class_mask", "class_mix", "ema_update", "pixel_weight"]
+__all__ = [
+    "ClassMixResult",
+    "MixPreview",
+    "class_mask",
+    "class_mix",
+    "ema_update",
+    "load_label",
+    "mask_image",
+    "mix_preview",
+    "pixel_weight",
+    "present_classes",
+    "weight_image",
+]
 
 
 class ClassMixResult(NamedTuple):
@@ -164,3 +179,183 @@ def ema_update(teacher: nn.Module, student: nn.Module, step: int) -> None:
         t.mul_(alpha).add_(s.detach(), alpha=1.0 - alpha)
     for t, s in zip(t_bufs, s_bufs):
         t.copy_(s)
+
+
+# ---------------------------------------------------------------------------------------------
+# App-facing helpers on 8-bit images and numpy label maps
+# ---------------------------------------------------------------------------------------------
+
+
+class MixPreview(NamedTuple):
+    """Output of :func:`mix_preview`: one ClassMix, as numpy arrays the size of the source image."""
+
+    image: np.ndarray
+    """H x W x 3 uint8 mixed image."""
+    label: np.ndarray
+    """H x W uint8 mixed label: source label where ``mask``, the pseudo-label (or 255) elsewhere."""
+    mask: np.ndarray
+    """H x W bool, True on the pasted source pixels."""
+    classes: list[int]
+    """The pasted source classes (trainIds), sorted."""
+    target: np.ndarray
+    """The target image resized to the source's size."""
+    weight: np.ndarray | None
+    """H x W float32 loss weight (:func:`pixel_weight`), or None without a teacher."""
+    confident_fraction: float | None
+    """Fraction of target pixels the teacher is confident about (the weight outside the mask)."""
+
+
+def present_classes(label: np.ndarray) -> list[int]:
+    """The trainIds 0-18 that occur in a label map, sorted."""
+    values = np.unique(np.asarray(label))
+    return [int(v) for v in values if 0 <= v < NUM_CLASSES]
+
+
+def _resize_map(values: np.ndarray, size: tuple[int, int], nearest: bool) -> np.ndarray:
+    import cv2
+
+    height, width = size
+    if values.shape[:2] == (height, width):
+        return values
+    interpolation = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+    return cv2.resize(values, (width, height), interpolation=interpolation)
+
+
+def mix_preview(
+    source_image: np.ndarray,
+    source_label: np.ndarray,
+    target_image: np.ndarray,
+    classes: Sequence[int] | None = None,
+    seed: int = 0,
+    pseudo_label: np.ndarray | None = None,
+    confidence: np.ndarray | None = None,
+    threshold: float = 0.968,
+) -> MixPreview:
+    """One DACS ClassMix on 8-bit images, for display.
+
+    ``classes=None`` draws half of the source's classes as :func:`class_mix` does, with a CPU
+    generator seeded by ``seed``; otherwise exactly ``classes`` are pasted. The target image (and the
+    teacher's ``pseudo_label`` / ``confidence`` maps, e.g. from :func:`segdemo.inference.predict` on
+    the target) are resized to the source's size. Without ``pseudo_label`` the target part of the
+    mixed label is ignore (255), and without ``confidence`` there is no weight map.
+
+    :func:`pixel_weight` only uses the teacher's largest class probability, so the confidence map
+    (max softmax per pixel) is passed to it as a one-channel probability tensor.
+    """
+    from segdemo.fda import resize_to
+
+    source_label = np.asarray(source_label)
+    source_image = np.asarray(source_image)
+    if source_label.shape != source_image.shape[:2]:
+        raise ValueError(
+            f"the source label is {source_label.shape[1]} x {source_label.shape[0]} pixels but the source image "
+            f"is {source_image.shape[1]} x {source_image.shape[0]}"
+        )
+    size = source_label.shape
+    target = resize_to(target_image, size)
+    # Copies: uploads decoded by PIL and cached arrays are read-only, torch wants writable memory.
+    src_t = torch.from_numpy(np.array(source_image, dtype=np.uint8)).permute(2, 0, 1)[None]
+    tgt_t = torch.from_numpy(np.array(target, dtype=np.uint8)).permute(2, 0, 1)[None]
+    lab_t = torch.from_numpy(source_label.astype(np.int64))[None]
+    if pseudo_label is None:
+        pseudo = torch.full_like(lab_t, IGNORE_INDEX)
+    else:
+        pseudo = torch.from_numpy(_resize_map(np.asarray(pseudo_label, np.uint8), size, True).astype(np.int64))[None]
+    if classes is None:
+        generator = torch.Generator().manual_seed(int(seed))
+        mixed = class_mix(src_t, lab_t, tgt_t, pseudo, generator=generator)
+        image, label, mask, chosen = mixed.image, mixed.label, mixed.mask, [int(c) for c in mixed.classes[0]]
+    else:
+        chosen = sorted({int(c) for c in classes})
+        mask = class_mask(lab_t, chosen)
+        image = torch.where(mask.unsqueeze(1), src_t, tgt_t)
+        label = torch.where(mask, lab_t, pseudo)
+    weight, fraction = None, None
+    if confidence is not None:
+        conf = _resize_map(np.asarray(confidence, np.float32), size, False)
+        weight_t = pixel_weight(torch.from_numpy(conf)[None, None], mask, threshold)[0]
+        weight = weight_t.numpy().astype(np.float32)
+        fraction = float((conf >= threshold).mean())
+    return MixPreview(
+        image=image[0].permute(1, 2, 0).numpy().astype(np.uint8),
+        label=label[0].numpy().astype(np.uint8),
+        mask=mask[0].numpy(),
+        classes=chosen,
+        target=target,
+        weight=weight,
+        confident_fraction=fraction,
+    )
+
+
+def weight_image(weight: np.ndarray) -> np.ndarray:
+    """An H x W weight map in [0, 1] as an RGB picture (viridis: 0 dark blue, 1 yellow)."""
+    import cv2
+
+    grey = np.clip(np.rint(np.asarray(weight, np.float32) * 255.0), 0, 255).astype(np.uint8)
+    return cv2.cvtColor(cv2.applyColorMap(grey, cv2.COLORMAP_VIRIDIS), cv2.COLOR_BGR2RGB)
+
+
+def mask_image(image: np.ndarray, mask: np.ndarray, darken: float = 0.25) -> np.ndarray:
+    """The image where ``mask`` is True, darkened to ``darken`` of its brightness elsewhere."""
+    image = np.asarray(image)
+    out = np.rint(image.astype(np.float32) * darken).astype(np.uint8)
+    out[np.asarray(mask, bool)] = image[np.asarray(mask, bool)]
+    return out
+
+
+def load_label(source: Any, size: tuple[int, int] | None = None) -> tuple[np.ndarray, str]:
+    """Decode an uploaded label PNG into trainIds; returns ``(H x W uint8 trainIds, encoding)``.
+
+    Accepted encodings, detected from the values: ``"trainIds"`` (every value 0-18 or 255, e.g. a
+    file from the app's "mask PNG" download), ``"label ids"`` (Cityscapes ``*_labelIds.png`` or GTA5
+    palette labels, mapped with :func:`segdemo.labels.id_to_train_id`) and ``"colours"`` (an RGB
+    picture in the Cityscapes palette; other colours become ignore). ``size`` = (height, width)
+    the label must have. Problems raise :class:`segdemo.inference.ImageError`.
+    """
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    from segdemo.inference import ImageError, check_dimensions
+    from segdemo.labels import PALETTE, id_to_train_id
+
+    data = source.getvalue() if hasattr(source, "getvalue") else source
+    if isinstance(data, (str, os.PathLike)):
+        data = Path(data).read_bytes()
+    if not data:
+        raise ImageError("the label file is empty (0 bytes)")
+    try:
+        with Image.open(io.BytesIO(bytes(data)), formats=["PNG"]) as picture:
+            check_dimensions(*picture.size)
+            picture.load()
+            mode = picture.mode
+            values = np.asarray(picture.convert("RGB") if mode in ("RGB", "RGBA") else picture)
+    except UnidentifiedImageError as exc:
+        raise ImageError("a label map must be a PNG file (lossy formats would change the class ids)") from exc
+    except ImageError:
+        raise
+    except Exception as exc:  # truncated or damaged file
+        raise ImageError(f"the label PNG could not be decoded ({str(exc)[:120]})") from exc
+    if values.ndim == 3:
+        # Colour-coded: look every colour up in the palette; unknown colours are ignore.
+        codes = (values[..., 0].astype(np.int64) << 16) | (values[..., 1].astype(np.int64) << 8) | values[..., 2]
+        table = {(int(r) << 16) | (int(g) << 8) | int(b): i for i, (r, g, b) in enumerate(PALETTE)}
+        train_ids = np.full(codes.shape, IGNORE_INDEX, np.uint8)
+        for code, train_id in table.items():
+            train_ids[codes == code] = train_id
+        encoding = "colours"
+    else:
+        values = values.astype(np.int64)
+        unique = np.unique(values)
+        if np.all((unique < NUM_CLASSES) | (unique == IGNORE_INDEX)) and unique.min() >= 0:
+            train_ids, encoding = values.astype(np.uint8), "trainIds"
+        elif unique.min() >= 0 and unique.max() <= 255:
+            train_ids, encoding = id_to_train_id(values), "label ids"
+        else:
+            raise ImageError(f"the label map holds values from {unique.min()} to {unique.max()}, not class ids")
+    if size is not None and train_ids.shape != tuple(size):
+        raise ImageError(
+            f"the label is {train_ids.shape[1]} x {train_ids.shape[0]} pixels but the image is "
+            f"{size[1]} x {size[0]}; they must match"
+        )
+    return train_ids, encoding

@@ -17,7 +17,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["amplitude_spectra", "entropy_loss", "fda_source_to_target"]
+__all__ = [
+    "amplitude_spectra",
+    "entropy_loss",
+    "fda_preview",
+    "fda_source_to_target",
+    "resize_to",
+    "translate_image",
+]
 
 
 def _half_window(height: int, width: int, beta: float) -> int:
@@ -173,3 +180,94 @@ def entropy_loss(logits: torch.Tensor, eta: float = 2.0, *, eps: float = 1e-8) -
     log_p = F.log_softmax(x, dim=1)
     ent = -(log_p.exp() * log_p).sum(dim=1) / math.log(num_classes)
     return ((ent * ent + eps) ** eta).mean()
+
+
+# ---------------------------------------------------------------------------------------------
+# App-facing helpers on 8-bit images
+# ---------------------------------------------------------------------------------------------
+
+
+def _uint8_rgb(image: Any, name: str) -> np.ndarray:
+    array = np.asarray(image)
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3 or 0 in array.shape:
+        raise ValueError(f"{name} must be an H x W x 3 uint8 RGB array, got {array.dtype} {array.shape}")
+    return array
+
+
+def resize_to(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """An ``H x W x 3`` uint8 image resized (bilinear, antialiased) to ``size`` = (height, width)."""
+    from PIL import Image
+
+    image = _uint8_rgb(image, "image")
+    height, width = size
+    if image.shape[:2] == (height, width):
+        return image
+    return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.BILINEAR))
+
+
+def _to_tensor(image: np.ndarray) -> torch.Tensor:
+    # Raw 0..255 values, as FDA works on pixel values before normalisation.
+    return torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1)  # a copy: inputs may be read-only
+
+
+def translate_image(source: np.ndarray, target: np.ndarray, beta: float) -> np.ndarray:
+    """FDA on two 8-bit RGB images: the source with the target's low-frequency amplitude.
+
+    The target is resized to the source's size first (FDA mixes spectra pixel by pixel); the result
+    is clipped to 0..255 and rounded, an ``H x W x 3`` uint8 image the size of ``source``.
+    """
+    source = _uint8_rgb(source, "source")
+    target = resize_to(_uint8_rgb(target, "target"), source.shape[:2])
+    out = fda_source_to_target(_to_tensor(source), _to_tensor(target), beta)
+    return out.clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def _crop_centre(spec: np.ndarray, window: tuple[int, int, int, int], zoom: float) -> tuple[np.ndarray, tuple]:
+    """The central 1/zoom of a shifted spectrum (zero frequency stays in the middle), window moved along."""
+    height, width = spec.shape
+    ch, cw = height // 2, width // 2
+    half_h, half_w = max(1, round(height / zoom / 2)), max(1, round(width / zoom / 2))
+    top, left = max(ch - half_h, 0), max(cw - half_w, 0)
+    crop = spec[top:min(ch + half_h, height), left:min(cw + half_w, width)]
+    t, lft, b, r = window
+    return crop, (t - top, lft - left, b - top, r - left)
+
+
+def fda_preview(source: np.ndarray, target: np.ndarray, beta: float, zoom: float = 1.0) -> dict[str, Any]:
+    """Everything the app's FDA page shows, from two 8-bit RGB images.
+
+    Returns ``"result"`` (:func:`translate_image`), ``"target"`` (resized to the source),
+    ``"spectra"``: ``{"source", "target", "result"}`` RGB pictures of the log-amplitude spectra
+    with the swapped window outlined (see :func:`segdemo.viz.spectrum_image`), ``"window"``,
+    ``"b"`` (half-size of the window; it is ``2b+1`` pixels wide) and ``"zoom"``. ``zoom > 1`` shows
+    only the central ``1/zoom`` of each spectrum, enlarged back to the image size (nearest
+    neighbour), so small windows are visible.
+    """
+    import cv2
+
+    from segdemo.viz import spectrum_image
+
+    if isinstance(zoom, bool) or not isinstance(zoom, (int, float)) or not 1.0 <= zoom <= 64.0:
+        raise ValueError(f"zoom must be a number in [1, 64], got {zoom!r}")
+    source = _uint8_rgb(source, "source")
+    target = resize_to(_uint8_rgb(target, "target"), source.shape[:2])
+    spectra = amplitude_spectra(_to_tensor(source), _to_tensor(target), beta)
+    height, width = source.shape[:2]
+    pictures = {}
+    for key in ("source", "target", "result"):
+        spec, window = spectra[key], spectra["window"]
+        if zoom > 1.0:
+            spec, window = _crop_centre(spec, window, zoom)
+        thickness = max(1, round(min(spec.shape) / 160))
+        picture = spectrum_image(spec, window=window if beta > 0 else None, thickness=thickness)
+        if picture.shape[:2] != (height, width):
+            picture = cv2.resize(picture, (width, height), interpolation=cv2.INTER_NEAREST)
+        pictures[key] = picture
+    return {
+        "result": translate_image(source, target, beta),
+        "target": target,
+        "spectra": pictures,
+        "window": spectra["window"],
+        "b": spectra["b"],
+        "zoom": float(zoom),
+    }

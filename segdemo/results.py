@@ -197,10 +197,11 @@ METRIC_COLUMNS = ("mIoU", *CLASS_NAMES)
 
 def best_per_class(frame: Any) -> Any:
     """Boolean frame (rows x mIoU and classes): True where a row has the best value of its column
-    among the rows measured on the same kind of data (real and procedural numbers never compete)."""
+    among the rows measured on the same kind of data (real and procedural numbers never compete).
+    A best of 0 is no achievement and is not marked."""
     values = frame[list(METRIC_COLUMNS)]
     best = values.groupby(frame["data"]).transform("max")
-    return (values == best) & values.notna()
+    return (values == best) & values.notna() & (best > 0)
 
 
 def delta_frame(frame: Any, a: str, b: str) -> Any:
@@ -290,23 +291,25 @@ def run_profile(
 
 
 def profile_frame(measured: list[dict[str, Any]]) -> Any:
-    """The report's Table 1/2 rows, then measured :func:`run_profile` results, in one DataFrame."""
+    """The report's Table 1/2 rows, then measured :func:`run_profile` results, in one DataFrame.
+
+    ``mIoU`` is the report's (Cityscapes val); a fresh network measured here has none (NaN)."""
     import pandas as pd
 
     records = []
     for row in report_efficiency_rows():
         records.append({
             "row": f"{row['variant']} (report)", "model": row["model"], "input": "1x3x512x1024",
-            "device": "P100 GPU (the report)", "mIoU (Cityscapes)": row["miou"], "params": row["params"],
+            "device": "P100 (the report)", "mIoU": row["miou"], "params": row["params"],
             "FLOPs": row["flops"], "latency ms": row["latency_ms"], "± ms": float("nan"),
             "FPS": 1000.0 / row["latency_ms"],
         })
     for i, row in enumerate(measured, 1):
         records.append({
             "row": f"run {i}: {row['model']} (this machine)", "model": row["model"], "input": row["input"],
-            "device": row["device"], "mIoU (Cityscapes)": float("nan"),
+            "device": row["device"], "mIoU": float("nan"),
             "params": f"{row['params'] / 1e6:.2f}M", "FLOPs": f"{row['flops'] / 1e9:.2f}G",
             "latency ms": row["latency_ms"], "± ms": row["std_ms"], "FPS": row["fps"],
         })
-    columns = ["row", "model", "input", "device", "mIoU (Cityscapes)", "params", "FLOPs", "latency ms", "± ms", "FPS"]
+    columns = ["row", "model", "input", "device", "mIoU", "params", "FLOPs", "latency ms", "± ms", "FPS"]
     return pd.DataFrame.from_records(records, columns=columns).set_index("row")

@@ -1,0 +1,276 @@
+"""Shared Streamlit helpers for the pages: checkpoints (found, described, loaded once), image inputs,
+cached predictions and error display. Layout helpers only; the computing is in ``segdemo``."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import streamlit as st
+import torch
+
+from segdemo import checkpoints as ckpt
+from segdemo.dacs import load_label
+from segdemo.inference import ImageError, Prediction, load_image, predict
+from segdemo.labels import CLASS_NAMES
+from segdemo.synthetic import render_scene, scene_rng
+from segdemo.viz import legend
+
+REPO = Path(__file__).resolve().parents[1]
+CHECKPOINTS_ENV = "SEGDEMO_CHECKPOINTS"
+SAMPLE_SIZE = (640, 320)  # (width, height) of the bundled procedural samples
+SAMPLE_SEED = 0
+SAMPLE_COUNT = 100
+DOMAINS = {
+    "target": "photo-like (Cityscapes-like target domain)",
+    "source": "game-like (GTA5-like source domain)",
+}
+IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]
+HOME = "pages/home.py"
+NONE = "(none)"
+
+
+PAGES = [  # (file, title, icon); paths are relative to app.py
+    ("pages/home.py", "Home", ":material/home:"),
+    ("pages/segment.py", "Segment", ":material/image_search:"),
+    ("pages/fda.py", "FDA", ":material/blur_on:"),
+    ("pages/dacs.py", "DACS", ":material/join_inner:"),
+    ("pages/results.py", "Results", ":material/table_chart:"),
+    ("pages/benchmark.py", "Benchmark", ":material/speed:"),
+]
+
+
+def setup_app() -> Any:
+    """Page config, the navigation and the sidebar note; returns the page to run (see ``app.py``)."""
+    st.set_page_config(page_title="segdemo: GTA5 → Cityscapes", page_icon="🚗", layout="wide")
+    pages = [st.Page(path, title=title, icon=icon, default=path == HOME) for path, title, icon in PAGES]
+    page = st.navigation(pages)
+    st.sidebar.caption(f"Checkpoints: `{checkpoint_root()}`  \nDevice: {device_label()}")
+    return page
+
+
+def ensure_navigation() -> None:
+    """Make sure ``app.py`` (and so the app's navigation) runs; call first thing on every page.
+
+    Because the pages live in a folder named ``pages/``, Streamlit runs the first script run of a new
+    server process in its legacy "pages folder" mode. When that first request is a page's URL
+    (``/segment``, a bookmark), the page file runs alone: ``app.py`` never runs, and the sidebar would
+    list every file in ``pages/``. Leaving that mode (as ``st.navigation`` itself does) and rerunning
+    hands the request to ``app.py``. Under ``streamlit.testing`` every run starts in that mode and pages
+    are meant to run alone, so nothing is done there (a rerun would drop the run's button clicks).
+    """
+    from streamlit import config
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if getattr(PagesManager, "uses_pages_directory", False) and not config.get_option("global.appTest"):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+def checkpoint_root() -> Path:
+    """The checkpoint folder: ``$SEGDEMO_CHECKPOINTS`` or ``checkpoints/`` in the repository."""
+    return Path(os.environ.get(CHECKPOINTS_ENV) or REPO / "checkpoints").expanduser()
+
+
+def device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def device_label() -> str:
+    if torch.cuda.is_available():
+        return f"cuda ({torch.cuda.get_device_name(0)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+# ---------------------------------------------------------------------------------------------
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _describe(path: str, root: str, fingerprint: tuple[int, int]) -> dict[str, Any]:
+    # fingerprint (mtime, size) is part of the key: a rewritten checkpoint is described afresh.
+    return ckpt.describe_checkpoint(path, root)
+
+
+def checkpoints(usable_only: bool = True) -> list[dict[str, Any]]:
+    """The checkpoints under :func:`checkpoint_root` (see ``describe_checkpoint``), sorted by name."""
+    root = checkpoint_root()
+    infos = [_describe(str(p), str(root), ckpt.checkpoint_fingerprint(p)) for p in ckpt.discover_checkpoints(root)]
+    return [i for i in infos if not i["error"]] if usable_only else infos
+
+
+def label(info: dict[str, Any]) -> str:
+    """One short line naming a checkpoint, its network and what it was trained on."""
+    return f"{info['name']} ({info['model'] or '?'}, {info['train_data']} data)"
+
+
+def preferred_order(infos: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Checkpoints in the order pages pre-select them: adapted GTA5 models first (the report's
+    best, DACS, then FDA), then the rest by name."""
+    def rank(info: dict[str, Any]) -> tuple[int, str]:
+        variant = str(info.get("variant") or "")
+        order = ["bisenet_gta5_dacs", "bisenet_gta5_fda", "bisenet_gta5_aug12"]
+        return (order.index(variant) if variant in order else len(order), info["name"])
+
+    return sorted(infos, key=rank)
+
+
+@st.cache_resource(max_entries=6, show_spinner="Loading the checkpoint ...")
+def _load(path: str, fingerprint: tuple[int, int], device_name: str) -> tuple[torch.nn.Module, dict[str, Any]]:
+    model, meta = ckpt.load_model(path, device=device_name)
+    # One forward pass at the checkpoint's input size: the first pass of a network pays one-off set-up
+    # costs (kernel selection, allocations) that would otherwise be shown as the first image's time.
+    with torch.inference_mode():
+        model(torch.zeros(1, 3, *meta["input_size"], device=device_name))
+    return model, meta
+
+
+def load(info: dict[str, Any]) -> tuple[torch.nn.Module, dict[str, Any]] | None:
+    """The model and metadata of a checkpoint, loaded once per (path, modification); errors shown."""
+    try:
+        return _load(info["path"], ckpt.checkpoint_fingerprint(info["path"]), device())
+    except (ckpt.CheckpointError, OSError) as exc:
+        st.error(f"Cannot load {info['name']}: {exc}")
+        return None
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _predict(path: str, fingerprint: tuple[int, int], device_name: str, image: np.ndarray) -> Prediction:
+    model, meta = _load(path, fingerprint, device_name)
+    return predict(model, meta, image)
+
+
+def predict_with(info: dict[str, Any], image: np.ndarray) -> Prediction | None:
+    """A checkpoint's prediction on an image (cached per checkpoint and image content); errors shown.
+
+    The time in the result is that of the first computation for this image."""
+    if load(info) is None:
+        return None
+    try:
+        with st.spinner(f"Segmenting with {info['name']} ..."):
+            return _predict(info["path"], ckpt.checkpoint_fingerprint(info["path"]), device(), image)
+    except (ValueError, RuntimeError) as exc:
+        st.error(f"{info['name']} could not segment this image: {exc}")
+        return None
+
+
+def no_checkpoints_notice(what: str) -> None:
+    st.info(
+        f"{what} needs a checkpoint, and there is none in `{checkpoint_root()}` yet. "
+        "Build the demo checkpoints (a button on Home) or import a course-template `.pth` there."
+    )
+    st.page_link(HOME, label="Go to Home", icon=":material/home:")
+
+
+def pick_checkpoint(key: str, text: str, optional: bool = True, help: str | None = None) -> dict[str, Any] | None:
+    """A select box of the usable checkpoints (first: "none" when ``optional``); the chosen one or None."""
+    infos = preferred_order(checkpoints())
+    if not infos:
+        st.caption(f"No checkpoint in `{checkpoint_root()}` (see Home).")
+        return None
+    by_name = {i["name"]: i for i in infos}
+    options = ([NONE] if optional else []) + list(by_name)
+    choice = st.selectbox(
+        text, options, index=1 if optional else 0, key=key, help=help,
+        format_func=lambda name: "none" if name == NONE else label(by_name[name]),
+    )
+    return by_name.get(choice)
+
+
+# ---------------------------------------------------------------------------------------------
+# Images
+# ---------------------------------------------------------------------------------------------
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def sample(domain: str, index: int, size: tuple[int, int] = SAMPLE_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """A bundled procedural street scene and its exact label (trainIds)."""
+    return render_scene(scene_rng(SAMPLE_SEED, domain, "val", int(index)), domain, size)
+
+
+@dataclass
+class Picked:
+    """An image chosen on a page: pixels, its label when known, and a short description."""
+
+    image: np.ndarray
+    label: np.ndarray | None
+    name: str
+
+
+def read_image(upload: Any) -> np.ndarray | None:
+    """An uploaded image as H x W x 3 uint8, or None after showing why it cannot be used."""
+    try:
+        return np.asarray(load_image(upload))
+    except ImageError as exc:
+        st.error(f"{upload.name}: {exc}")
+        return None
+
+
+def image_input(key: str, title: str, default_domain: str, with_label: bool = False) -> Picked | None:
+    """A procedural sample (domain + number) or an uploaded image (and, ``with_label``, its label PNG)."""
+    mode = st.radio(title, ["Procedural sample", "Upload"], horizontal=True, key=f"{key}_mode")
+    if mode == "Procedural sample":
+        left, right = st.columns([3, 2])
+        domains = list(DOMAINS)
+        domain = left.selectbox(
+            "Domain", domains, index=domains.index(default_domain), key=f"{key}_domain",
+            format_func=DOMAINS.__getitem__,
+        )
+        index = right.number_input("Sample", 0, SAMPLE_COUNT - 1, 0, key=f"{key}_sample")
+        image, train_ids = sample(domain, int(index))
+        return Picked(image, train_ids, f"procedural {domain} sample {int(index)}")
+    upload = st.file_uploader("Image", type=IMAGE_TYPES, key=f"{key}_upload")
+    label_upload = None
+    if with_label:
+        label_upload = st.file_uploader(
+            "Its label map (PNG: trainIds, Cityscapes/GTA5 label ids, or palette colours)", type=["png"],
+            key=f"{key}_label",
+        )
+    if upload is None:
+        st.info("Upload an image, or choose a procedural sample.")
+        return None
+    image = read_image(upload)
+    if image is None:
+        return None
+    train_ids = None
+    if label_upload is not None:
+        try:
+            train_ids, encoding = load_label(label_upload.getvalue(), size=image.shape[:2])
+            st.caption(f"label read as {encoding}")
+        except ImageError as exc:
+            st.error(f"{label_upload.name}: {exc}")
+            return None
+    return Picked(image, train_ids, upload.name)
+
+
+def legend_table(train_ids: np.ndarray) -> Any:
+    """The classes present in a label map with their colour and pixel share, as a styled table."""
+    import pandas as pd
+
+    entries = legend(train_ids)
+    frame = pd.DataFrame(
+        [{"colour": "", "class": e["name"], "share": 100.0 * e["share"]} for e in entries],
+        columns=["colour", "class", "share"],
+    )
+    colours = [e["color"] for e in entries]
+    return frame.style.apply(lambda _col: [f"background-color: {c}" for c in colours], subset=["colour"]).format(
+        {"share": "{:.1f} %"}
+    )
+
+
+def class_names(ids: list[int]) -> list[str]:
+    return [CLASS_NAMES[i] for i in ids]
+
+
+def for_display(frame: Any, formats: dict[str, str]) -> Any:
+    """A copy of ``frame`` with the given number columns as text (format spec per column, "–" where
+    missing): the data grid would show missing numbers as "None", which reads like a value."""
+    out = frame.astype(object).copy()
+    for column, spec in formats.items():
+        out[column] = ["–" if math.isnan(v) else format(v, spec) for v in frame[column].astype(float)]
+    return out

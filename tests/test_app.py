@@ -1,0 +1,600 @@
+"""The Streamlit app, page by page and control by control, with ``streamlit.testing.v1.AppTest``.
+
+Checkpoints are made here, in temporary folders: real BiSeNets at 64 x 128 (untrained: the same
+network, small), one of them also saved as a course-template ``.pth`` (``saptial_path`` spelling).
+The media files the app shows or offers for download are read back to check their bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import REPO
+from PIL import Image
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+from streamlit.testing.v1 import AppTest
+
+from segdemo import jobs
+from segdemo.checkpoints import default_metadata, save_checkpoint
+from segdemo.labels import CLASS_NAMES
+from segdemo.models import build_model
+from segdemo.synthetic import render_scene, scene_rng
+from segdemo.viz import label_png_bytes
+
+PNG = b"\x89PNG\r\n\x1a\n"
+WEBM = b"\x1a\x45\xdf\xa3"  # EBML header of Matroska / WebM
+TIMEOUT = 120
+
+
+def _metrics(miou: float) -> dict:
+    iou = {name: round(miou + i, 2) for i, name in enumerate(CLASS_NAMES)}
+    return {"eval_data": "procedural cityscapes-layout val, 10 images", "miou": miou, "iou": iou}
+
+
+@pytest.fixture(scope="module")
+def bisenet_state() -> dict:
+    torch.manual_seed(0)
+    return build_model("bisenet").eval().state_dict()
+
+
+@pytest.fixture(scope="module")
+def template_bytes(bisenet_state) -> bytes:
+    """Our BiSeNet as the course template saves it: a bare state dict with its module names."""
+    state = {k.replace("spatial_path.", "saptial_path.", 1): v for k, v in bisenet_state.items()}
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def filled_root(tmp_path_factory, bisenet_state, template_bytes) -> Path:
+    """Two evaluated checkpoint folders and a template file."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    for variant, miou in (("bisenet_gta5_dacs", 31.5), ("bisenet_gta5", 12.25)):
+        model = build_model("bisenet")
+        model.load_state_dict(bisenet_state)
+        if variant == "bisenet_gta5":  # a different network, so the two predictions differ
+            torch.manual_seed(1)
+            model = build_model("bisenet")
+        meta = default_metadata("bisenet", input_size=[64, 128], variant=variant,
+                                train_data={"kind": "procedural"}, metrics=_metrics(miou))
+        save_checkpoint(model, root / variant, meta)
+    (root / "template_bisenet.pth").write_bytes(template_bytes)
+    return root
+
+
+@pytest.fixture
+def ckpts(filled_root, monkeypatch) -> Path:
+    monkeypatch.setenv("SEGDEMO_CHECKPOINTS", str(filled_root))
+    return filled_root
+
+
+@pytest.fixture
+def empty(tmp_path, monkeypatch) -> Path:
+    root = tmp_path / "checkpoints"
+    monkeypatch.setenv("SEGDEMO_CHECKPOINTS", str(root))
+    return root
+
+
+@pytest.fixture
+def media(monkeypatch) -> list[MemoryMediaFileStorage]:
+    """Every media store AppTest creates, so the bytes behind an image or download URL can be read."""
+    stores: list[MemoryMediaFileStorage] = []
+
+    class Recording(MemoryMediaFileStorage):
+        def __init__(self, endpoint: str) -> None:
+            super().__init__(endpoint)
+            stores.append(self)
+
+    monkeypatch.setattr("streamlit.testing.v1.app_test.MemoryMediaFileStorage", Recording)
+    return stores
+
+
+def media_bytes(stores: list[MemoryMediaFileStorage], url: str) -> bytes:
+    name = url.rsplit("/", 1)[-1]
+    file_id = name.split(".", 1)[0]
+    for store in reversed(stores):
+        if file_id in store._files_by_id:  # each run has its own store
+            return store.get_file(name).content
+    raise AssertionError(f"no media file behind {url}")
+
+
+def open_page(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+    at.run()
+    if page is not None:
+        at.switch_page(f"pages/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def rerun(at: AppTest) -> AppTest:
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def image_urls(at: AppTest) -> list[str]:
+    return [url for image in at.image for url in image.value]
+
+
+def captions(at: AppTest) -> list[str]:
+    return [c for image in at.image for c in image.captions]
+
+
+def sample_png(domain: str = "target", index: int = 0, size: tuple[int, int] = (160, 80)) -> bytes:
+    image, _ = render_scene(scene_rng(0, domain, "val", index), domain, size)
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def element(at: AppTest, kind: str, label: str):
+    found = [e for e in getattr(at, kind) if e.label == label]
+    assert found, f"no {kind} labelled {label!r}: {[e.label for e in getattr(at, kind)]}"
+    return found[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Home
+# ---------------------------------------------------------------------------------------------
+
+
+def test_home_lists_checkpoints_with_training_data_and_device(ckpts):
+    at = open_page()
+    assert "Synthetic-to-real" in at.title[0].value
+    table = at.dataframe[0].value
+    assert list(table["name"]) == ["bisenet_gta5", "bisenet_gta5_dacs", "template_bisenet.pth"]
+    row = table.set_index("name").loc["bisenet_gta5_dacs"]
+    assert (row["variant"], row["model"], row["training data"], row["mIoU"]) == (
+        "bisenet_gta5_dacs", "bisenet", "procedural", 31.5)
+    assert "procedural" in row["measured on"]
+    template = table.set_index("name").loc["template_bisenet.pth"]
+    assert (template["model"], template["training data"], template["status"]) == ("bisenet", "unknown", "ok")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Usable checkpoints"] == "3" and metrics["Device"] in ("cpu", "cuda")
+    assert "not a Cityscapes number" in texts(at.caption)
+    assert any(b.label.startswith("Build") for b in at.button)
+
+
+def test_home_without_checkpoints_explains_and_offers_the_demo(empty):
+    at = open_page()
+    assert "No checkpoints" in texts(at.info)
+    assert element(at, "button", "Build the demo checkpoints")
+    assert "python -m train" in texts(at.code)
+
+
+def test_home_demo_button_runs_the_job_in_the_background_with_progress(empty, monkeypatch):
+    # A stand-in for `python -m train demo`: the same progress file, a few seconds long.
+    script = (
+        "import json, sys, time, pathlib\n"
+        "root = pathlib.Path(sys.argv[1]); p = root / '.demo_progress.json'\n"
+        "def w(**s): p.write_text(json.dumps({'count': 2, 'index': 0, 'finished': [], **s}))\n"
+        "w(state='training', variant='bisenet_gta5', step=5, total=10, message='training bisenet_gta5')\n"
+        "print('step 5 of 10', flush=True); time.sleep(4)\n"
+        "w(state='done', variant='bisenet_gta5', step=10, total=10, finished=['a', 'b'], message='all done')\n"
+    )
+    monkeypatch.setattr(jobs, "demo_command", lambda root: [sys.executable, "-c", script, str(root)])
+    at = open_page()
+    element(at, "button", "Build the demo checkpoints").click()
+    rerun(at)
+    deadline = time.monotonic() + 20
+    while jobs.read_progress(empty) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    rerun(at)
+    bars = at.get("progress")
+    assert bars and "training bisenet_gta5" in bars[0].proto.text and bars[0].proto.value == 25
+    assert element(at, "button", "Stop the demo")
+    while jobs.is_running(empty) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    rerun(at)
+    assert "demo checkpoints are built" in texts(at.success)
+    assert "step 5 of 10" in texts(at.code)
+
+
+def test_home_stop_button_interrupts_the_demo(empty, monkeypatch):
+    script = (
+        "import json, sys, time, pathlib\n"
+        "p = pathlib.Path(sys.argv[1]) / '.demo_progress.json'\n"
+        "p.write_text(json.dumps({'state': 'training', 'count': 8, 'index': 0, 'finished': [], 'step': 3,"
+        " 'total': 400, 'variant': 'bisenet_gta5', 'message': 'training bisenet_gta5'}))\n"
+        "time.sleep(60)\n"
+    )
+    monkeypatch.setattr(jobs, "demo_command", lambda root: [sys.executable, "-c", script, str(root)])
+    at = open_page()
+    element(at, "button", "Build the demo checkpoints").click()
+    rerun(at)
+    deadline = time.monotonic() + 20
+    while jobs.read_progress(empty) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    rerun(at)
+    element(at, "button", "Stop the demo").click()
+    rerun(at)
+    assert not jobs.is_running(empty)
+    assert "stopped during bisenet_gta5, step 3" in texts(at.warning)
+    assert element(at, "button", "Build the demo checkpoints")  # and it can be started again
+
+
+def test_segment_reports_a_checkpoint_whose_weights_are_damaged(tmp_path, monkeypatch, bisenet_state):
+    model = build_model("bisenet")
+    model.load_state_dict(bisenet_state)
+    save_checkpoint(model, tmp_path / "damaged", default_metadata("bisenet", input_size=[64, 128], variant="x"))
+    weights = tmp_path / "damaged" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # truncated copy
+    monkeypatch.setenv("SEGDEMO_CHECKPOINTS", str(tmp_path))
+    at = open_page("segment")
+    assert "Cannot load damaged" in texts(at.error) and "truncated" in texts(at.error)
+    assert not at.image
+
+
+def test_home_imports_a_course_template_file(empty, template_bytes):
+    at = open_page()
+    at.file_uploader(key="home_upload").upload("bisenet_trained.pth", template_bytes)
+    rerun(at)
+    assert "Imported bisenet_trained.pth" in texts(at.success)
+    assert (empty / "uploads" / "bisenet_trained.pth").read_bytes() == template_bytes
+    table = at.dataframe[0].value
+    assert list(table["name"]) == ["uploads/bisenet_trained.pth"] and list(table["model"]) == ["bisenet"]
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"this is not a checkpoint", "cannot load"),
+    ("state", "neither a BiSeNet nor a DeepLabV2"),
+])
+def test_home_rejects_a_bad_upload_and_keeps_nothing(empty, content, message):
+    if content == "state":
+        buffer = io.BytesIO()
+        torch.save({"fc.weight": torch.zeros(2, 2)}, buffer)
+        content = buffer.getvalue()
+    at = open_page()
+    at.file_uploader(key="home_upload").upload("broken.pth", content)
+    rerun(at)
+    errors = texts(at.error)
+    assert "broken.pth was not imported" in errors and message in errors
+    assert not at.exception
+    assert not any((empty / "uploads").iterdir())
+
+
+# ---------------------------------------------------------------------------------------------
+# Segment
+# ---------------------------------------------------------------------------------------------
+
+
+def test_segment_sample_overlay_legend_time_and_png_downloads(ckpts, media):
+    at = open_page("segment")
+    assert at.multiselect(key="seg_checkpoints").value == ["bisenet_gta5_dacs"]  # the best variant first
+    assert len(at.image) == 2 and captions(at)[0] == "Input"
+    assert "bisenet_gta5_dacs" in captions(at)[1] and "ms on cpu" in captions(at)[1]
+    legend = at.dataframe[0].value
+    assert set(legend["class"]) <= set(CLASS_NAMES) and len(legend) >= 1
+    assert 0 < legend["share"].sum() <= 100.0 + 1e-6
+    timing = at.dataframe[1].value
+    assert list(timing["checkpoint"]) == ["bisenet_gta5_dacs"] and timing["milliseconds"][0] > 0
+    mask = media_bytes(media, element(at, "download_button", "Mask PNG").proto.url)
+    picture = media_bytes(media, element(at, "download_button", "Overlay PNG").proto.url)
+    assert mask.startswith(PNG) and picture.startswith(PNG)
+    labels = np.array(Image.open(io.BytesIO(mask)))
+    assert labels.shape == (320, 640) and labels.max() < 19
+    assert Image.open(io.BytesIO(picture)).size == (640, 320)
+
+
+def test_segment_opacity_domain_and_sample_controls(ckpts):
+    at = open_page("segment")
+    first = image_urls(at)
+    at.slider(key="seg_alpha").set_value(0.0)
+    rerun(at)
+    input_url, overlay_url = image_urls(at)
+    assert input_url == overlay_url  # opacity 0: the overlay is the photo, byte for byte
+    at.slider(key="seg_alpha").set_value(1.0)
+    at.selectbox(key="seg_domain").set_value("source")
+    at.number_input(key="seg_sample").set_value(3)
+    rerun(at)
+    assert image_urls(at)[0] != first[0] and image_urls(at)[1] != image_urls(at)[0]
+
+
+def test_segment_two_checkpoints_side_by_side_and_where_they_disagree(ckpts):
+    at = open_page("segment")
+    at.multiselect(key="seg_checkpoints").set_value(["bisenet_gta5_dacs", "bisenet_gta5"])
+    rerun(at)
+    assert len(at.image) == 4  # photo, two overlays, disagreement map
+    assert "magenta" in captions(at)[3]
+    share = element(at, "metric", "Pixels where they disagree").value
+    assert share.endswith("%") and 0.0 < float(share.rstrip("%")) <= 100.0
+    at.selectbox(key="seg_dis_b").set_value("bisenet_gta5_dacs")
+    rerun(at)
+    assert "two different checkpoints" in texts(at.info)
+
+
+def test_segment_nothing_selected_and_the_template_checkpoint(ckpts):
+    at = open_page("segment")
+    at.multiselect(key="seg_checkpoints").set_value([])
+    rerun(at)
+    assert "Choose at least one checkpoint" in texts(at.info) and not at.image
+    at.multiselect(key="seg_checkpoints").set_value(["template_bisenet.pth"])
+    rerun(at)
+    assert len(at.image) == 2 and "model input 1024 x 512" in captions(at)[1]
+
+
+def test_segment_uploaded_photo_and_an_unreadable_one(ckpts):
+    at = open_page("segment")
+    at.radio(key="seg_input").set_value("Upload a photo")
+    rerun(at)
+    assert "Upload a photo" in texts(at.info)
+    at.file_uploader(key="seg_upload").upload("street.png", sample_png(size=(200, 100)), "image/png")
+    rerun(at)
+    assert len(at.image) == 2 and "200 x 100" in texts(at.caption)
+    at.file_uploader(key="seg_upload").clear().upload("holiday.jpg", b"definitely not a JPEG", "image/jpeg")
+    rerun(at)
+    assert "holiday.jpg" in texts(at.error) and "not an image" in texts(at.error)
+    assert not at.image
+
+
+def _clip(path: Path, frames: int = 6) -> bytes:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5.0, (96, 48))
+    for i in range(frames):
+        image, _ = render_scene(scene_rng(0, "target", "val", i), "target", (96, 48))
+        writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path.read_bytes()
+
+
+def test_segment_video_is_returned_playable_with_a_download(ckpts, media, tmp_path):
+    at = open_page("segment")
+    at.radio(key="seg_input").set_value("Upload a video clip")
+    rerun(at)
+    assert "Upload a clip" in texts(at.info)
+    at.file_uploader(key="seg_video").upload("drive.avi", _clip(tmp_path / "drive.avi"), "video/x-msvideo")
+    at.number_input(key="seg_video_frames").set_value(4)
+    rerun(at)
+    element(at, "button", "Segment the video").click()
+    rerun(at)
+    videos = at.get("video")
+    assert len(videos) == 1
+    data = media_bytes(media, element(at, "download_button", "Download the segmented video (4 frames)").proto.url)
+    assert data.startswith(WEBM)
+    assert media_bytes(media, videos[0].proto.url) == data
+    (tmp_path / "check.webm").write_bytes(data)  # the file plays back: decode it
+    capture = cv2.VideoCapture(str(tmp_path / "check.webm"))
+    ok, frame = capture.read()
+    capture.release()
+    assert ok and frame.shape == (48, 96, 3)
+
+
+def test_segment_unreadable_video_gives_a_message(ckpts):
+    at = open_page("segment")
+    at.radio(key="seg_input").set_value("Upload a video clip")
+    rerun(at)
+    at.file_uploader(key="seg_video").upload("clip.mp4", b"\x00" * 100, "video/mp4")
+    rerun(at)
+    element(at, "button", "Segment the video").click()
+    rerun(at)
+    assert "clip.mp4" in texts(at.error) and not at.get("video")
+
+
+def test_segment_without_checkpoints_explains(empty):
+    at = open_page("segment")
+    assert "needs a checkpoint" in texts(at.info)
+    assert not at.image
+
+
+# ---------------------------------------------------------------------------------------------
+# FDA
+# ---------------------------------------------------------------------------------------------
+
+
+def test_fda_beta_slider_updates_the_translated_image(empty):
+    at = open_page("fda")
+    source, target, result = image_urls(at)[:3]
+    assert len(at.image) == 6 and "β = 0.010 (7 x 7 frequencies swapped)" in captions(at)[2]
+    assert result not in (source, target)
+    at.slider(key="fda_beta").set_value(0.0)
+    rerun(at)
+    assert image_urls(at)[2] == image_urls(at)[0]  # nothing swapped: the source itself
+    at.slider(key="fda_beta").set_value(0.1)
+    rerun(at)
+    assert image_urls(at)[2] not in (source, result) and "65 x 65" in captions(at)[2]
+
+
+def test_fda_zoom_and_sample_controls(empty):
+    at = open_page("fda")
+    pictures, spectra = image_urls(at)[:3], image_urls(at)[3:6]
+    at.toggle(key="fda_zoom").set_value(True)
+    rerun(at)
+    assert image_urls(at)[:3] == pictures  # zooming changes the spectra only
+    assert all(new != old for new, old in zip(image_urls(at)[3:6], spectra))
+    before = image_urls(at)[0]
+    at.number_input(key="fda_source_sample").set_value(5)
+    at.selectbox(key="fda_target_domain").set_value("source")
+    rerun(at)
+    assert image_urls(at)[0] != before
+    assert "procedural source sample 5" in captions(at)[0]
+    assert "Choose a checkpoint" in texts(at.caption)  # no checkpoint here: no prediction section
+
+
+def test_fda_prediction_before_and_after_translation(ckpts):
+    at = open_page("fda")
+    assert at.selectbox(key="fda_checkpoint").value == "bisenet_gta5_dacs"
+    assert len(at.image) == 8
+    assert captions(at)[6:] == ["prediction on the source", "prediction after translation"]
+    assert element(at, "metric", "Pixels whose class changed").value.endswith("%")
+    at.selectbox(key="fda_checkpoint").set_value("(none)")
+    rerun(at)
+    assert len(at.image) == 6
+
+
+def test_fda_uploads_and_a_bad_one(empty):
+    at = open_page("fda")
+    at.radio(key="fda_source_mode").set_value("Upload")
+    at.radio(key="fda_target_mode").set_value("Upload")
+    rerun(at)
+    assert not at.image and "Upload an image" in texts(at.info)
+    at.file_uploader(key="fda_source_upload").upload("game.png", sample_png("source", size=(128, 64)), "image/png")
+    at.file_uploader(key="fda_target_upload").upload("photo.png", sample_png("target", size=(300, 100)), "image/png")
+    rerun(at)
+    assert len(at.image) == 6 and captions(at)[0] == "source: game.png"
+    at.file_uploader(key="fda_target_upload").clear().upload("photo.png", PNG + b"broken", "image/png")
+    rerun(at)
+    assert "photo.png" in texts(at.error) and not at.image
+
+
+# ---------------------------------------------------------------------------------------------
+# DACS
+# ---------------------------------------------------------------------------------------------
+
+
+def test_dacs_random_half_with_a_teacher(ckpts):
+    at = open_page("dacs")
+    assert at.selectbox(key="dacs_checkpoint").value == "bisenet_gta5_dacs"
+    assert len(at.image) == 8
+    assert captions(at)[3] == "pseudo-label (bisenet_gta5_dacs)"
+    assert captions(at)[4].startswith("class mask") and captions(at)[7].startswith("loss weight: 1 on pasted")
+    pasted = texts(at.markdown)
+    assert "Pasted classes" in pasted
+    at.number_input(key="dacs_seed").set_value(7)
+    rerun(at)
+    assert texts(at.markdown) != pasted  # another draw of classes
+    at.slider(key="dacs_threshold").set_value(0.5)
+    rerun(at)
+    assert "loss weight" in captions(at)[7]
+
+
+def test_dacs_chosen_classes_and_nothing_chosen(ckpts):
+    at = open_page("dacs")
+    at.radio(key="dacs_mode").set_value("Choose classes")
+    rerun(at)
+    at.multiselect(key="dacs_classes").set_value(["road"])
+    rerun(at)
+    assert "Pasted classes** (1 of" in texts(at.markdown) and ": road" in texts(at.markdown)
+    at.multiselect(key="dacs_classes").set_value([])
+    rerun(at)
+    assert "No class selected" in texts(at.warning)
+    assert "class mask (0% of the pixels)" in captions(at)
+
+
+def test_dacs_without_a_teacher_shows_the_target_as_ignore(empty, media):
+    at = open_page("dacs")
+    assert "pseudo-label needs a teacher checkpoint" in texts(at.info)
+    assert len(at.image) == 6
+    label_url = next(u for u, c in zip(image_urls(at), captions(at)) if c.startswith("mixed label"))
+    mixed_label = np.array(Image.open(io.BytesIO(media_bytes(media, label_url))).convert("RGB"))
+    assert (mixed_label == 0).all(axis=2).any()  # black = ignore where the target shows through
+
+
+def test_dacs_uploaded_image_with_label_and_a_mismatched_label(empty):
+    image, label = render_scene(scene_rng(0, "source", "val", 2), "source", (128, 64))
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    at = open_page("dacs")
+    at.radio(key="dacs_source_mode").set_value("Upload")
+    rerun(at)
+    at.file_uploader(key="dacs_source_upload").upload("game.png", buffer.getvalue(), "image/png")
+    rerun(at)
+    assert "needs its label map" in texts(at.info)
+    at.file_uploader(key="dacs_source_label").upload("game_label.png", label_png_bytes(label), "image/png")
+    rerun(at)
+    assert "label read as trainIds" in texts(at.caption) and len(at.image) == 6
+    at.file_uploader(key="dacs_source_label").clear().upload("small.png", label_png_bytes(label[:32, :64]))
+    rerun(at)
+    assert "must match" in texts(at.error) and not at.image
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------------------------
+
+
+def test_results_tables_charts_and_csv_say_what_each_row_was_measured_on(ckpts, media):
+    at = open_page("results")
+    table = at.dataframe[0].value
+    assert "bisenet_gta5_dacs (report)" in table.index and "bisenet_gta5_dacs (procedural)" in table.index
+    assert table.loc["bisenet_gta5_dacs (report)", "mIoU"] == "32.12"
+    assert table.loc["bisenet_gta5_dacs (report)", "road"] == "88.29"
+    assert table.loc["bisenet_cityscapes (report)", "road"] == "–"  # the report gives no per-class IoU there
+    assert table.loc["bisenet_gta5_dacs (report)", "measured on"].startswith("real cityscapes val")
+    assert table.loc["bisenet_gta5_dacs (procedural)", "measured on"].startswith("procedural")
+    assert table.loc["bisenet_gta5_dacs (procedural)", "mIoU"] == "31.50"
+    assert [c.key for c in at.get("plotly_chart")] == ["results_bar", "results_heatmap", "results_delta_bar"]
+    csv = media_bytes(media, element(at, "download_button", "Download as CSV").proto.url).decode()
+    assert "bisenet_gta5 (procedural)" in csv and "procedural cityscapes-layout val" in csv
+    efficiency = at.dataframe[-1].value
+    assert efficiency.loc["bisenet_cityscapes (report)", "params"] == "12.58M"
+    assert efficiency.loc["deeplabv2_cityscapes (report)", "latency ms"] == "246.17"
+
+
+def test_results_deltas_warn_across_kinds_of_data(ckpts):
+    at = open_page("results")
+    at.selectbox(key="results_delta_a").set_value("bisenet_gta5 (report)")
+    at.selectbox(key="results_delta_b").set_value("bisenet_gta5_dacs (report)")
+    rerun(at)
+    deltas = at.dataframe[1].value
+    assert deltas.loc["mIoU", "delta"] == "+17.00"
+    assert deltas.loc["road", "delta"] == f"{88.29 - 8.35:+.2f}"
+    assert not at.warning
+    at.selectbox(key="results_delta_b").set_value("bisenet_gta5_dacs (procedural)")
+    rerun(at)
+    assert "measured on different data" in texts(at.warning)
+
+
+def test_results_row_choice_and_no_checkpoints(empty):
+    at = open_page("results")
+    assert "only the report's rows" in texts(at.info)
+    assert all(name.endswith("(report)") for name in at.dataframe[0].value.index)
+    at.multiselect(key="results_rows").set_value(["bisenet_gta5_fda (report)"])
+    rerun(at)
+    assert list(at.dataframe[0].value.index) == ["bisenet_gta5_fda (report)"]
+    assert "at least two rows" in texts(at.info)
+    at.multiselect(key="results_rows").set_value([])
+    rerun(at)
+    assert "Choose at least one row" in texts(at.info)
+
+
+# ---------------------------------------------------------------------------------------------
+# Benchmark
+# ---------------------------------------------------------------------------------------------
+
+
+def test_benchmark_measures_this_device_beside_the_report(empty):
+    at = open_page("benchmark")
+    assert list(at.dataframe[0].value.index) == ["deeplabv2_cityscapes (report)", "bisenet_cityscapes (report)"]
+    at.selectbox(key="bench_size").set_value("64 x 128 (tiny)")
+    at.slider(key="bench_runs").set_value(2)
+    at.slider(key="bench_warmup").set_value(0)
+    rerun(at)
+    element(at, "button", "Run the benchmark").click()
+    rerun(at)
+    table = at.dataframe[0].value
+    row = table.loc["run 1: bisenet (this machine)"]
+    assert row["params"] == "12.07M" and row["input"] == "1x3x64x128" and float(row["latency ms"]) > 0
+    assert row["mIoU"] == "–"  # a fresh network has no accuracy to report
+    assert row["FLOPs"].endswith("G") and row["device"].startswith("cpu")
+    assert at.get("plotly_chart")
+    element(at, "button", "Clear the measurements").click()
+    rerun(at)
+    assert len(at.dataframe[0].value) == 2
+
+
+def test_benchmark_warns_about_slow_deeplab_on_cpu(empty):
+    at = open_page("benchmark")
+    at.selectbox(key="bench_model").set_value("deeplabv2")
+    at.selectbox(key="bench_size").set_value("512 x 1024 (the report's)")
+    rerun(at)
+    assert "takes seconds per run" in texts(at.warning)
+
+
+def test_every_page_is_in_the_navigation(empty):
+    at = open_page()
+    pages = json.dumps([str(p) for p in at._registered_pages.values()])
+    for name in ("home", "segment", "fda", "dacs", "results", "benchmark"):
+        assert f"{name}.py" in pages
