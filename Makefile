@@ -6,7 +6,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: app test lint demo app-test screenshots
+.PHONY: app test lint browser demo app-test screenshots
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,16 +22,21 @@ app: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
-test: lint
+# The browser tests drive Debian's Chromium (never a downloaded browser): install it when missing.
+browser:
+	@command -v chromium >/dev/null || { echo "installing Debian's chromium for the browser tests"; \
+		$(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium fonts-dejavu-core; }
+
+test: lint browser
 	$(PY) -m pytest
 
 demo: $(STAMP)
 	$(PY) -m train demo
 
 # The app's tests only: headless page tests, then the browser tests (need /usr/bin/chromium).
-app-test: $(STAMP)
+app-test: $(STAMP) browser
 	$(PY) -m pytest tests/test_app_support.py tests/test_app.py tests/e2e
 
 # The browser tests re-take docs/screenshots/<page>.png (otherwise they write to a temporary folder).
-screenshots: $(STAMP)
+screenshots: $(STAMP) browser
 	SEGDEMO_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/e2e
