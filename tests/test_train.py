@@ -49,6 +49,8 @@ def test_variants_carry_the_report_settings():
     assert table["deeplabv2_cityscapes"].head_lr_mult == 10.0
     assert table["bisenet_gta5_fda"].method == "fda" and table["bisenet_gta5_fda"].fda_beta == 0.01
     assert table["bisenet_gta5_aug12"].augment == "aug12"
+    # FDA and DACS build on Aug1+2, as the report compares them with it.
+    assert table["bisenet_gta5_dacs"].method == "dacs" and table["bisenet_gta5_dacs"].augment == "aug12"
 
 
 def test_overrides_parse_and_reject():
