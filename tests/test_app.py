@@ -176,6 +176,20 @@ def test_home_without_checkpoints_explains_and_offers_the_demo(empty):
     assert "python -m train" in texts(at.code)
 
 
+def start_stand_in_demo(root, monkeypatch, script: str):
+    """Press Home's build button with ``script`` standing in for `python -m train demo` (same progress
+    file, seconds instead of minutes); return the page once the job has written progress, and a deadline."""
+    monkeypatch.setattr(jobs, "demo_command", lambda folder: [sys.executable, "-c", script, str(folder)])
+    at = open_page()
+    element(at, "button", "Build the demo checkpoints").click()
+    rerun(at)
+    deadline = time.monotonic() + 20
+    while jobs.read_progress(root) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    rerun(at)
+    return at, deadline
+
+
 def test_home_demo_button_runs_the_job_in_the_background_with_progress(empty, monkeypatch):
     # A stand-in for `python -m train demo`: the same progress file, a few seconds long.
     script = (
@@ -186,14 +200,7 @@ def test_home_demo_button_runs_the_job_in_the_background_with_progress(empty, mo
         "print('step 5 of 10', flush=True); time.sleep(4)\n"
         "w(state='done', variant='bisenet_gta5', step=10, total=10, finished=['a', 'b'], message='all done')\n"
     )
-    monkeypatch.setattr(jobs, "demo_command", lambda root: [sys.executable, "-c", script, str(root)])
-    at = open_page()
-    element(at, "button", "Build the demo checkpoints").click()
-    rerun(at)
-    deadline = time.monotonic() + 20
-    while jobs.read_progress(empty) is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    rerun(at)
+    at, deadline = start_stand_in_demo(empty, monkeypatch, script)
     bars = at.get("progress")
     assert bars and "training bisenet_gta5" in bars[0].proto.text and bars[0].proto.value == 25
     assert element(at, "button", "Stop the demo")
@@ -212,14 +219,7 @@ def test_home_stop_button_interrupts_the_demo(empty, monkeypatch):
         " 'total': 400, 'variant': 'bisenet_gta5', 'message': 'training bisenet_gta5'}))\n"
         "time.sleep(60)\n"
     )
-    monkeypatch.setattr(jobs, "demo_command", lambda root: [sys.executable, "-c", script, str(root)])
-    at = open_page()
-    element(at, "button", "Build the demo checkpoints").click()
-    rerun(at)
-    deadline = time.monotonic() + 20
-    while jobs.read_progress(empty) is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    rerun(at)
+    at, _ = start_stand_in_demo(empty, monkeypatch, script)
     element(at, "button", "Stop the demo").click()
     rerun(at)
     assert not jobs.is_running(empty)
