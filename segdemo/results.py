@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from segdemo.checkpoints import META_FILE, WEIGHTS_FILE, CheckpointError, read_metadata
+from segdemo.checkpoints import CheckpointError, list_checkpoints, read_metadata
 from segdemo.labels import CLASS_NAMES
 
 REPORT_CSV = Path(__file__).with_name("data") / "report_results.csv"
@@ -51,44 +51,6 @@ def report_row(variant: str) -> dict[str, Any] | None:
     return next((r for r in report_rows() if r["variant"] == variant), None)
 
 
-def find_checkpoints(root: str | Path = "checkpoints") -> list[Path]:
-    """Checkpoint folders under ``root`` (each with weights and metadata), resume states excluded."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    found = [
-        meta.parent for meta in sorted(root.rglob(META_FILE))
-        if (meta.parent / WEIGHTS_FILE).is_file() and meta.parent.name != "last"
-    ]
-    return found
-
-
-def checkpoint_rows(root: str | Path = "checkpoints") -> list[dict[str, Any]]:
-    """One row per evaluated checkpoint under ``root``, shaped like :func:`report_rows`."""
-    rows = []
-    for folder in find_checkpoints(root):
-        try:
-            meta = read_metadata(folder)
-        except CheckpointError:
-            continue
-        metrics = meta.get("metrics") or {}
-        if "miou" not in metrics:
-            continue
-        rows.append({
-            "source": str(folder),
-            "variant": meta.get("variant"),
-            "model": meta.get("model"),
-            "method": meta.get("method"),
-            "measured_on": metrics.get("eval_data", "unknown data"),
-            "miou": metrics["miou"],
-            "iou": {name: metrics.get("iou", {}).get(name) for name in CLASS_NAMES},
-            "latency_ms": None,
-            "flops": None,
-            "params": None,
-        })
-    return rows
-
-
 def format_table(rows: list[dict[str, Any]], per_class: bool = True) -> str:
     """A Markdown table: one line per row, mIoU and (optionally) the 19 per-class IoUs, in percent."""
     def cell(value: float | None) -> str:
@@ -124,8 +86,6 @@ def evaluation_rows(root: str | Path = "checkpoints") -> list[dict[str, Any]]:
     ``data`` ("procedural" | "real" | "unknown", from the evaluation's description) and
     ``train_data`` (what the checkpoint was trained on).
     """
-    from segdemo.checkpoints import list_checkpoints
-
     rows = []
     for info in list_checkpoints(root):
         if info["error"] or info["format"] != "folder" or info["miou"] is None:
