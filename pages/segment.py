@@ -134,12 +134,13 @@ for start in range(0, len(panels), per_row):
 
 st.subheader("Inference time")
 st.dataframe(
-    [{"checkpoint": n, "milliseconds": round(p.seconds * 1000, 1), "device": p.device,
+    [{"checkpoint": n, "milliseconds": round(p.seconds * 1000, 1), "device": p.device, "runtime": p.backend,
       "model input (h x w)": f"{p.input_size[0]} x {p.input_size[1]}"} for n, p in predictions.items()],
     hide_index=True,
 )
 st.caption("Measured on this device when the image was first segmented (pre-processing, forward pass and "
-           "scaling back included).")
+           "scaling back included). Runtime: how the network ran; \"onnxruntime\" and \"eager\" are the exact "
+           "inference form (same logits within 1e-3, see docs/benchmarks.md).")
 
 if len(predictions) >= 2:
     st.subheader("Where two checkpoints disagree")
