@@ -1,4 +1,4 @@
-"""``python -m train``: list, run, evaluate, profile and demo. See ``python -m train -h``."""
+"""``python -m train``: list, run, evaluate, profile, export and demo. See ``python -m train -h``."""
 
 from __future__ import annotations
 
@@ -79,6 +79,17 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from train.export import ExportError, export_checkpoint
+
+    try:
+        print(export_checkpoint(args.checkpoint, args.out, args.size).summary())
+    except ExportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from train.demo import run_demo
 
@@ -129,6 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--runs", type=int, default=10)
     prof.add_argument("--warmup", type=int, default=3)
     prof.set_defaults(func=cmd_profile)
+
+    export = sub.add_parser("export", help="a checkpoint as ONNX, checked in ONNX Runtime", description=(
+        "Export a checkpoint (folder or course-template .pth) to ONNX: the exact inference form (BatchNorm "
+        "folded), batch size free, normalisation and class names in the file's metadata. Written only if "
+        "ONNX Runtime reproduces the PyTorch logits within 1e-3."))
+    export.add_argument("checkpoint", type=Path)
+    export.add_argument("--out", type=Path, help="the .onnx file (default: CHECKPOINT/model.onnx)")
+    export.add_argument("--size", type=_size, help="HEIGHTxWIDTH (default: the checkpoint's input size)")
+    export.set_defaults(func=cmd_export)
 
     demo = sub.add_parser("demo", help="train every variant on the procedural domains (CPU-sized)")
     demo.add_argument("--data", type=Path, default=Path("data/procedural"))
