@@ -1,9 +1,11 @@
-"""Plain re-statements of the course template's two networks, used as the reference in tests.
+"""Plain re-statements of the course template's two networks: the benchmarks' baseline, the tests' reference.
 
 Written from the architecture description in ``shared/reference`` and the report, with the template's
 module layout (its ``state_dict`` keys must equal the listings in ``shared/reference/*.tsv``): the
 BiSeNet context path registers the torchvision ResNet-18 as ``features`` *and* aliases its stages,
-and keeps the unused ImageNet classifier. Deliberately straightforward: no fusion, no tricks.
+and keeps the unused ImageNet classifier. Deliberately straightforward: no fusion, no tricks. This is
+the "straightforward eager implementation" ``benchmarks/cpu_inference.py`` measures our inference path
+against; ``tests/test_models.py`` checks it against the template's listings key for key.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ import pickle
 import pytest
 import torch
 from conftest import assert_same_logits
-from template_reference import TemplateBiSeNet, TemplateDeepLabV2, randomize_
 
+from benchmarks.baseline import TemplateBiSeNet, TemplateDeepLabV2, randomize_
 from segdemo.checkpoints import (
     CheckpointError,
     default_metadata,

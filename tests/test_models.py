@@ -1,8 +1,8 @@
 import pytest
 import torch
 from conftest import assert_same_logits, read_state_dict_listing
-from template_reference import TemplateBiSeNet, TemplateDeepLabV2, randomize_
 
+from benchmarks.baseline import TemplateBiSeNet, TemplateDeepLabV2, randomize_
 from segdemo.models import BackboneInitError, build_model
 from segdemo.models.bisenet import template_key_to_ours
 from segdemo.profiling import count_flops, count_parameters, measure_latency
