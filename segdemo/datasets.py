@@ -100,6 +100,15 @@ class SizeMismatchWarning(UserWarning):
     """An image and its label have different sizes; the label is resized to the image (nearest)."""
 
 
+class BadSampleWarning(UserWarning):
+    """A sample that cannot be used (corrupt file, unexpected label values) was skipped; names the file."""
+
+
+BAD_SAMPLE_POLICIES: tuple[str, ...] = ("stop", "skip")
+"""What a dataset does with a sample it cannot use: raise :class:`DatasetError` naming the file ("stop", the
+default) or warn (:class:`BadSampleWarning`, naming the file) and give the next usable sample ("skip")."""
+
+
 # ----------------------------------------------------------------------------------------------
 # Normalisation helpers
 # ----------------------------------------------------------------------------------------------
@@ -503,8 +512,14 @@ class _SegmentationDataset(Dataset):
         normalize: bool,
         mean: Sequence[float],
         std: Sequence[float],
+        on_bad_sample: str = "stop",
     ) -> None:
+        if on_bad_sample not in BAD_SAMPLE_POLICIES:
+            raise ValueError(f"on_bad_sample must be one of {BAD_SAMPLE_POLICIES}, not {on_bad_sample!r}")
         self.root = Path(root)
+        self.on_bad_sample = on_bad_sample
+        self.skipped: dict[Path, str] = {}
+        """Pairs skipped so far in this process (image path -> why); DataLoader workers keep their own."""
         self.size = _check_size(size)
         self.transform = transform
         self.normalize = normalize
@@ -572,8 +587,27 @@ class _SegmentationDataset(Dataset):
         image, train_ids = self._load(self._index(index))
         return image, self._resize_label(train_ids, image.size)
 
+    def _load_usable(self, i: int) -> tuple[Image.Image, np.ndarray]:
+        """Pair ``i``, or with ``on_bad_sample="skip"`` the next pair that loads (warning once per bad file).
+
+        The replacement depends only on ``i`` and the files, so a resumed run sees the same samples.
+        """
+        if self.on_bad_sample == "stop":
+            return self._load(i)
+        for offset in range(len(self.files)):
+            j = (i + offset) % len(self.files)
+            try:
+                return self._load(j)
+            except DatasetError as err:
+                image_path = self.files[j][0]
+                if image_path not in self.skipped:
+                    self.skipped[image_path] = str(err)
+                    warnings.warn(f"{self.name}: skipping a bad sample: {err}", BadSampleWarning, stacklevel=3)
+        raise DatasetError(f"{self.name} at {self.root}: none of the {len(self.files)} samples can be read; "
+                           f"the first problem: {next(iter(self.skipped.values()))}")
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, train_ids = self._load(self._index(index))
+        image, train_ids = self._load_usable(self._index(index))
         target = self.size or image.size
         if image.size != target:
             # Pillow's BILINEAR widens its filter when downscaling, i.e. it is antialiased.
@@ -612,6 +646,10 @@ class GTA5(_SegmentationDataset):
             resizing and before normalisation (see :mod:`segdemo.augment`).
         normalize: ``(x/255 - mean) / std`` if True, else float in [0, 1].
         mean, std: per-channel statistics for ``normalize``.
+        on_bad_sample: "stop" raises :class:`DatasetError` naming the file of a pair that cannot be used
+            (truncated or corrupt image or label, label values outside the convention); "skip" warns
+            (:class:`BadSampleWarning`, naming the file, once per file) and returns the next usable pair.
+            Never a silently wrong label.
 
     Some real GTA5 pairs have an image and a label of different sizes: :meth:`size_mismatches`
     lists them, and loading one resizes the label to the image (nearest) with a
@@ -628,8 +666,9 @@ class GTA5(_SegmentationDataset):
         normalize: bool = True,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
+        on_bad_sample: str = "stop",
     ) -> None:
-        super().__init__(root, size, transform, normalize, mean, std)
+        super().__init__(root, size, transform, normalize, mean, std, on_bad_sample)
         self.files = _find_gta5(self.root)
         self._label_kinds = [_LABEL_IDS] * len(self.files)
 
@@ -643,7 +682,7 @@ class Cityscapes(_SegmentationDataset):
         root: dataset folder (holding ``leftImg8bit/`` + ``gtFine/``, or ``images/`` + ``labels/``).
         split: "train", "val" or "test".
         size: output (width, height), e.g. :data:`CITYSCAPES_SIZE`; ``None`` keeps the native 2048 x 1024.
-        transform, normalize, mean, std: as for :class:`GTA5`.
+        transform, normalize, mean, std, on_bad_sample: as for :class:`GTA5`.
 
     ``layout`` is "official" or "flat", whichever was found.
     """
@@ -659,8 +698,9 @@ class Cityscapes(_SegmentationDataset):
         normalize: bool = True,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
+        on_bad_sample: str = "stop",
     ) -> None:
-        super().__init__(root, size, transform, normalize, mean, std)
+        super().__init__(root, size, transform, normalize, mean, std, on_bad_sample)
         self.split = split
         pairs, self.layout = _find_cityscapes(self.root, split)
         self.files = [(image, label) for image, label, _ in pairs]

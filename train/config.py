@@ -55,6 +55,7 @@ class Config:
     eval_every: int = 0  # evaluate on the target val split every N steps (0 = at the end only)
     eval_limit: int = 0  # evaluate on the first N val images only (0 = all)
     checkpoint_every: int = 0  # also save "last" every N steps (0 = once per epoch)
+    bad_samples: str = "stop"  # a corrupt image or label: "stop" with its path, or "skip" it with a warning
     log_every: int = 20
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -73,6 +74,7 @@ class Config:
             (self.epochs >= 1 or self.iterations >= 1, "epochs or iterations must be positive"),
             (self.lr > 0, "lr must be positive"),
             (0 <= self.fda_beta < 0.5, "fda_beta must be in [0, 0.5)"),
+            (self.bad_samples in ("stop", "skip"), f"bad_samples must be stop or skip, not {self.bad_samples!r}"),
             (all(s % 8 == 0 for s in (*self.gta5_size, *self.cityscapes_size)),
              "sizes must be multiples of 8 (BiSeNet upsamples its 1/8 spatial path x8 to the output)"),
         ]

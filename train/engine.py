@@ -10,7 +10,9 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 import signal
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,9 +27,9 @@ from torch.utils.data import DataLoader, Sampler
 from torchvision.transforms import v2
 
 from segdemo.augment import build_augmentation
-from segdemo.checkpoints import _atomic_write, default_metadata, save_checkpoint
+from segdemo.checkpoints import default_metadata, save_checkpoint
 from segdemo.dacs import class_mix, ema_update, pixel_weight
-from segdemo.datasets import GTA5, Cityscapes, normalize
+from segdemo.datasets import GTA5, Cityscapes, DatasetError, normalize
 from segdemo.fda import entropy_loss, fda_source_to_target
 from segdemo.labels import IGNORE_INDEX
 from segdemo.metrics import ConfusionMatrix
@@ -35,6 +37,9 @@ from segdemo.models import build_model
 from train.config import Config
 
 LAST_DIR = "last"  # resume state lives in <out>/last/; the model to use lives in <out>/
+# <out>/last is a link to the newest complete <out>/.last-<step>-<suffix>/ folder (see _save_resume_state).
+STATE_PREFIX = ".last-"
+PROGRESS_FILE = "progress.json"
 
 
 class TrainingError(RuntimeError):
@@ -76,15 +81,18 @@ def build_data(config: Config, gta5: str | Path | None, cityscapes: str | Path |
     if not cityscapes:
         raise TrainingError(f"{config.variant} needs Cityscapes (target images and the val split): pass --cityscapes DIR")
     augmentation = build_augmentation(config.augment)
+    bad = config.bad_samples  # "stop" at a corrupt file (naming it) or "skip" it with a warning
     if config.labeled == "gta5":
-        labeled = GTA5(gta5, size=config.gta5_size, transform=augmentation, normalize=False)
+        labeled = GTA5(gta5, size=config.gta5_size, transform=augmentation, normalize=False, on_bad_sample=bad)
         train_size = config.gta5_size
     else:
-        labeled = Cityscapes(cityscapes, "train", size=config.cityscapes_size, transform=augmentation, normalize=False)
+        labeled = Cityscapes(cityscapes, "train", size=config.cityscapes_size, transform=augmentation,
+                             normalize=False, on_bad_sample=bad)
         train_size = config.cityscapes_size
     # Target images are loaded at the labeled size: FDA and ClassMix combine the two pixel by pixel.
-    target = Cityscapes(cityscapes, "train", size=train_size, normalize=False) if config.uses_target_images else None
-    val = Cityscapes(cityscapes, "val", size=config.cityscapes_size, normalize=True)
+    target = (Cityscapes(cityscapes, "train", size=train_size, normalize=False, on_bad_sample=bad)
+              if config.uses_target_images else None)
+    val = Cityscapes(cityscapes, "val", size=config.cityscapes_size, normalize=True, on_bad_sample=bad)
     if len(labeled) < config.batch_size:
         raise TrainingError(f"{len(labeled)} labeled images are fewer than batch_size={config.batch_size}")
     return Data(labeled, target, val)
@@ -127,6 +135,19 @@ def batches(dataset, config: Config, seed: int, start_step: int, rank: int, worl
         )
         yield from loader
         epoch, skip = epoch + 1, 0
+
+
+def _next_batch(loader: Iterator[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+    """The next batch; a bad sample read in a loader worker is reported by its own message (naming the
+    file), not by the worker's traceback that DataLoader wraps around it."""
+    try:
+        return next(loader)
+    except DatasetError as exc:
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        if len(lines) > 1 and lines[0].startswith("Caught DatasetError"):
+            raise DatasetError(lines[-1].removeprefix("segdemo.datasets.DatasetError: ")
+                               .removeprefix("DatasetError: ")) from None
+        raise
 
 
 def total_steps(config: Config, labeled_size: int, world: int = 1) -> int:
@@ -296,21 +317,21 @@ class Trainer:
             seen, started = 0, time.perf_counter()
             while self.step < self.total:
                 torch.manual_seed(config.seed * 1_000_003 + self.step)  # step-keyed: resume-exact
-                images, labels = (t.to(self.device, non_blocking=True) for t in next(labeled))
+                images, labels = (t.to(self.device, non_blocking=True) for t in _next_batch(labeled))
                 lr = learning_rate(config, self.step, self.total)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr * group["lr_mult"]
                 if config.method == "none":
                     losses = self.supervised_step(images, labels)
                 else:
-                    target_images = next(target)[0].to(self.device, non_blocking=True)
+                    target_images = _next_batch(target)[0].to(self.device, non_blocking=True)
                     step_fn = self.fda_step if config.method == "fda" else self.dacs_step
                     losses = step_fn(images, labels, target_images)
                 loss = losses["loss"]
                 if not torch.isfinite(loss):
                     raise TrainingError(
-                        f"loss became {loss.item()} at step {self.step}; stopped. The last good checkpoint "
-                        f"is kept in {self.out_dir / LAST_DIR}. Try a lower lr (now {config.lr})."
+                        f"loss became {loss.item()} at step {self.step}; stopped before updating the weights. "
+                        f"{self._kept_checkpoint()} Try a lower lr (now {config.lr})."
                     )
                 self.optimizer.zero_grad(set_to_none=True)
                 self.scaler.scale(loss).backward()
@@ -406,40 +427,75 @@ class Trainer:
     def _save_resume_state(self) -> None:
         if not self.is_main:
             return
-        last = self.out_dir / LAST_DIR
-        save_checkpoint(self.model, last, self._metadata())
+        broken = [name for name, t in self.model.state_dict().items()
+                  if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+        if broken:
+            raise TrainingError(
+                f"the weights became NaN or inf ({len(broken)} tensors, e.g. {broken[0]}) at step {self.step}; "
+                f"stopped without saving them. {self._kept_checkpoint()} Try a lower lr (now {self.config.lr})."
+            )
+        # Each save writes a complete new folder, then switches the `last` link to it in one atomic rename:
+        # killed at any moment (even SIGKILL), `last` names a state whose weights, optimiser and progress are
+        # all of one step. Overwriting files in place would leave new weights beside old progress.
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(dir=self.out_dir, prefix=f"{STATE_PREFIX}{self.step:09d}-"))
+        save_checkpoint(self.model, folder, self._metadata())
         state = {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict()}
         if self.teacher is not None:
             state["teacher"] = self.teacher.state_dict()
-        _atomic_write(last / "trainer.pt", lambda tmp: torch.save(state, tmp))
+        torch.save(state, folder / "trainer.pt")
         progress = {"step": self.step, "total": self.total, "best_miou": self.best_miou, "history": self.history,
                     "config": _jsonable(self.config.as_dict())}
-        # Written last: a run is resumable from exactly the state this file names.
-        _atomic_write(last / "progress.json", lambda tmp: Path(tmp).write_text(json.dumps(progress, indent=2)))
+        # Written last: a folder with progress.json is complete.
+        (folder / PROGRESS_FILE).write_text(json.dumps(progress, indent=2))
+        _switch_last(self.out_dir, folder)
+
+    def _kept_checkpoint(self) -> str:
+        folder = resume_folder(self.out_dir)
+        if folder is None:
+            return "No checkpoint had been saved yet."
+        step = json.loads((folder / PROGRESS_FILE).read_text())["step"]
+        return f"The last good checkpoint (step {step}) is kept in {self.out_dir / LAST_DIR}."
 
     def _load_resume_state(self) -> None:
         last = self.out_dir / LAST_DIR
-        progress_file = last / "progress.json"
-        if not progress_file.is_file():
+        folder = resume_folder(self.out_dir)
+        if folder is None:
+            if (last / PROGRESS_FILE).is_file():
+                raise TrainingError(f"--resume: {last / PROGRESS_FILE} is damaged (not the JSON this tool writes); "
+                                    "start without --resume")
             raise TrainingError(f"--resume: no saved run in {last} (missing progress.json); start without --resume")
-        progress = json.loads(progress_file.read_text())
-        saved = progress["config"]
+        try:
+            progress = json.loads((folder / PROGRESS_FILE).read_text())
+            saved = progress["config"]
+            step, best_miou, history = int(progress["step"]), float(progress["best_miou"]), list(progress["history"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise TrainingError(f"--resume: {folder / PROGRESS_FILE} is damaged ({exc}); start without --resume") \
+                from exc
         for key in ("variant", "model", "method", "batch_size", "epochs", "iterations", "lr", "seed"):
             current = _jsonable(self.config.as_dict())[key]
             if saved.get(key) != current:
                 raise TrainingError(f"--resume: {last} was trained with {key}={saved.get(key)!r}, now {current!r}")
-        from segdemo.checkpoints import load_model
+        from segdemo.checkpoints import CheckpointError, load_model
 
-        model, _ = load_model(last, device=self.device)
+        try:
+            model, _ = load_model(folder, device=self.device)
+            # Tensors only: a trainer.pt whose unpickling would run code is refused, never executed.
+            state = torch.load(folder / "trainer.pt", map_location=self.device, weights_only=True)
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scaler.load_state_dict(state["scaler"])
+            if self.teacher is not None:
+                self.teacher.load_state_dict(state["teacher"])
+        except CheckpointError as exc:
+            raise TrainingError(f"--resume: {exc}") from exc
+        except Exception as exc:  # torch.load raises UnpicklingError, RuntimeError, EOFError, ... on bad files
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise TrainingError(
+                f"--resume: cannot load {folder / 'trainer.pt'} ({first_line}); only tensors are accepted "
+                "(torch.load weights_only=True). It may be truncated or hold pickled code; start without --resume"
+            ) from exc
         self.model.load_state_dict(model.state_dict())
-        state = torch.load(last / "trainer.pt", map_location=self.device, weights_only=True)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
-        if self.teacher is not None:
-            self.teacher.load_state_dict(state["teacher"])
-        self.step = int(progress["step"])
-        self.best_miou = float(progress["best_miou"])
-        self.history = list(progress["history"])
+        self.step, self.best_miou, self.history = step, best_miou, history
 
     def _install_signal_handlers(self) -> dict[int, Any]:
         previous = {}
@@ -457,6 +513,40 @@ class Trainer:
     def _restore_signal_handlers(previous: dict[int, Any]) -> None:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def resume_folder(out_dir: str | Path) -> Path | None:
+    """The newest complete resume state under ``out_dir`` (a folder holding progress.json), or None.
+
+    Normally ``out_dir/last``; a run killed between writing a state and switching the link to it leaves a
+    newer complete folder, which is taken instead.
+    """
+    out_dir = Path(out_dir)
+    candidates = [out_dir / LAST_DIR] + [p for p in out_dir.glob(f"{STATE_PREFIX}*") if not p.is_symlink()]
+    complete = []
+    for folder in candidates:
+        try:
+            step = int(json.loads((folder / PROGRESS_FILE).read_text())["step"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # missing (not yet complete) or damaged
+        complete.append((step, (folder / PROGRESS_FILE).stat().st_mtime_ns, folder))
+    return max(complete)[2] if complete else None
+
+
+def _switch_last(out_dir: Path, folder: Path) -> None:
+    """Point ``out_dir/last`` at ``folder`` atomically, then delete the older state folders."""
+    link = out_dir / LAST_DIR
+    new_link = out_dir / f"{STATE_PREFIX}link-{os.getpid()}"
+    new_link.unlink(missing_ok=True)
+    new_link.symlink_to(folder.name)  # relative, so the run folder can be moved
+    if link.is_dir() and not link.is_symlink():  # a last/ folder written by an earlier version
+        os.replace(link, tempfile.mkdtemp(dir=out_dir, prefix=f"{STATE_PREFIX}legacy-"))  # still a candidate
+    os.replace(new_link, link)
+    for old in out_dir.glob(f"{STATE_PREFIX}*"):
+        if old.is_symlink():
+            old.unlink(missing_ok=True)  # a link left by a killed run
+        elif old != folder:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def threading_is_not_main() -> bool:

@@ -40,7 +40,10 @@ def evaluate_checkpoints(
     except DatasetError as exc:
         raise EvaluationError(str(exc)) from exc
     count = min(limit, len(dataset)) if limit else len(dataset)
-    matrix = evaluate([model for model, _ in loaded], dataset, dev, batch_size=2, limit=count)
+    try:
+        matrix = evaluate([model for model, _ in loaded], dataset, dev, batch_size=2, limit=count)
+    except DatasetError as exc:  # a corrupt val image or label, found while reading it: named, no traceback
+        raise EvaluationError(str(exc)) from exc
     summary = matrix.summary()
     kind = data_kind(cityscapes)
     eval_data = f"{kind} cityscapes-layout val, {count} images"

@@ -1,0 +1,294 @@
+"""The training CLI when things go wrong: SIGKILL at random moments, SIGINT / SIGTERM, NaN and inf, unsafe
+resume files. Every run is ``python -m train run``'s own ``main()`` in a separate process (killed for real),
+on a tiny procedural tree at 64 x 32.
+
+Separate processes are forked from a forkserver that has imported torch and ``train`` once: a fresh
+interpreter would spend most of its life importing, and twenty of them would make the test slow.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import pickle
+import random
+import re
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from segdemo import synthetic
+from segdemo.checkpoints import load_model, read_metadata
+from train.__main__ import main
+
+TOTAL = 24  # steps of every run here: 3 epochs of the 8-image tree at batch size 2
+TINY = ["gta5_size=64x32", "cityscapes_size=64x32", "batch_size=2", "num_workers=0", "log_every=1",
+        f"iterations={TOTAL}"]
+KILLS = 20
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # The in-process runs diverge (NaN tests) exactly as the child processes do: on one thread.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("procedural")
+    synthetic.generate(root, seed=3, n_source=8, n_target_train=8, n_target_val=4, size=(64, 32))
+    return root
+
+
+def run_args(data: Path, out: Path, *extra: str) -> list[str]:
+    return ["run", "bisenet_gta5", "--gta5", str(data / "gta5"), "--cityscapes", str(data / "cityscapes"),
+            "--out", str(out), "--device", "cpu", *TINY, *extra]
+
+
+def _run_cli(argv: list[str], log: str) -> None:
+    """Child process: ``python -m train`` with ``argv``, output to ``log``, exit code as the CLI's."""
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    torch.set_num_threads(1)  # the same maths in every run, so resumed and uninterrupted runs compare bit for bit
+    sys.exit(main(argv))
+
+
+Launch = Callable[[list[str], Path], multiprocessing.Process]
+
+
+@pytest.fixture(scope="module")
+def launch() -> Launch:
+    """Start ``python -m train <argv>`` in a child process writing to a log file; returns the process."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([
+        "torch", "torch.utils.tensorboard", "tqdm", "train.__main__", "train.engine", "train.config",
+        "segdemo.checkpoints", "segdemo.synthetic", __name__,
+    ])
+
+    def start(argv: list[str], log: Path) -> multiprocessing.Process:
+        log.touch()
+        process = context.Process(target=_run_cli, args=(argv, str(log)), daemon=True)
+        process.start()
+        return process
+
+    return start
+
+
+def finish(process: multiprocessing.Process, log: Path, timeout: float = 300) -> int:
+    process.join(timeout)
+    assert process.exitcode is not None, f"still running after {timeout} s:\n{log.read_text()[-2000:]}"
+    return process.exitcode
+
+
+def wait_for(condition: Callable[[], bool], process: multiprocessing.Process, log: Path, what: str) -> None:
+    deadline = time.monotonic() + 120
+    while not condition():
+        if process.exitcode is not None or not process.is_alive():
+            raise AssertionError(f"the run ended (exit {process.exitcode}) before {what}:\n{log.read_text()[-2000:]}")
+        assert time.monotonic() < deadline, f"no {what} within 120 s:\n{log.read_text()[-2000:]}"
+        time.sleep(0.02)
+
+
+def steps_shown(log: Path) -> int:
+    """The last step count the progress bar printed ("12/24"), -1 before the training loop."""
+    found = re.findall(rf"(\d+)/{TOTAL} \[", log.read_text(errors="replace"))
+    return int(found[-1]) if found else -1
+
+
+def check_resume_state(out: Path) -> int:
+    """``out/last`` loads, and its weights, optimiser and progress are all of the same step; returns it."""
+    last = out / "last"
+    progress = json.loads((last / "progress.json").read_text())
+    model, meta = load_model(last)
+    assert meta["steps"] == progress["step"], "the weights and progress.json are of different steps"
+    state = torch.load(last / "trainer.pt", map_location="cpu", weights_only=True)
+    adam_steps = {int(s["step"]) for s in state["optimizer"]["state"].values() if "step" in s}  # not SGD
+    assert adam_steps <= {progress["step"]}, f"optimiser at steps {adam_steps}, progress at {progress['step']}"
+    assert all(torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point())
+    return int(progress["step"])
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_data, launch, tmp_path_factory) -> Path:
+    """The same run with no interruption (saving less often: that must not change the result)."""
+    out = tmp_path_factory.mktemp("uninterrupted") / "run"
+    log = out.parent / "run.log"
+    assert finish(launch(run_args(tiny_data, out), log), log) == 0, log.read_text()[-2000:]
+    return out
+
+
+def assert_same_run(resumed: Path, reference: Path) -> None:
+    """Same final weights, step count, learning-rate schedule, optimiser state and metrics."""
+    model_a, meta_a = load_model(resumed)
+    model_b, meta_b = load_model(reference)
+    for (name, a), b in zip(model_a.state_dict().items(), model_b.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert meta_a["steps"] == meta_b["steps"] == TOTAL
+    assert meta_a["metrics"] == meta_b["metrics"] and meta_a["history"] == meta_b["history"]
+    progress = json.loads((resumed / "last" / "progress.json").read_text())
+    assert progress["step"] == progress["total"] == TOTAL
+    state_a = torch.load(resumed / "last" / "trainer.pt", weights_only=True)
+    state_b = torch.load(reference / "last" / "trainer.pt", weights_only=True)
+    # The last learning rate set is the poly schedule's value at the final step; Adam counted every step.
+    assert [g["lr"] for g in state_a["optimizer"]["param_groups"]] == \
+        [g["lr"] for g in state_b["optimizer"]["param_groups"]]
+    assert {int(s["step"]) for s in state_a["optimizer"]["state"].values()} == {TOTAL}
+
+
+def test_sigkill_at_20_random_moments_then_resume_matches_an_uninterrupted_run(
+    tiny_data, launch, uninterrupted, tmp_path
+):
+    out = tmp_path / "run"
+    rng = random.Random(20)  # seeded: the same moments every time
+    step_seconds = 0.3  # one step's time (compute and save), refined from what the progress bar shows
+    saved_before, resumed_from, killed_while_training = False, set(), 0
+    for kill in range(KILLS):
+        resume = (out / "last" / "progress.json").is_file()
+        log = tmp_path / f"kill{kill:02d}.log"
+        process = launch(run_args(tiny_data, out, "checkpoint_every=1", *(["--resume"] if resume else [])), log)
+        if kill % 4 == 3:
+            time.sleep(rng.uniform(0.0, 1.0))  # during start-up: model building, resume loading
+        else:
+            # In the training loop, 0-2 steps in, at a random point of a step: computing, or half-way
+            # through writing the state of the step the bar has just shown.
+            wait_for(lambda: steps_shown(log) >= 0, process, log, "the training loop")
+            start, started = steps_shown(log), time.monotonic()
+            target = start + rng.randint(0, 2)
+            wait_for(lambda: steps_shown(log) >= min(target, TOTAL), process, log, f"step {target}")
+            if target > start:
+                step_seconds = (time.monotonic() - started) / (target - start)
+            time.sleep(rng.uniform(0.0, step_seconds))
+            killed_while_training += process.is_alive()
+        try:
+            os.kill(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # it had finished: the forkserver, its parent, has already reaped it
+        code = finish(process, log)
+        assert code in (-signal.SIGKILL, 0), f"kill {kill}: exit {code}\n{log.read_text()[-2000:]}"
+        if saved_before or (out / "last").exists():
+            saved_before = True
+            resumed_from.add(check_resume_state(out))  # the latest state survives every kill and loads
+        print(f"kill {kill}: resumed={resume} shown={steps_shown(log)} exit={code} saved={sorted(resumed_from)}")
+    # Most kills hit a running training loop, and the run came back from many different states.
+    assert killed_while_training >= KILLS // 2 and len(resumed_from) >= 5, (killed_while_training, resumed_from)
+
+    log = tmp_path / "final.log"
+    code = finish(launch(run_args(tiny_data, out, "checkpoint_every=1", "--resume"), log), log)
+    assert code == 0, log.read_text()[-2000:]
+    assert_same_run(out, uninterrupted)
+    # No half-written state is left behind: one state folder, the one last/ links to.
+    assert list(out.glob(".last-*")) == [(out / "last").resolve()]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_sigint_and_sigterm_save_exit_cleanly_and_resume(tiny_data, launch, uninterrupted, tmp_path, sig):
+    out = tmp_path / "run"
+    log = tmp_path / "first.log"
+    # No periodic saves: whatever is in last/ afterwards was saved because of the signal.
+    process = launch(run_args(tiny_data, out, "checkpoint_every=1000"), log)
+    wait_for(lambda: steps_shown(log) >= 3, process, log, "three steps")
+    os.kill(process.pid, sig)
+    assert finish(process, log) == 130
+    text = log.read_text()
+    assert f"stopped ({sig.name}); state saved: resume with the same command plus --resume" in text
+    assert "Traceback" not in text
+    stopped_at = check_resume_state(out)
+    assert 3 <= stopped_at < TOTAL
+    assert not (out / "model.safetensors").exists()  # not finished: no final model is claimed
+
+    log = tmp_path / "resumed.log"
+    assert finish(launch(run_args(tiny_data, out, "checkpoint_every=1000", "--resume"), log), log) == 0
+    assert f"{stopped_at}/{TOTAL}" in log.read_text()  # it continued from there
+    assert_same_run(out, uninterrupted)
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    # SGD at lr 1000 diverges within a few steps: the loss turns NaN while every saved state is finite.
+    code = main(run_args(tiny_data, out, "optimizer=sgd", "lr=1e3", "schedule=constant", "checkpoint_every=1"))
+    err = capsys.readouterr().err
+    assert code == 2
+    found = re.search(r"loss became (nan|inf) at step (\d+); stopped before updating the weights\. "
+                      r"The last good checkpoint \(step (\d+)\) is kept in (\S+)\.", err)
+    assert found, err
+    failed_at, kept = int(found.group(2)), int(found.group(3))
+    assert 1 <= kept == failed_at < TOTAL and found.group(4) == str(out / "last")
+    assert check_resume_state(out) == kept  # loads, finite weights
+    assert not (out / "model.safetensors").exists()  # no final model is claimed
+
+
+@pytest.mark.parametrize("lr, kept", [("30", True), ("3e38", False)])
+def test_weights_that_overflow_are_never_saved(tiny_data, tmp_path, capsys, lr, kept):
+    out = tmp_path / "run"
+    # lr 30: after a few steps BatchNorm's running variance overflows in a forward pass whose loss is still
+    # finite; lr 3e38: the first SGD step overflows the weights. Neither state may become the resume state.
+    code = main(run_args(tiny_data, out, "optimizer=sgd", f"lr={lr}", "schedule=constant", "checkpoint_every=1"))
+    err = capsys.readouterr().err
+    assert code == 2
+    found = re.search(r"the weights became NaN or inf \(\d+ tensors, e\.g\. \S+\) at step (\d+); "
+                      r"stopped without saving them\. (.*)", err)
+    assert found, err
+    if kept:
+        step = int(found.group(1))
+        assert f"The last good checkpoint (step {step - 1}) is kept in {out / 'last'}." in found.group(2)
+        assert check_resume_state(out) == step - 1
+    else:
+        assert found.group(2).startswith("No checkpoint had been saved yet.")
+        assert not (out / "last").exists()
+    assert not (out / "model.safetensors").exists()
+
+
+class _CreatesAFile:
+    """Unpickling this calls open(path, 'w'): loading it would write a file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (str(self.path), "w"))
+
+
+@pytest.mark.parametrize("damage", ["pickled code", "truncated", "progress.json"])
+def test_resume_refuses_unsafe_or_damaged_state_with_a_clear_message(tiny_data, tmp_path, capsys, damage):
+    out = tmp_path / "run"
+    assert main(run_args(tiny_data, out, "iterations=2")) == 0
+    marker = tmp_path / "pwned.txt"
+    trainer = out / "last" / "trainer.pt"
+    if damage == "pickled code":
+        with open(trainer, "wb") as f:
+            pickle.dump({"optimizer": _CreatesAFile(marker)}, f, protocol=2)
+    elif damage == "truncated":
+        trainer.write_bytes(trainer.read_bytes()[:5000])
+    else:
+        (out / "last" / "progress.json").write_text('{"step": ')
+    capsys.readouterr()
+    assert main(run_args(tiny_data, out, "iterations=2", "--resume")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --resume: ") and "Traceback" not in err
+    if damage == "progress.json":
+        assert "progress.json is damaged" in err
+    else:
+        assert "cannot load" in err and "trainer.pt" in err and "weights_only=True" in err
+    assert not marker.exists()
+
+
+def test_resume_converts_a_last_folder_of_an_earlier_version(tiny_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(run_args(tiny_data, out, "iterations=2", "checkpoint_every=1")) == 0
+    # Earlier versions kept a plain last/ folder, not a link to a state folder.
+    state = (out / "last").resolve()
+    (out / "last").unlink()
+    state.rename(out / "last")
+    assert main(run_args(tiny_data, out, "iterations=2", "--resume")) == 0
+    assert (out / "last").is_symlink() and check_resume_state(out) == 2
+    assert read_metadata(out)["steps"] == 2
