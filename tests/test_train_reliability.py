@@ -90,12 +90,14 @@ def finish(process: multiprocessing.Process, log: Path, timeout: float = 300) ->
     return process.exitcode
 
 
-def wait_for(condition: Callable[[], bool], process: multiprocessing.Process, log: Path, what: str) -> None:
+def wait_for_step(step: int, process: multiprocessing.Process, log: Path) -> None:
+    """Wait until the run's progress bar has shown ``step`` (0: the training loop has started)."""
     deadline = time.monotonic() + 120
-    while not condition():
+    while steps_shown(log) < step:
         if process.exitcode is not None or not process.is_alive():
-            raise AssertionError(f"the run ended (exit {process.exitcode}) before {what}:\n{log.read_text()[-2000:]}")
-        assert time.monotonic() < deadline, f"no {what} within 120 s:\n{log.read_text()[-2000:]}"
+            raise AssertionError(f"the run ended (exit {process.exitcode}) before step {step}:\n"
+                                 f"{log.read_text()[-2000:]}")
+        assert time.monotonic() < deadline, f"no step {step} within 120 s:\n{log.read_text()[-2000:]}"
         time.sleep(0.02)
 
 
@@ -161,10 +163,10 @@ def test_sigkill_at_20_random_moments_then_resume_matches_an_uninterrupted_run(
         else:
             # In the training loop, 0-2 steps in, at a random point of a step: computing, or half-way
             # through writing the state of the step the bar has just shown.
-            wait_for(lambda: steps_shown(log) >= 0, process, log, "the training loop")
+            wait_for_step(0, process, log)
             start, started = steps_shown(log), time.monotonic()
             target = start + rng.randint(0, 2)
-            wait_for(lambda: steps_shown(log) >= min(target, TOTAL), process, log, f"step {target}")
+            wait_for_step(min(target, TOTAL), process, log)
             if target > start:
                 step_seconds = (time.monotonic() - started) / (target - start)
             time.sleep(rng.uniform(0.0, step_seconds))
@@ -196,7 +198,7 @@ def test_sigint_and_sigterm_save_exit_cleanly_and_resume(tiny_data, launch, unin
     log = tmp_path / "first.log"
     # No periodic saves: whatever is in last/ afterwards was saved because of the signal.
     process = launch(run_args(tiny_data, out, "checkpoint_every=1000"), log)
-    wait_for(lambda: steps_shown(log) >= 3, process, log, "three steps")
+    wait_for_step(3, process, log)
     os.kill(process.pid, sig)
     assert finish(process, log) == 130
     text = log.read_text()
