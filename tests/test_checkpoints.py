@@ -166,3 +166,22 @@ def test_other_inputs(tmp_path):
         load_model(tmp_path / "list.pth")
     with pytest.raises(ValueError, match="lacks"):
         save_checkpoint(build_model("bisenet"), tmp_path / "x", {"model": "bisenet"})
+
+
+def test_our_checkpoint_with_another_architecture_is_refused(tmp_path):
+    # BiSeNet weights under metadata that says DeepLabV2 (a folder renamed or a meta.json copied over).
+    save_checkpoint(build_model("bisenet"), tmp_path / "ck", default_metadata("bisenet"))
+    update_metadata(tmp_path / "ck", model="deeplabv2")
+    with pytest.raises(CheckpointError, match=r"model\.safetensors does not fit the deeplabv2 architecture: "
+                                              r"\d+ missing .*\d+ unknown"):
+        load_model(tmp_path / "ck")
+
+
+@pytest.mark.parametrize("field", ["model", "num_classes"])
+def test_metadata_without_a_required_field_is_refused(tmp_path, field):
+    save_checkpoint(build_model("bisenet"), tmp_path / "ck", default_metadata("bisenet"))
+    meta = read_metadata(tmp_path / "ck")
+    del meta[field]
+    (tmp_path / "ck" / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=f"meta.json lacks the field '{field}'"):
+        load_model(tmp_path / "ck")
