@@ -10,6 +10,7 @@ the paper's authors recommend; the output is not clipped, so clip it yourself fo
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -74,7 +75,9 @@ def fda_source_to_target(source: torch.Tensor, target: torch.Tensor, beta: float
 
     The window is symmetric under ``k -> -k``, so the new spectrum stays Hermitian and the real FFT
     gives exactly that result: in ``rfft2``'s half spectrum the window is rows ``-b..b`` (wrapping
-    around) by columns ``0..b``; the mirrored columns ``-b..-1`` are implied by symmetry.
+    around) by columns ``0..b``; the mirrored columns ``-b..-1`` are implied by symmetry. Small
+    windows (the paper's betas) skip the FFTs altogether: only the window's coefficients are computed
+    and the inverse DFT of their change is added to the source (see :data:`WINDOW_DFT_MAX_COLUMNS`).
 
     Args:
         source: float ``N x 3 x H x W`` (or ``3 x H x W``) images, any device.
@@ -90,21 +93,92 @@ def fda_source_to_target(source: torch.Tensor, target: torch.Tensor, beta: float
         return source.clone()
     height, width = src.shape[-2:]
     b = _half_window(height, width, beta)
-
     # torch.fft only handles power-of-two sizes in half precision; compute those in float32.
     work_dtype = torch.float32 if src.dtype in (torch.float16, torch.bfloat16) else src.dtype
-    fft_src = torch.fft.rfft2(src.to(work_dtype))
-    fft_tgt = torch.fft.rfft2(tgt.to(device=src.device, dtype=work_dtype))
+    # Contiguous: both routes are several times slower on strided (e.g. channels_last) batches.
+    src_work = src.to(work_dtype).contiguous()
+    tgt_work = tgt.to(device=src.device, dtype=work_dtype).contiguous()
+    if (b + 1) <= WINDOW_DFT_MAX_COLUMNS:
+        out = _fda_window_dft(src_work, tgt_work, b)
+    else:
+        out = _fda_real_fft(src_work, tgt_work, b)
+    out = out.to(source.dtype)
+    return out[0] if single else out
 
+
+WINDOW_DFT_MAX_COLUMNS = 48
+"""Up to this many spectrum columns in the window (``b + 1``), FDA computes only the window's DFT
+coefficients (matrix products) instead of whole FFTs: 3-4x faster at beta = 0.01 on 512 x 1024 and
+equal within float rounding. The window route costs ``~(b + 1)`` multiply-adds per pixel, the FFT
+``~log(H W)``; on 2 CPU cores at 512 x 1024 they break even near 60 columns (beta ~ 0.12)."""
+
+
+def _fda_real_fft(src: torch.Tensor, tgt: torch.Tensor, b: int) -> torch.Tensor:
+    """The swap on whole real-FFT half spectra (any window size)."""
+    height, width = src.shape[-2:]
+    fft_src = torch.fft.rfft2(src)
+    fft_tgt = torch.fft.rfft2(tgt)
     # b < min(H, W) / 2 because beta < 0.5, so rows 0..b and H-b..H-1 never overlap.
     rows = torch.cat([torch.arange(0, b + 1), torch.arange(height - b, height)]).to(src.device)
     win_src = fft_src[:, :, rows, : b + 1]
     amp_tgt = fft_tgt[:, :, rows, : b + 1].abs().expand_as(win_src)
-    mixed = fft_src.clone()
-    mixed[:, :, rows, : b + 1] = torch.polar(amp_tgt, win_src.angle())
+    fft_src[:, :, rows, : b + 1] = torch.polar(amp_tgt, win_src.angle())  # in place: fft_src is ours
+    return torch.fft.irfft2(fft_src, s=(height, width))
 
-    out = torch.fft.irfft2(mixed, s=(height, width)).to(source.dtype)
-    return out[0] if single else out
+
+@functools.lru_cache(maxsize=32)
+def _twiddles(n: int, freqs: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``n x 2F``: cos then sin of ``2 pi f x / n`` for x = 0..n-1 and each f in ``freqs``.
+
+    The angle is reduced modulo ``n`` in integers and taken in float64, so large ``f x`` lose no precision.
+    """
+    x = torch.arange(n, dtype=torch.int64)[:, None]
+    f = torch.tensor(freqs, dtype=torch.int64)[None, :]
+    angle = (x * f % n).to(torch.float64) * (2.0 * math.pi / n)
+    return torch.cat([torch.cos(angle), torch.sin(angle)], dim=1).to(device=device, dtype=dtype)
+
+
+def _fda_window_dft(src: torch.Tensor, tgt: torch.Tensor, b: int) -> torch.Tensor:
+    """The swap computed on the window alone: ``src + irfft2(new window - old window)``.
+
+    The inverse DFT is linear and the swap changes only the window, so the result is the source plus
+    the inverse DFT of the change, a sum of ``(2b+1) x (b+1)`` waves. The forward coefficients of the
+    window and that sum are separable matrix products over rows and columns: about ``3 (b+1)``
+    multiply-adds per pixel, against whole FFTs for the other route.
+    """
+    n_src, channels, height, width = src.shape
+    cols = b + 1
+    rows = tuple(range(b + 1)) + tuple(range(-b, 0))
+    complex_dtype = torch.complex128 if src.dtype == torch.float64 else torch.complex64
+    col_waves = _twiddles(width, tuple(range(cols)), src.dtype, src.device)  # W x 2cols: cos | sin
+    row_waves = _twiddles(height, rows, src.dtype, src.device)
+    # e^{+2 pi i k y / H} for the window's rows k: H x (2b+1)
+    row_exp = torch.complex(row_waves[:, : len(rows)], row_waves[:, len(rows) :]).to(complex_dtype)
+
+    def window(images: torch.Tensor) -> torch.Tensor:
+        """DFT coefficients of the window: (N*3) x (2b+1) x (b+1), rows as listed, columns 0..b."""
+        count = images.shape[0] * channels
+        per_row = images.reshape(count * height, width) @ col_waves  # sum_x image e^{-i..} = cos - i sin
+        per_row = torch.complex(per_row[:, :cols], -per_row[:, cols:]).reshape(count, height, cols)
+        stacked = per_row.transpose(0, 1).reshape(height, count * cols)  # one product for every image
+        coeffs = row_exp.conj().transpose(0, 1) @ stacked
+        return coeffs.reshape(len(rows), count, cols).transpose(0, 1)
+
+    win_src, win_tgt = window(src), window(tgt)
+    if win_tgt.shape[0] != win_src.shape[0]:  # one target for every source image
+        win_tgt = win_tgt.repeat(n_src, 1, 1)
+    delta = torch.polar(win_tgt.abs(), win_src.angle()) - win_src
+    # Columns 1..b stand for their mirrored twins -1..-b too (Hermitian spectrum): weight 2, then Re.
+    weight = torch.full((cols,), 2.0, dtype=src.dtype, device=src.device)
+    weight[0] = 1.0
+    delta = delta * (weight / (height * width))
+    count = n_src * channels
+    per_row = row_exp @ delta.transpose(0, 1).reshape(len(rows), count * cols)  # H x (N*3*cols)
+    per_row = per_row.reshape(height, count, cols).transpose(0, 1).reshape(count * height, cols)
+    # Re(P e^{+i..}) = Re(P) cos - Im(P) sin, added to the source in the same product.
+    waves = torch.cat([per_row.real, -per_row.imag], dim=1)
+    out = torch.addmm(src.reshape(count * height, width), waves, col_waves.transpose(0, 1))
+    return out.reshape(n_src, channels, height, width)
 
 
 def _log_amplitude(image: torch.Tensor) -> np.ndarray:

@@ -10,6 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from segdemo import fda
 from segdemo.fda import amplitude_spectra, entropy_loss, fda_source_to_target
 
 
@@ -63,6 +64,28 @@ def test_matches_reference_property_float64(h: int, w: int, beta: float, seed: i
     out = fda_source_to_target(src, tgt, beta)
     expected = reference_fda(src[0].numpy(), tgt[0].numpy(), beta)
     np.testing.assert_allclose(out[0].numpy(), expected, rtol=0, atol=1e-8)
+
+
+@pytest.mark.parametrize("max_columns", [0, 10**6], ids=["real-fft-route", "window-dft-route"])
+@pytest.mark.parametrize(("size", "beta"), [((64, 96), 0.01), ((64, 96), 0.2), ((63, 101), 0.37), ((9, 7), 0.3)])
+def test_both_routes_match_the_reference(monkeypatch, max_columns: int, size: tuple[int, int], beta: float) -> None:
+    # Small windows take the window-only DFT, large ones the real FFT; force each route everywhere.
+    monkeypatch.setattr(fda, "WINDOW_DFT_MAX_COLUMNS", max_columns)
+    h, w = size
+    src, tgt = _images(2, h, w, seed=21, dtype=torch.float64) * 255, _images(1, h, w, seed=22, dtype=torch.float64) * 255
+    out = fda_source_to_target(src, tgt, beta)  # one target broadcast to both sources
+    for i in range(2):
+        np.testing.assert_allclose(out[i].numpy(), reference_fda(src[i].numpy(), tgt[0].numpy(), beta), atol=1e-8)
+
+
+@pytest.mark.parametrize("max_columns", [0, 10**6], ids=["real-fft-route", "window-dft-route"])
+def test_both_routes_in_float32_at_a_training_size(monkeypatch, max_columns: int) -> None:
+    monkeypatch.setattr(fda, "WINDOW_DFT_MAX_COLUMNS", max_columns)
+    src, tgt = _images(1, 256, 512, seed=23), _images(1, 256, 512, seed=24)
+    out = fda_source_to_target(src, tgt, 0.05)
+    assert out.dtype == torch.float32
+    expected = reference_fda(src[0].double().numpy(), tgt[0].double().numpy(), 0.05)
+    np.testing.assert_allclose(out[0].numpy(), expected, atol=1e-4)
 
 
 def test_target_broadcast_and_single_images() -> None:
