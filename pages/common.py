@@ -15,13 +15,14 @@ import torch
 
 from segdemo import checkpoints as ckpt
 from segdemo.dacs import load_label
-from segdemo.inference import ImageError, Prediction, load_image, predict
+from segdemo.inference import MAX_UPLOAD_BYTES, ImageError, Prediction, load_image, predict
 from segdemo.labels import CLASS_NAMES
 from segdemo.synthetic import render_scene, scene_rng
 from segdemo.viz import legend
 
 REPO = Path(__file__).resolve().parents[1]
 CHECKPOINTS_ENV = "SEGDEMO_CHECKPOINTS"
+MAX_UPLOAD_ENV = "SEGDEMO_MAX_UPLOAD_MB"
 SAMPLE_SIZE = (640, 320)  # (width, height) of the bundled procedural samples
 SAMPLE_SEED = 0
 SAMPLE_COUNT = 100
@@ -203,10 +204,23 @@ class Picked:
     name: str
 
 
+def image_upload_limit_mb() -> int:
+    """The largest image upload in MB: ``$SEGDEMO_MAX_UPLOAD_MB``, else segdemo's ``MAX_UPLOAD_BYTES`` (50).
+
+    The browser refuses larger files (the image uploaders get it as ``max_upload_size``) and
+    :func:`read_image` checks again, for clients that are not a browser."""
+    text = os.environ.get(MAX_UPLOAD_ENV, "").strip()
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    return value if value > 0 else MAX_UPLOAD_BYTES // 2**20
+
+
 def read_image(upload: Any) -> np.ndarray | None:
     """An uploaded image as H x W x 3 uint8, or None after showing why it cannot be used."""
     try:
-        return np.asarray(load_image(upload))
+        return np.asarray(load_image(upload, max_bytes=image_upload_limit_mb() * 2**20))
     except ImageError as exc:
         st.error(f"{upload.name}: {exc}")
         return None
@@ -225,12 +239,12 @@ def image_input(key: str, title: str, default_domain: str, with_label: bool = Fa
         index = right.number_input("Sample", 0, SAMPLE_COUNT - 1, 0, key=f"{key}_sample")
         image, train_ids = sample(domain, int(index))
         return Picked(image, train_ids, f"procedural {domain} sample {int(index)}")
-    upload = st.file_uploader("Image", type=IMAGE_TYPES, key=f"{key}_upload")
+    upload = st.file_uploader("Image", type=IMAGE_TYPES, key=f"{key}_upload", max_upload_size=image_upload_limit_mb())
     label_upload = None
     if with_label:
         label_upload = st.file_uploader(
             "Its label map (PNG: trainIds, Cityscapes/GTA5 label ids, or palette colours)", type=["png"],
-            key=f"{key}_label",
+            key=f"{key}_label", max_upload_size=image_upload_limit_mb(),
         )
     if upload is None:
         st.info("Upload an image, or choose a procedural sample.")

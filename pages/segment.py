@@ -93,7 +93,8 @@ if kind == "Procedural sample":
     image, _ = common.sample(domain, int(index))
     name = f"{domain}_{int(index)}"
 else:
-    upload = source_column.file_uploader("A street photo", type=common.IMAGE_TYPES, key="seg_upload")
+    upload = source_column.file_uploader("A street photo", type=common.IMAGE_TYPES, key="seg_upload",
+                                         max_upload_size=common.image_upload_limit_mb())
     if upload is None:
         st.info("Upload a photo (PNG, JPEG, WebP, ...). Large photos are fine: the model runs at its own "
                 "input size and the result is scaled back.")

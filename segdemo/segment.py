@@ -1,0 +1,130 @@
+"""``python -m segdemo.segment``: segment image files with a checkpoint, from the command line.
+
+    python -m segdemo.segment street.jpg more/*.png --checkpoint checkpoints/bisenet_gta5_dacs --out segmented/
+
+For every image it writes ``OUT/<stem>_mask.png`` (trainIds 0-18, palette PNG) and ``OUT/<stem>_overlay.png``.
+Files are decoded exactly as the app decodes uploads (:func:`segdemo.inference.load_image`: the same limits
+and the same one-sentence messages). A file that cannot be used gets one line on stderr naming it, and the
+others are still segmented. Exit status: 0 all segmented, 1 some files could not be used, 2 bad arguments
+or a checkpoint that cannot be loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+from torch import nn
+
+from segdemo.checkpoints import CheckpointError, load_model
+from segdemo.inference import MAX_UPLOAD_BYTES, Prediction, load_image, predict
+from segdemo.viz import label_png_bytes, overlay, to_png_bytes
+
+__all__ = ["main", "segment_file"]
+
+DEFAULT_ALPHA = 0.55  # the app's default overlay opacity
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    # A temporary file and a rename: an interrupted run never leaves half a PNG under the final name.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def segment_file(
+    source: bytes | str | os.PathLike[str] | BinaryIO,
+    model: nn.Module,
+    meta: Mapping[str, Any],
+    out_dir: str | os.PathLike[str],
+    name: str,
+    alpha: float = DEFAULT_ALPHA,
+    max_bytes: int = MAX_UPLOAD_BYTES,
+) -> tuple[Prediction, Path, Path]:
+    """Decode ``source`` as an upload, segment it, write ``<name>_mask.png`` and ``<name>_overlay.png``.
+
+    Returns ``(prediction, mask path, overlay path)``. An unusable file raises
+    :class:`segdemo.inference.ImageError` before anything is written.
+    """
+    image = load_image(source, max_bytes=max_bytes)
+    prediction = predict(model, meta, image)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    mask_path, overlay_path = out / f"{name}_mask.png", out / f"{name}_overlay.png"
+    _write_atomically(mask_path, label_png_bytes(prediction.train_ids))
+    _write_atomically(overlay_path, to_png_bytes(overlay(np.asarray(image), prediction.train_ids, alpha)))
+    return prediction, mask_path, overlay_path
+
+
+def _unique_names(paths: list[Path]) -> list[str]:
+    """Output stems: the file's stem, with -2, -3 ... when two inputs share one (a/x.png, b/x.jpg)."""
+    seen: dict[str, int] = {}
+    names = []
+    for path in paths:
+        count = seen.get(path.stem, 0) + 1
+        seen[path.stem] = count
+        names.append(path.stem if count == 1 else f"{path.stem}-{count}")
+    return names
+
+
+def _megabytes(text: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of megabytes, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return int(value * 2**20)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m segdemo.segment", description=__doc__.split("\n\n")[0])
+    parser.add_argument("images", nargs="+", type=Path, help="image files (PNG, JPEG, WebP, GIF, BMP, TIFF, ...)")
+    parser.add_argument("--checkpoint", type=Path, required=True,
+                        help="our checkpoint folder or a course-template .pth")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the masks and overlays")
+    parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="overlay opacity, 0-1 (default 0.55)")
+    parser.add_argument("--max-mb", type=_megabytes, default=MAX_UPLOAD_BYTES, dest="max_bytes",
+                        help=f"refuse larger files (default {MAX_UPLOAD_BYTES // 2**20})")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not 0.0 <= args.alpha <= 1.0:
+        print(f"error: --alpha must be in [0, 1], got {args.alpha}", file=sys.stderr)
+        return 2
+    try:
+        model, meta = load_model(args.checkpoint, device=args.device)
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    failed = 0
+    for path, name in zip(args.images, _unique_names(args.images)):
+        try:
+            prediction, mask_path, _ = segment_file(path, model, meta, args.out, name, args.alpha, args.max_bytes)
+        except (ValueError, RuntimeError) as exc:  # ImageError: the file; others: the model on this image
+            failed += 1
+            print(f"{path}: {exc}", file=sys.stderr)
+            continue
+        height, width = prediction.train_ids.shape
+        print(f"{path}: {width} x {height} -> {mask_path} ({prediction.seconds * 1000:.0f} ms)")
+    if failed:
+        print(f"{failed} of {len(args.images)} files could not be segmented", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
