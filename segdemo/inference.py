@@ -434,7 +434,8 @@ def predict(
     ``"auto"`` runs BiSeNet and DeepLabV2 in their exact inference form (BN folded, BiSeNet's
     classifier at 1/8 resolution), in ONNX Runtime on the CPU: the same logits within 1e-3, about 3x
     faster on the CPU. The first call per model and input size builds that form (about a second
-    for BiSeNet, a few for DeepLabV2); ``"plain"`` runs ``model`` itself.
+    for BiSeNet, a few for DeepLabV2); ``"plain"`` runs ``model`` itself; ``"bfloat16"`` is a faster
+    approximate form, opt-in (its mIoU change is in ``docs/benchmarks.md``).
     """
     start = time.perf_counter()
     if model.training:

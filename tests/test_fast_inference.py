@@ -130,3 +130,14 @@ def test_predict_uses_the_fast_form_by_default_and_agrees_with_the_plain_model(b
     assert np.mean(fast.train_ids == plain.train_ids) > 0.999
     assert np.mean(eager.train_ids == plain.train_ids) > 0.999
     np.testing.assert_allclose(fast.confidence, plain.confidence, atol=1e-3)
+
+
+def test_bfloat16_backend_is_close_but_approximate(bisenet):
+    x = _inputs(64, 128)
+    runner, backend = runner_for(bisenet, (64, 128), "cpu", backend="bfloat16")
+    with torch.inference_mode():
+        expected, got = bisenet(x), runner(x)
+    assert backend == "bfloat16" and got.dtype == torch.float32 and got.shape == expected.shape
+    # bfloat16 keeps 8 bits of mantissa: about 1 % of the logits' scale, and most labels.
+    assert (got - expected).abs().max() <= 0.05 * expected.abs().max()
+    assert (got.argmax(1) == expected.argmax(1)).float().mean() > 0.9

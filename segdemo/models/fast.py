@@ -44,6 +44,7 @@ from segdemo.models.deeplabv2 import Bottleneck, DeepLabV2
 __all__ = [
     "BACKENDS",
     "InferenceBiSeNet",
+    "LowPrecisionModel",
     "OnnxRuntimeModel",
     "export_onnx",
     "fold_batchnorm",
@@ -53,9 +54,12 @@ __all__ = [
     "runner_for",
 ]
 
-BACKENDS = ("auto", "onnxruntime", "eager", "plain")
+BACKENDS = ("auto", "onnxruntime", "eager", "plain", "bfloat16")
 """``auto``: ONNX Runtime on the CPU when installed, else ``eager``; ``onnxruntime``: the folded graph
-in ONNX Runtime (CPU only); ``eager``: :func:`prepare_for_inference` in PyTorch; ``plain``: the model as is."""
+in ONNX Runtime (CPU only); ``eager``: :func:`prepare_for_inference` in PyTorch; ``plain``: the model as
+is. ``bfloat16``: the eager form in bfloat16, **approximate** (logits differ by ~0.1, a few labels flip;
+``docs/benchmarks.md`` gives the mIoU change) and opt-in only: fast on GPUs and on CPUs with bf16
+instructions (AVX512-BF16, AMX), slow elsewhere."""
 
 ONNX_OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
@@ -229,6 +233,16 @@ class OnnxRuntimeModel:
         return torch.from_numpy(self.session.run([OUTPUT_NAME], {INPUT_NAME: array})[0])
 
 
+class LowPrecisionModel:
+    """A module run in a lower precision: inputs cast (channels_last), logits returned as float32."""
+
+    def __init__(self, module: nn.Module, dtype: torch.dtype) -> None:
+        self.module, self.dtype = module.to(dtype), dtype
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.module(x.to(self.dtype).contiguous(memory_format=torch.channels_last)).float()
+
+
 # ---------------------------------------------------------------------------------------------
 # Runners for predict(), built once per model
 # ---------------------------------------------------------------------------------------------
@@ -263,6 +277,8 @@ def _build_runner(model: nn.Module, backend: str, input_size: tuple[int, int], d
     if backend == "onnxruntime":
         return OnnxRuntimeModel(export_onnx(model, input_size))
     fast = prepare_for_inference(model, channels_last=True).to(device)
+    if backend == "bfloat16":
+        return LowPrecisionModel(fast, torch.bfloat16)
     return fast
 
 
