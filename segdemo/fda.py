@@ -98,7 +98,9 @@ def fda_source_to_target(source: torch.Tensor, target: torch.Tensor, beta: float
     # Contiguous: both routes are several times slower on strided (e.g. channels_last) batches.
     src_work = src.to(work_dtype).contiguous()
     tgt_work = tgt.to(device=src.device, dtype=work_dtype).contiguous()
-    if (b + 1) <= WINDOW_DFT_MAX_COLUMNS:
+    # TF32 matrix products (if a caller enabled them) would round pixels to 10 bits: FFTs then.
+    tf32 = src_work.is_cuda and torch.backends.cuda.matmul.allow_tf32
+    if (b + 1) <= WINDOW_DFT_MAX_COLUMNS and not tf32:
         out = _fda_window_dft(src_work, tgt_work, b)
     else:
         out = _fda_real_fft(src_work, tgt_work, b)
