@@ -243,7 +243,7 @@ def procedural_loader(root: Path, batch: int, workers: int):
     data = Cityscapes(root / "cityscapes", "train", size=(1024, 512), transform=build_augmentation("aug1"),
                       normalize=False)
     return DataLoader(data, batch_size=batch, shuffle=True, num_workers=workers, pin_memory=True, drop_last=True,
-                      persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)
+                      persistent_workers=workers > 0)
 
 
 def endless(loader):
@@ -299,12 +299,16 @@ def training_section(args: argparse.Namespace, device: torch.device) -> tuple[st
             image_batch, label_batch = next(batches)
             image_batch.to(device, non_blocking=True), label_batch.to(device, non_blocking=True)
 
-        loader_rate = images_per_second(load_only, args.steps, batch, warmup=3)
+        try:
+            loader_rate = images_per_second(load_only, args.steps, batch, warmup=3)
+        except RuntimeError as exc:  # e.g. a small /dev/shm in a container: workers cannot hand batches over
+            notes.append(f"the data loader failed: {str(exc).splitlines()[0]} (is /dev/shm large enough?)")
+            loader_rate = 0.0
         rows.append([(f"data loader alone ({args.workers} workers, decode + resize to 1024 x 512 + flip, "
                      "copy to the GPU)"), f"{loader_rate:.0f}"])
         best = max(rates, key=rates.get) if rates else None
         together = 0.0
-        if best is not None:
+        if best is not None and loader_rate > 0:
             step = steps[best]
 
             def load_and_step() -> None:
