@@ -295,12 +295,12 @@ def runner_for(
     resolved = resolve_backend(backend, device, model)
     if resolved == "plain":
         return model, "plain"
-    size = tuple(int(v) for v in input_size)
+    size = (int(input_size[0]), int(input_size[1]))
     key = (resolved, str(device), size, _weights_fingerprint(model))
     with _RUNNERS_LOCK:
         cached = _RUNNERS.get(model)
         if cached is not None and cached[0] == key:
             return cached[1], resolved
-        runner = _build_runner(model, resolved, size, device)  # type: ignore[arg-type]
+        runner = _build_runner(model, resolved, size, device)
         _RUNNERS[model] = (key, runner)
     return runner, resolved
