@@ -240,7 +240,7 @@ def approximate_miou_note(model: nn.Module, checkpoint: str | None, procedural: 
         with torch.inference_mode():
             for image, target in data:
                 matrix.update(runner(image[None]).argmax(1), target[None])
-        miou[used] = matrix.miou()
+        miou[used] = matrix.miou() * 100.0  # percent, as the report writes mIoU
     exact, approximate = miou[next(iter(miou))], miou["bfloat16"]
     return (f"bfloat16's mIoU change, {checkpoint} on the {len(data)} procedural val images at {width} x {height} "
             f"(procedural data, not Cityscapes): {exact:.2f} exact, {approximate:.2f} in bfloat16 "
