@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -114,11 +115,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@dataclass
+class AppServer:
+    url: str
+    process: subprocess.Popen
+
+
 @contextlib.contextmanager
-def run_app(checkpoints: Path, log_path: Path) -> Iterator[str]:
-    """``streamlit run app.py`` on a free port with SEGDEMO_CHECKPOINTS set; yields its URL once it answers."""
+def serve_app(checkpoints: Path, log_path: Path, env: dict[str, str] | None = None) -> Iterator[AppServer]:
+    """``streamlit run app.py`` on a free port with SEGDEMO_CHECKPOINTS (and ``env``) set, once it answers."""
     port = _free_port()
-    env = {**os.environ, "SEGDEMO_CHECKPOINTS": str(checkpoints), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "SEGDEMO_CHECKPOINTS": str(checkpoints), "PYTHONUNBUFFERED": "1", **(env or {})}
     command = [
         sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer",
@@ -140,7 +147,7 @@ def run_app(checkpoints: Path, log_path: Path) -> Iterator[str]:
             if time.monotonic() > deadline:
                 pytest.fail(f"streamlit did not answer on {url} within 90 s:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.5)
-        yield url
+        yield AppServer(url, server)
     finally:
         server.terminate()
         try:
@@ -148,6 +155,13 @@ def run_app(checkpoints: Path, log_path: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+@contextlib.contextmanager
+def run_app(checkpoints: Path, log_path: Path) -> Iterator[str]:
+    """:func:`serve_app`, yielding only the URL."""
+    with serve_app(checkpoints, log_path) as server:
+        yield server.url
 
 
 @pytest.fixture(scope="session")
