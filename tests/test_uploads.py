@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -110,13 +109,18 @@ def test_cli_with_a_bad_checkpoint_or_arguments(checkpoint, tmp_path, capsys):
 # --- the same decode-and-segment path, with hypothesis --------------------------------------------------------
 
 _PREFIXES = [b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"GIF89a", b"RIFF\x10\0\0\0WEBPVP8 ", b"BM", b"II*\0"]
-_OUT = Path(tempfile.mkdtemp(prefix="segdemo-hypothesis-"))  # hypothesis reuses one folder across examples
+
+
+@pytest.fixture(scope="module")
+def out_dir(tmp_path_factory) -> Path:
+    """One folder for all the examples of a hypothesis test (function-scoped tmp_path would be shared anyway)."""
+    return tmp_path_factory.mktemp("segmented")
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(prefix=st.sampled_from(_PREFIXES), body=st.binary(max_size=800))
-def test_random_bytes_are_refused_in_one_sentence_or_segmented(bisenet, prefix, body):
-    out = _OUT / "bytes"
+def test_random_bytes_are_refused_in_one_sentence_or_segmented(bisenet, out_dir, prefix, body):
+    out = out_dir / "bytes"
     for old in out.glob("*"):
         old.unlink()
     try:
@@ -156,11 +160,11 @@ def sizes(draw) -> tuple[int, int]:
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(mode=st.sampled_from(["RGB", "RGBA", "L", "LA", "P", "I;16", "CMYK"]), size=sizes(),
        seed=st.integers(0, 2**16), as_file=st.booleans())
-def test_random_valid_images_are_segmented_at_their_size(bisenet, mode, size, seed, as_file):
+def test_random_valid_images_are_segmented_at_their_size(bisenet, out_dir, mode, size, seed, as_file):
     width, height = size
     data = _valid_image(mode, width, height, seed)
     source = io.BytesIO(data) if as_file else data  # an open upload or its bytes
-    prediction, mask_path, overlay_path = segment_file(source, *bisenet, _OUT / "valid", "x")
+    prediction, mask_path, overlay_path = segment_file(source, *bisenet, out_dir / "valid", "x")
     assert prediction.train_ids.shape == (height, width)
     mask = read_png(mask_path)
     assert mask.shape == (height, width) and set(np.unique(mask).tolist()) <= LABEL_VALUES
