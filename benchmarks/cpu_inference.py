@@ -212,7 +212,8 @@ def benchmark(name: str, size: tuple[int, int], repeats: int, warmup: int, with_
          f"**{'met' if met else 'NOT met'}** ({base_ms / default_ms:.2f}x with the default backend, "
          f"{base_ms / eager_ms:.2f}x with the eager one; largest difference of an exact path {worst_diff:.1e}). "
          f"The report's architecture FLOPs: {REPORT_GFLOPS[name]} G; the inference form does fewer "
-         "(BatchNorm folded away; BiSeNet's classifier at 1/8 resolution)."),
+         + ("(BatchNorm folded away, the classifier at 1/8 resolution)." if name == "bisenet"
+            else "(BatchNorm folded away).")),
     ]
     lines += ["", *(f"- {note}" for note in notes)]
     lines.append(f"- {approximate_miou_note(model, checkpoint, procedural)}")
