@@ -5,14 +5,16 @@ The building blocks of a DACS training step, as plain functions:
 * :func:`class_mix` pastes half of the classes of a source (GTA5) image onto a target
   (Cityscapes) image, mixing the labels the same way (target labels = teacher pseudo-labels);
 * :func:`pixel_weight` gives the per-pixel weight of the mixed pseudo-label loss;
-* :func:`ema_update` keeps the teacher an exponential moving average of the student.
+* :func:`ema_update` keeps the teacher an exponential moving average of the student;
+* :func:`batch_statistics` lets the teacher normalise target images with their own BatchNorm statistics.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -25,6 +27,7 @@ from segdemo.labels import IGNORE_INDEX, NUM_CLASSES
 __all__ = [
     "ClassMixResult",
     "MixPreview",
+    "batch_statistics",
     "class_mask",
     "class_mix",
     "ema_update",
@@ -184,6 +187,34 @@ def ema_update(teacher: nn.Module, student: nn.Module, step: int) -> None:
 # ---------------------------------------------------------------------------------------------
 # App-facing helpers on 8-bit images and numpy label maps
 # ---------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def batch_statistics(model: nn.Module) -> Iterator[nn.Module]:
+    """Within the block, ``model``'s BatchNorm layers normalise with the statistics of the batch they see.
+
+    DACS's reference code keeps its EMA teacher in train mode, so the teacher's pseudo-labels on a
+    target batch use that batch's own BatchNorm statistics rather than running statistics gathered on
+    source images. That matters for a network whose BatchNorm learns its statistics (BiSeNet): with
+    source statistics the teacher is unconfident on target images and DACS's confidence weight stays
+    near 0 (docs/results.md). The rest of the model stays in its mode and the running statistics are
+    left exactly as they were (momentum 0, counter restored).
+    """
+    saved = []
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            counter = None if module.num_batches_tracked is None else module.num_batches_tracked.clone()
+            saved.append((module, module.training, module.momentum, counter))
+            module.train()
+            module.momentum = 0.0  # running = 1.0 * running + 0.0 * batch: unchanged
+    try:
+        yield model
+    finally:
+        for module, training, momentum, counter in saved:
+            module.train(training)
+            module.momentum = momentum
+            if counter is not None:
+                module.num_batches_tracked.copy_(counter)
 
 
 class MixPreview(NamedTuple):

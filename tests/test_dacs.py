@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from segdemo.dacs import ClassMixResult, class_mask, class_mix, ema_update, pixel_weight
+from segdemo.dacs import ClassMixResult, batch_statistics, class_mask, class_mix, ema_update, pixel_weight
 from segdemo.labels import IGNORE_INDEX
 
 X = IGNORE_INDEX  # a one-letter alias keeps the hand-drawn label maps readable
@@ -218,3 +219,28 @@ def test_ema_rejects_mismatched_models_and_negative_steps() -> None:
         ema_update(nn.Linear(3, 2), nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 2)), step=1)
     with pytest.raises(ValueError, match="step"):
         ema_update(nn.Linear(3, 2), nn.Linear(3, 2), step=-1)
+
+
+def test_batch_statistics_normalise_with_the_batch_and_leave_running_stats_alone() -> None:
+    from segdemo.models import build_model
+
+    torch.manual_seed(0)
+    teacher = build_model("bisenet", num_classes=19).eval()
+    # Running statistics far from what the batch has, as after training on another domain.
+    for module in teacher.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.fill_(0.5)
+            module.running_var.fill_(4.0)
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    batch = torch.randn(2, 3, 64, 128)
+    with torch.no_grad():
+        running = teacher(batch)
+        with batch_statistics(teacher) as same:
+            assert same is teacher and not teacher.training  # only the BatchNorm layers switch
+            adapted = teacher(batch)
+        reference = copy.deepcopy(teacher).train()(batch)[0]  # plain train mode: main output first
+    assert torch.allclose(adapted, reference, atol=1e-5)
+    assert (adapted - running).abs().max() > 1e-2
+    for key, value in teacher.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert all(not m.training for m in teacher.modules())

@@ -46,8 +46,12 @@ class Config:
     dacs_ema: float = 0.99
     dacs_color_jitter: float = 0.2
     dacs_blur: bool = True
+    # Teacher BatchNorm on target images: "batch" statistics (DACS's code keeps its teacher in train mode)
+    # or the "running" statistics the student gathered on source and mixed images.
+    dacs_teacher_bn: str = "batch"
     # run
     pretrained: str = ""  # ImageNet backbone file ("imagenet" = torchvision's cache); empty = from scratch
+    init_from: str = ""  # start from this checkpoint's weights (our folder or a .pth); the schedule starts at 0
     amp: bool = True  # used on CUDA only
     num_workers: int = 2
     seed: int = 0
@@ -74,6 +78,8 @@ class Config:
             (self.epochs >= 1 or self.iterations >= 1, "epochs or iterations must be positive"),
             (self.lr > 0, "lr must be positive"),
             (0 <= self.fda_beta < 0.5, "fda_beta must be in [0, 0.5)"),
+            (self.dacs_teacher_bn in ("batch", "running"),
+             f"dacs_teacher_bn must be batch or running, not {self.dacs_teacher_bn!r}"),
             (self.bad_samples in ("stop", "skip"), f"bad_samples must be stop or skip, not {self.bad_samples!r}"),
             (all(s % 8 == 0 for s in (*self.gta5_size, *self.cityscapes_size)),
              "sizes must be multiples of 8 (BiSeNet upsamples its 1/8 spatial path x8 to the output)"),

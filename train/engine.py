@@ -15,6 +15,7 @@ import signal
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from torchvision.transforms import v2
 
 from segdemo.augment import build_augmentation
 from segdemo.checkpoints import default_metadata, save_checkpoint
-from segdemo.dacs import class_mix, ema_update, pixel_weight
+from segdemo.dacs import batch_statistics, class_mix, ema_update, pixel_weight
 from segdemo.datasets import GTA5, Cityscapes, DatasetError, normalize
 from segdemo.fda import entropy_loss, fda_source_to_target
 from segdemo.labels import IGNORE_INDEX
@@ -150,6 +151,19 @@ def _next_batch(loader: Iterator[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor
         raise
 
 
+def _initial_weights(config: Config) -> dict[str, Tensor]:
+    """The weights of ``config.init_from``, checked to be the same network as ``config.model``."""
+    from segdemo.checkpoints import CheckpointError, load_model
+
+    try:
+        model, meta = load_model(config.init_from)
+    except CheckpointError as exc:
+        raise TrainingError(f"init_from={config.init_from}: {exc}") from exc
+    if meta.get("model") != config.model:
+        raise TrainingError(f"init_from={config.init_from} holds a {meta.get('model')}, not a {config.model}")
+    return model.state_dict()
+
+
 def total_steps(config: Config, labeled_size: int, world: int = 1) -> int:
     if config.iterations > 0:
         return config.iterations
@@ -212,6 +226,8 @@ class Trainer:
 
         torch.manual_seed(config.seed)
         self.model = build_model(config.model, pretrained_backbone=config.pretrained or None).to(self.device)
+        if config.init_from and not resume:
+            self.model.load_state_dict(_initial_weights(config))
         if config.sync_bn and self.world > 1:
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.teacher = self._make_teacher() if config.method == "dacs" else None
@@ -254,7 +270,8 @@ class Trainer:
         return losses
 
     def dacs_step(self, images: Tensor, labels: Tensor, target: Tensor) -> dict[str, Tensor]:
-        with torch.no_grad(), self.autocast:
+        statistics = batch_statistics(self.teacher) if self.config.dacs_teacher_bn == "batch" else nullcontext()
+        with torch.no_grad(), self.autocast, statistics:
             probs = torch.softmax(self.teacher(self._normalize(target)).float(), dim=1)
         pseudo = probs.argmax(dim=1)
         generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.step)
