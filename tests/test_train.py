@@ -16,7 +16,7 @@ from segdemo import synthetic
 from segdemo.checkpoints import load_model, read_metadata
 from train.__main__ import main
 from train.config import apply_overrides, get_variant, variants
-from train.engine import Trainer, build_data, describe_data, learning_rate
+from train.engine import Trainer, TrainingError, build_data, describe_data, learning_rate
 
 TINY = ["gta5_size=64x32", "cityscapes_size=64x32", "batch_size=2", "num_workers=0", "log_every=1"]
 
@@ -177,3 +177,48 @@ def test_torchrun_two_cpu_processes(tiny_data, tmp_path):
     meta = read_metadata(out)
     assert meta["steps"] == 2 and meta["config"]["batch_size"] == 2
     assert result.stdout.count("checkpoint:") == 1  # only rank 0 writes and reports
+
+
+def test_init_from_starts_both_student_and_teacher_from_a_checkpoint(tiny_data, tmp_path):
+    gta5, cityscapes = tiny_data / "gta5", tiny_data / "cityscapes"
+    source = tiny_config("bisenet_gta5")
+    Trainer(source, build_data(source, gta5, cityscapes), tmp_path / "src", device="cpu", progress=False).run()
+    kept, _ = load_model(tmp_path / "src")
+
+    config = tiny_config("bisenet_gta5_dacs", f"init_from={tmp_path / 'src'}")
+    trainer = Trainer(config, build_data(config, gta5, cityscapes), tmp_path / "dacs", device="cpu", progress=False)
+    for name, value in kept.state_dict().items():
+        assert torch.equal(trainer.model.state_dict()[name], value), name
+        assert torch.equal(trainer.teacher.state_dict()[name], value), name
+    trainer.run()
+    assert read_metadata(tmp_path / "dacs")["config"]["init_from"] == str(tmp_path / "src")
+
+    for bad, message in ((tiny_config("deeplabv2_cityscapes", f"init_from={tmp_path / 'src'}"), "holds a bisenet"),
+                         (tiny_config("bisenet_gta5", f"init_from={tmp_path / 'nothing'}"), "init_from=")):
+        with pytest.raises(TrainingError, match=message):
+            Trainer(bad, build_data(bad, gta5, cityscapes), tmp_path / "bad", device="cpu", progress=False)
+
+
+def test_demo_trains_what_a_variant_starts_from_and_reuses_only_matching_checkpoints(tiny_data, tmp_path, capsys):
+    from train.demo import DEMO_INIT, run_demo
+
+    threads = torch.get_num_threads()
+    out = tmp_path / "ck"
+    try:
+        rows = run_demo(tiny_data, out, only=["bisenet_gta5_dacs"], scale=0.005, size=(64, 32))
+        printed = capsys.readouterr().out
+        # DACS starts from the Aug1+2 checkpoint, so the demo trains that first.
+        assert [row["variant"] for row in rows] == [DEMO_INIT["bisenet_gta5_dacs"], "bisenet_gta5_dacs"]
+        assert "PROCEDURAL" in printed
+        meta = read_metadata(out / "bisenet_gta5_dacs")
+        assert meta["config"]["init_from"] == str(out / "bisenet_gta5_aug12")
+        assert meta["steps"] == 2 and meta["input_size"] == [32, 64]
+
+        run_demo(tiny_data, out, only=["bisenet_gta5_dacs"], scale=0.005, size=(64, 32))
+        assert capsys.readouterr().out.count("already trained, skipping") == 2
+        # Other settings: trained again, not mistaken for the kept checkpoints.
+        run_demo(tiny_data, out, only=["bisenet_gta5_aug12"], scale=0.005, size=(64, 40))
+        assert "already trained" not in capsys.readouterr().out
+        assert read_metadata(out / "bisenet_gta5_aug12")["input_size"] == [40, 64]
+    finally:
+        torch.set_num_threads(threads)

@@ -95,7 +95,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     try:
         run_demo(data_dir=args.data, out_dir=args.out, only=args.only, results_file=args.results,
-                 scale=args.scale, threads=args.threads, **({"size": (args.size[1], args.size[0])} if args.size else {}))
+                 scale=args.scale, threads=args.threads, seed=args.seed, **({"size": (args.size[1], args.size[0])} if args.size else {}))
     except (ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -157,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--results", type=Path, help="also write the results table (Markdown) to this file")
     demo.add_argument("--scale", type=float, default=1.0, help="multiply the demo's training steps (e.g. 0.1)")
     demo.add_argument("--threads", type=int, default=1, help="CPU threads for training (default 1, see docs)")
-    demo.add_argument("--size", type=_size, help="HEIGHTxWIDTH to train and evaluate at (default 160x320)")
+    demo.add_argument("--size", type=_size, help="HEIGHTxWIDTH to train and evaluate at (default 64x128)")
+    demo.add_argument("--seed", type=int, default=0, help="training seed (the procedural data keep seed 0)")
     demo.set_defaults(func=cmd_demo)
     return parser
 
