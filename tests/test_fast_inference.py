@@ -9,7 +9,7 @@ from torch import nn
 
 from segdemo.checkpoints import default_metadata
 from segdemo.inference import predict
-from segdemo.models import build_model
+from segdemo.models import build_model, fast
 from segdemo.models.fast import (
     InferenceBiSeNet,
     OnnxRuntimeModel,
@@ -141,3 +141,20 @@ def test_bfloat16_backend_is_close_but_approximate(bisenet):
     # bfloat16 keeps 8 bits of mantissa: about 1 % of the logits' scale, and most labels.
     assert (got - expected).abs().max() <= 0.05 * expected.abs().max()
     assert (got.argmax(1) == expected.argmax(1)).float().mean() > 0.9
+
+
+def test_auto_falls_back_to_pytorch_when_the_onnx_export_fails(monkeypatch):
+    model = trained_like("bisenet", seed=4)
+
+    def broken_export(*_args, **_kwargs):
+        raise RuntimeError("exporter exploded")
+
+    monkeypatch.setattr(fast, "export_onnx", broken_export)
+    with pytest.warns(UserWarning, match="exporter exploded"):
+        runner, backend = runner_for(model, (64, 128), "cpu")
+    assert backend == "eager" and runner_for(model, (64, 128), "cpu") == (runner, "eager")
+    x = _inputs(64, 128)
+    with torch.inference_mode():
+        assert (runner(x) - model(x)).abs().max() <= TOLERANCE
+    with pytest.raises(RuntimeError, match="exporter exploded"):
+        runner_for(trained_like("bisenet", seed=5), (64, 128), "cpu", backend="onnxruntime")

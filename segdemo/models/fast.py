@@ -269,7 +269,8 @@ def _weights_fingerprint(model: nn.Module) -> tuple:
     return tuple((t.data_ptr(), t._version) for t in chain(model.parameters(), model.buffers()))
 
 
-_RUNNERS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, Runner]] = weakref.WeakKeyDictionary()
+# model -> (key it was built for, backend used, runner); one entry per model.
+_RUNNERS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, str, Runner]] = weakref.WeakKeyDictionary()
 _RUNNERS_LOCK = threading.Lock()
 
 
@@ -300,7 +301,15 @@ def runner_for(
     with _RUNNERS_LOCK:
         cached = _RUNNERS.get(model)
         if cached is not None and cached[0] == key:
-            return cached[1], resolved
-        runner = _build_runner(model, resolved, size, device)
-        _RUNNERS[model] = (key, runner)
-    return runner, resolved
+            return cached[2], cached[1]
+        used = resolved
+        try:
+            runner = _build_runner(model, resolved, size, device)
+        except Exception as exc:
+            if backend != "auto" or resolved != "onnxruntime":
+                raise
+            # "auto" promises a working answer: an export or ONNX Runtime failure costs speed, not the result.
+            warnings.warn(f"ONNX Runtime unavailable for this model ({exc}); running it in PyTorch", stacklevel=2)
+            used, runner = "eager", _build_runner(model, "eager", size, device)
+        _RUNNERS[model] = (key, used, runner)
+    return runner, used
