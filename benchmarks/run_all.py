@@ -16,11 +16,12 @@ import sys
 
 from benchmarks.common import REPO
 
-BENCHMARKS = ("cpu_inference", "fda", "app_overlay", "gpu")
+BENCHMARKS = ("cpu_inference", "fda", "app_overlay", "demo_profile", "gpu")
 QUICK = {
     "cpu_inference": ["--repeats", "2", "--no-compile"],
     "fda": ["--repeats", "3"],
     "app_overlay": ["--repeats", "2"],
+    "demo_profile": ["--repeats", "5"],
     "gpu": ["--rounds", "5", "--steps", "10", "--compile-mode", "none"],
 }
 

@@ -1,0 +1,126 @@
+"""Where ``python -m train demo``'s time goes: loading, training steps, checkpoint saves, evaluation.
+
+For a supervised, an FDA and a DACS variant at the demo's settings (``train.demo.demo_config``), each
+part is timed on its own, in this process, on the demo's procedural data (generated if absent):
+
+* loading: one batch from the demo's loader (decode, resize, augmentation), in the training process;
+* training step: forward, losses, backward and the optimiser on batches already in memory;
+* save: one resume state (weights, Adam's moments, teacher, progress), as written every
+  ``checkpoint_every`` steps;
+* evaluation: the final pass over the procedural val split.
+
+Then the share of a variant's time that is not training, from these medians and the demo's step and
+save counts. The demo's full wall time is measured by the demo itself (docs/results.md).
+
+    python -m benchmarks.demo_profile            # 1 thread (the demo's default), 15 rounds
+    python -m benchmarks.demo_profile --repeats 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks.common import describe_device, markdown_table, median, section_header, write_section
+
+VARIANTS = ("bisenet_gta5_aug12", "bisenet_gta5_fda", "bisenet_gta5_dacs")
+
+
+def _timed(fn, repeats: int, warmup: int = 2) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def profile_variant(variant: str, data_dir: Path, repeats: int) -> dict[str, float]:
+    from train.demo import demo_config, ensure_data
+    from train.engine import Trainer, batches, build_data, evaluate
+
+    gta5, cityscapes = ensure_data(data_dir)
+    # No init_from: where the weights start does not change what a step costs.
+    config = demo_config(variant).replace(init_from="")
+    data = build_data(config, gta5, cityscapes)
+    labeled = batches(data.labeled, config, config.seed, 0, 0, 1)
+    target = batches(data.target, config, config.seed + 1, 0, 0, 1) if data.target is not None else None
+    load_times = _timed(lambda: next(labeled), repeats)
+
+    with tempfile.TemporaryDirectory() as out:
+        trainer = Trainer(config, data, out, device="cpu", progress=False)
+        trainer.model.train()
+        images, labels = next(labeled)
+        target_images = next(target)[0] if target is not None else None
+
+        def train_step() -> None:
+            # The loop body of Trainer.run, on a batch already in memory.
+            if config.method == "none":
+                losses = trainer.supervised_step(images, labels)
+            elif config.method == "fda":
+                losses = trainer.fda_step(images, labels, target_images)
+            else:
+                losses = trainer.dacs_step(images, labels, target_images)
+            trainer.optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            trainer.optimizer.step()
+            if trainer.teacher is not None:
+                from segdemo.dacs import ema_update
+
+                ema_update(trainer.teacher, trainer.model, trainer.step)
+
+        step_times = _timed(train_step, repeats)
+        save_times = _timed(trainer._save_resume_state, max(3, repeats // 3), warmup=1)
+        eval_times = _timed(lambda: evaluate(trainer.model, data.val, "cpu"), 3, warmup=0)
+    steps = config.iterations
+    saves = steps // config.checkpoint_every + 1  # the periodic ones and the final one
+    load, step, save, evaluation = (median(t) for t in (load_times, step_times, save_times, eval_times))
+    total = steps * (load + step) + saves * save + evaluation
+    return {"steps": steps, "saves": saves, "load": load, "step": step, "save": save, "eval": evaluation,
+            "total": total, "not_training": 1.0 - steps * step / total}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.demo_profile", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("data/procedural"))
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the demo's default is 1)")
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    rows, load_shares = [], []
+    for variant in VARIANTS:
+        p = profile_variant(variant, args.data, args.repeats)
+        load_shares.append(p["load"] / (p["load"] + p["step"]))
+        rows.append([variant, f"{p['load'] * 1e3:.0f}", f"{p['step'] * 1e3:.0f}", f"{p['save'] * 1e3:.0f} x {p['saves']}",
+                     f"{p['eval']:.1f}", f"{p['total']:.0f}", f"{100 * p['not_training']:.0f}%"])
+    lines = [
+        section_header("Where the demo's time goes (one variant each kind)", describe_device("cpu")),
+        (f"Demo settings (`train.demo.demo_config`: 128x64, batch 8, 400 steps, resume state every 100 steps), "
+         f"{args.threads} torch thread(s), medians of {args.repeats} rounds after warm-up; the estimate is "
+         "steps x (loading + step) + saves x save + evaluation."),
+        "",
+        markdown_table(["variant", "loading ms / batch", "training step ms", "save ms x count", "evaluation s",
+                        "estimated s", "not training"], rows),
+        "",
+        (f"Loading is {100 * min(load_shares):.0f}-{100 * max(load_shares):.0f}% of a step and stays in the "
+         "training process: that keeps every random draw keyed to the step, so an interrupted demo resumes "
+         "bit-exactly (a loader worker would keep its own random stream). Resume states were saved every 40 "
+         "steps before this profile and every 100 now; evaluation runs once, at the end."),
+    ]
+    section = "\n".join(lines)
+    print(section)
+    if not args.no_write:
+        write_section("demo_profile", section)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
