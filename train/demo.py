@@ -67,8 +67,8 @@ def demo_config(variant: str, scale: float = 1.0, size: tuple[int, int] = DEMO_S
         "cityscapes_size": size,
         "batch_size": 8,
         "iterations": max(1, round(DEMO_STEPS[variant] * scale)),
-        # Loading is ~6% of a step at 128x64; in-process loading keeps augmentation draws keyed to the step,
-        # so an interrupted demo resumes bit-exactly (loader workers would keep their own random streams).
+        # Loading is 4-10% of a step (benchmarks/demo_profile.py). In-process loading keeps augmentation draws
+        # keyed to the step, so an interrupted demo resumes bit-exactly (workers keep their own random streams).
         "num_workers": 0,
         "log_every": 10,
         # Resume state every 100 steps (~25 s of work) rather than every 40: each save writes the weights and
