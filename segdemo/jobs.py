@@ -160,16 +160,25 @@ def start_demo(root: str | Path, command: Sequence[str] | None = None, cwd: str 
 def stop_demo(root: str | Path, timeout: float = 10.0) -> bool:
     """Interrupt the running demo (SIGINT: it keeps finished checkpoints and can resume).
 
-    Waits up to ``timeout`` seconds for it to end. Returns False when no demo was running.
+    A process started from a background shell ignores SIGINT, and so does the demo when the app was
+    started that way (``nohup make app &``); if SIGINT has not ended it within half of ``timeout``,
+    SIGTERM follows, which training handles the same way (state saved, exit). Waits up to ``timeout``
+    seconds in all. Returns False when no demo was running.
     """
     root = Path(root)
     pid = _pid(root)
     if pid is None or not _alive(pid):
         return False
-    os.kill(pid, signal.SIGINT)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.1)
+    start = time.monotonic()
+    for sig, until in ((signal.SIGINT, start + timeout / 2), (signal.SIGTERM, start + timeout)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            break
+        while time.monotonic() < until and _alive(pid):
+            time.sleep(0.1)
+        if not _alive(pid):
+            break
     return True
 
 

@@ -457,6 +457,16 @@ def test_a_job_can_be_stopped_and_says_so(tmp_path):
     assert status.state == "stopped" and "bisenet_gta5, step 32" in status.message
 
 
+def test_a_job_that_ignores_sigint_is_still_stopped(tmp_path):
+    # What a job inherits when the app runs under a background shell: SIGINT ignored.
+    ignoring = "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN)\n" + FAKE_DEMO
+    jobs.start_demo(tmp_path, [sys.executable, "-c", ignoring, str(tmp_path), "60"])
+    _wait(lambda: jobs.read_progress(tmp_path) is not None)
+    assert jobs.stop_demo(tmp_path, timeout=4.0)
+    assert not jobs.is_running(tmp_path)
+    assert jobs.demo_status(tmp_path).state == "stopped"
+
+
 def test_a_job_that_dies_early_is_reported_failed(tmp_path):
     jobs.start_demo(tmp_path, [sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"])
     _wait(lambda: not jobs.is_running(tmp_path))
