@@ -20,6 +20,17 @@ def shared_dir() -> Path:
     return SHARED
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module (``pytestmark = pytest.mark.usefixtures("one_thread")``): inputs of a
+    few thousand pixels gain nothing from a second thread and, on a busy 2-core machine, lose up to 50x to
+    OpenMP contention; runs that diverge on purpose then diverge as the one-thread child processes do."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def read_state_dict_listing(path: Path) -> dict[str, tuple[int, ...]]:
     """Parse a ``key<TAB>(shape)<TAB>dtype`` listing into {key: shape}."""
     listing = {}

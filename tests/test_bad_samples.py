@@ -23,13 +23,7 @@ from train.__main__ import main
 TINY = ["gta5_size=64x32", "cityscapes_size=64x32", "batch_size=2", "log_every=1", "iterations=4"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny inputs: a second intra-op thread gains nothing and, on a busy 2-core machine, costs a lot.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

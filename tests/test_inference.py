@@ -84,14 +84,7 @@ def painted(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     return PALETTE[ids], ids
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # These models run on inputs of a few thousand pixels, where a second intra-op thread gains
-    # nothing and, on a busy 2-core machine, costs up to 50x in OpenMP contention.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -33,13 +33,7 @@ TINY = ["gta5_size=64x32", "cityscapes_size=64x32", "batch_size=2", "num_workers
 KILLS = 20
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # The in-process runs diverge (NaN tests) exactly as the child processes do: on one thread.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

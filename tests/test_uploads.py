@@ -24,13 +24,7 @@ from segdemo.segment import main, segment_file
 LABEL_VALUES = set(range(19))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Inputs of a few thousand pixels: a second intra-op thread only adds contention on a busy machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
