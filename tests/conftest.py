@@ -45,3 +45,55 @@ def assert_same_logits(ours: torch.Tensor, theirs: torch.Tensor) -> None:
     weights give logits in the thousands, so compare relative to that scale."""
     assert ours.shape == theirs.shape
     assert (ours - theirs).abs().max() <= 1e-5 * theirs.abs().max()
+
+
+# --- Streamlit AppTest helpers (tests/test_app.py, tests/test_app_uploads.py) ------------------------------------
+
+APP_TIMEOUT = 120  # seconds per script run: a first checkpoint load builds its inference form
+
+
+def open_page(page: str | None = None):
+    """A fresh app session (``app.py``), switched to ``pages/<page>.py`` if given; fails on an exception."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=APP_TIMEOUT)
+    at.run()
+    if page is not None:
+        at.switch_page(f"pages/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def rerun(at):
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+@pytest.fixture
+def media(monkeypatch) -> list:
+    """Every media store AppTest creates, so the bytes behind an image or download URL can be read."""
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    stores: list[MemoryMediaFileStorage] = []
+
+    class Recording(MemoryMediaFileStorage):
+        def __init__(self, endpoint: str) -> None:
+            super().__init__(endpoint)
+            stores.append(self)
+
+    monkeypatch.setattr("streamlit.testing.v1.app_test.MemoryMediaFileStorage", Recording)
+    return stores
+
+
+def media_bytes(stores: list, url: str) -> bytes:
+    name = url.rsplit("/", 1)[-1]
+    file_id = name.split(".", 1)[0]
+    for store in reversed(stores):
+        if file_id in store._files_by_id:  # each run has its own store
+            return store.get_file(name).content
+    raise AssertionError(f"no media file behind {url}")

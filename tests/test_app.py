@@ -17,9 +17,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
+from conftest import media_bytes, open_page, rerun, texts
 from PIL import Image
-from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 from segdemo import jobs
@@ -31,7 +30,6 @@ from segdemo.viz import label_png_bytes
 
 PNG = b"\x89PNG\r\n\x1a\n"
 WEBM = b"\x1a\x45\xdf\xa3"  # EBML header of Matroska / WebM
-TIMEOUT = 120
 
 
 def _metrics(miou: float) -> dict:
@@ -82,48 +80,6 @@ def empty(tmp_path, monkeypatch) -> Path:
     root = tmp_path / "checkpoints"
     monkeypatch.setenv("SEGDEMO_CHECKPOINTS", str(root))
     return root
-
-
-@pytest.fixture
-def media(monkeypatch) -> list[MemoryMediaFileStorage]:
-    """Every media store AppTest creates, so the bytes behind an image or download URL can be read."""
-    stores: list[MemoryMediaFileStorage] = []
-
-    class Recording(MemoryMediaFileStorage):
-        def __init__(self, endpoint: str) -> None:
-            super().__init__(endpoint)
-            stores.append(self)
-
-    monkeypatch.setattr("streamlit.testing.v1.app_test.MemoryMediaFileStorage", Recording)
-    return stores
-
-
-def media_bytes(stores: list[MemoryMediaFileStorage], url: str) -> bytes:
-    name = url.rsplit("/", 1)[-1]
-    file_id = name.split(".", 1)[0]
-    for store in reversed(stores):
-        if file_id in store._files_by_id:  # each run has its own store
-            return store.get_file(name).content
-    raise AssertionError(f"no media file behind {url}")
-
-
-def open_page(page: str | None = None) -> AppTest:
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
-    at.run()
-    if page is not None:
-        at.switch_page(f"pages/{page}.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def rerun(at: AppTest) -> AppTest:
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
 
 
 def image_urls(at: AppTest) -> list[str]:

@@ -12,15 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
+from conftest import media_bytes, open_page, rerun, texts
 from PIL import Image
-from streamlit.testing.v1 import AppTest
 from upload_cases import red_corners, uploads
 
 from segdemo.checkpoints import default_metadata, save_checkpoint
 from segdemo.models import build_model
-
-TIMEOUT = 120
 
 
 @pytest.fixture(scope="module")
@@ -33,31 +30,18 @@ def checkpoint_root(tmp_path_factory) -> Path:
     return root
 
 
-def run(at: AppTest) -> AppTest:
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
-
-
 def test_every_awkward_upload_gets_a_clear_message_and_the_session_keeps_serving(
-    checkpoint_root, monkeypatch, media_stores
+    checkpoint_root, monkeypatch, media
 ):
     monkeypatch.setenv("SEGDEMO_CHECKPOINTS", str(checkpoint_root))
     monkeypatch.setenv("SEGDEMO_MAX_UPLOAD_MB", "1")  # the configured limit: the 1.5 MB file is over it
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
-    run(at)
-    at.switch_page("pages/segment.py")
-    run(at)
+    at = open_page("segment")
     at.radio(key="seg_input").set_value("Upload a photo")
-    run(at)
+    rerun(at)
     cases = uploads()
     for case in [*cases, cases[-1]]:  # the last one twice: a usable upload after all the others
         at.file_uploader(key="seg_upload").clear().upload(case.name, case.data, case.mime)
-        run(at)
+        rerun(at)
         if case.error:
             errors = texts(at.error)
             assert errors.startswith(f"{case.name}: ") and re.search(case.error, errors), (case.name, errors)
@@ -68,7 +52,7 @@ def test_every_awkward_upload_gets_a_clear_message_and_the_session_keeps_serving
         assert not at.error, (case.name, texts(at.error))
         assert len(at.image) == 2, case.name  # the photo and its overlay
         assert f"Image: {width} x {height} pixels" in texts(at.caption), case.name
-        shown = media_image(media_stores, at.image[0].value[0])
+        shown = media_image(media, at.image[0].value[0])
         assert shown.shape == (height, width, 3)
         if case.top_right_red:
             assert red_corners(shown) == ["top_right"]  # shown upright
@@ -87,10 +71,9 @@ def test_a_checkpoint_upload_that_would_run_code_is_refused_and_never_runs(tmp_p
 
     buffer = io.BytesIO()
     pickle.dump({"conv.weight": CreatesAFile()}, buffer, protocol=2)
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
-    run(at)
+    at = open_page()
     at.file_uploader(key="home_upload").upload("evil.pth", buffer.getvalue())
-    run(at)
+    rerun(at)
     errors = texts(at.error)
     assert "evil.pth was not imported" in errors and "weights_only=True" in errors
     assert not marker.exists()
@@ -100,25 +83,5 @@ def test_a_checkpoint_upload_that_would_run_code_is_refused_and_never_runs(tmp_p
 # --- reading back what the app showed -------------------------------------------------------------------------
 
 
-@pytest.fixture
-def media_stores(monkeypatch) -> list:
-    """Every media store AppTest creates, so the bytes behind an image URL can be read."""
-    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
-
-    stores: list[MemoryMediaFileStorage] = []
-
-    class Recording(MemoryMediaFileStorage):
-        def __init__(self, endpoint: str) -> None:
-            super().__init__(endpoint)
-            stores.append(self)
-
-    monkeypatch.setattr("streamlit.testing.v1.app_test.MemoryMediaFileStorage", Recording)
-    return stores
-
-
 def media_image(stores: list, url: str) -> np.ndarray:
-    name = url.rsplit("/", 1)[-1]
-    for store in reversed(stores):
-        if name.split(".", 1)[0] in store._files_by_id:  # each run has its own store
-            return np.array(Image.open(io.BytesIO(store.get_file(name).content)).convert("RGB"))
-    raise AssertionError(f"no media file behind {url}")
+    return np.array(Image.open(io.BytesIO(media_bytes(stores, url))).convert("RGB"))
