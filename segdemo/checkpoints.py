@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -59,8 +59,10 @@ def default_metadata(model_name: str, **fields: Any) -> dict[str, Any]:
     return meta
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write through a temporary file in the same folder and rename, so readers never see half a file."""
+def atomic_write(path: str | Path, write: Callable[[str], Any]) -> None:
+    """``write(tmp)`` a temporary file in ``path``'s folder, then rename it to ``path``: readers (and a run
+    killed half-way) never see half a file under the final name."""
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -79,14 +81,14 @@ def save_checkpoint(model: nn.Module, out_dir: str | Path, meta: Mapping[str, An
     if missing:
         raise ValueError(f"checkpoint metadata lacks {sorted(missing)}; start from default_metadata()")
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    _atomic_write(out_dir / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    atomic_write(out_dir / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
     write_metadata(out_dir, meta)
     return out_dir
 
 
 def write_metadata(checkpoint_dir: str | Path, meta: Mapping[str, Any]) -> None:
     text = json.dumps(dict(meta), indent=2, sort_keys=False)
-    _atomic_write(Path(checkpoint_dir) / META_FILE, lambda tmp: Path(tmp).write_text(text + "\n"))
+    atomic_write(Path(checkpoint_dir) / META_FILE, lambda tmp: Path(tmp).write_text(text + "\n"))
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:

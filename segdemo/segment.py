@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -22,25 +21,13 @@ from typing import Any, BinaryIO
 import numpy as np
 from torch import nn
 
-from segdemo.checkpoints import CheckpointError, load_model
+from segdemo.checkpoints import CheckpointError, atomic_write, load_model
 from segdemo.inference import MAX_UPLOAD_BYTES, Prediction, load_image, predict
 from segdemo.viz import label_png_bytes, overlay, to_png_bytes
 
 __all__ = ["main", "segment_file"]
 
 DEFAULT_ALPHA = 0.55  # the app's default overlay opacity
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    # A temporary file and a rename: an interrupted run never leaves half a PNG under the final name.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def segment_file(
@@ -62,8 +49,11 @@ def segment_file(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     mask_path, overlay_path = out / f"{name}_mask.png", out / f"{name}_overlay.png"
-    _write_atomically(mask_path, label_png_bytes(prediction.train_ids))
-    _write_atomically(overlay_path, to_png_bytes(overlay(np.asarray(image), prediction.train_ids, alpha)))
+    # Atomic: an interrupted run never leaves half a PNG under the final name.
+    mask = label_png_bytes(prediction.train_ids)
+    atomic_write(mask_path, lambda tmp: Path(tmp).write_bytes(mask))
+    picture = to_png_bytes(overlay(np.asarray(image), prediction.train_ids, alpha))
+    atomic_write(overlay_path, lambda tmp: Path(tmp).write_bytes(picture))
     return prediction, mask_path, overlay_path
 
 

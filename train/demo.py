@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from segdemo.checkpoints import CheckpointError, read_metadata
+from segdemo.checkpoints import CheckpointError, atomic_write, read_metadata
 from segdemo.results import format_table
 from train.config import get_variant
 from train.engine import Trainer, build_data, describe_data, resume_folder
@@ -126,10 +126,8 @@ def _resumable(out: Path, config) -> bool:
 
 
 def _write_progress(out_dir: Path, **state) -> None:
-    path = out_dir / PROGRESS_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"updated": time.time(), **state}))
-    tmp.replace(path)
+    text = json.dumps({"updated": time.time(), **state})
+    atomic_write(out_dir / PROGRESS_FILE, lambda tmp: Path(tmp).write_text(text))
 
 
 def run_demo(

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from segdemo.checkpoints import CheckpointError, load_model
+from segdemo.checkpoints import CheckpointError, atomic_write, load_model
 from segdemo.models.fast import INPUT_NAME, OUTPUT_NAME, OnnxRuntimeModel, export_onnx
 
 TOLERANCE = 1e-3
@@ -117,12 +115,5 @@ def export_checkpoint(
         torch_ms = _median_ms(lambda: model(x))
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(graph)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(target, lambda tmp: Path(tmp).write_bytes(graph))
     return ExportReport(target, (height, width), diff, ort_ms, torch_ms, len(graph))
