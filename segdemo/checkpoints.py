@@ -327,7 +327,7 @@ def describe_checkpoint(path: str | Path, root: str | Path | None = None) -> dic
 
     Keys: ``name`` (path relative to ``root``), ``path``, ``format`` ("folder" | "template"),
     ``variant``, ``model``, ``train_data`` (procedural / real / mixed / unknown), ``miou`` (or None),
-    ``measured_on`` (the evaluation's data, or None), ``eval_kind``, ``input_size``, ``steps`` and
+    ``iou`` (per-class IoU by class name, or None), ``measured_on`` (the evaluation's data, or None), ``eval_kind``, ``input_size``, ``steps`` and
     ``error`` (None, or why the checkpoint cannot be used).
     """
     path = Path(path)
@@ -337,7 +337,7 @@ def describe_checkpoint(path: str | Path, root: str | Path | None = None) -> dic
         name = path.name
     info: dict[str, Any] = {
         "name": name, "path": str(path), "format": "folder" if path.is_dir() else "template",
-        "variant": None, "model": None, "train_data": "unknown", "miou": None, "measured_on": None,
+        "variant": None, "model": None, "train_data": "unknown", "miou": None, "iou": None, "measured_on": None,
         "eval_kind": "unknown", "input_size": None, "steps": None, "error": None,
     }
     try:
@@ -349,7 +349,8 @@ def describe_checkpoint(path: str | Path, root: str | Path | None = None) -> dic
             info.update(
                 variant=meta.get("variant"), model=meta.get("model"), train_data=_train_kind(meta),
                 input_size=meta.get("input_size", DEFAULT_INPUT_SIZE), steps=meta.get("steps"),
-                miou=metrics.get("miou"), measured_on=metrics.get("eval_data") if "miou" in metrics else None,
+                miou=metrics.get("miou"), iou=metrics.get("iou") if isinstance(metrics.get("iou"), Mapping) else None,
+                measured_on=metrics.get("eval_data") if "miou" in metrics else None,
                 eval_kind=eval_kind(metrics),
             )
             if meta.get("model") not in MODEL_NAMES:

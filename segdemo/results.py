@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from segdemo.checkpoints import CheckpointError, list_checkpoints, read_metadata
+from segdemo.checkpoints import list_checkpoints
 from segdemo.labels import CLASS_NAMES
 
 REPORT_CSV = Path(__file__).with_name("data") / "report_results.csv"
@@ -90,11 +90,7 @@ def evaluation_rows(root: str | Path = "checkpoints") -> list[dict[str, Any]]:
     for info in list_checkpoints(root):
         if info["error"] or info["format"] != "folder" or info["miou"] is None:
             continue
-        try:
-            metrics = read_metadata(info["path"]).get("metrics") or {}
-        except CheckpointError:
-            continue
-        iou = metrics.get("iou") if isinstance(metrics.get("iou"), dict) else {}
+        iou = info["iou"] or {}
         rows.append({
             "source": info["name"],
             "name": info["name"],
