@@ -27,15 +27,16 @@ browser:
 	@command -v chromium >/dev/null || { echo "installing Debian's chromium for the browser tests"; \
 		$(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium fonts-dejavu-core; }
 
+# One pytest-xdist worker per core, each on one thread (tests/conftest.py says how modules are shared out).
 test: lint browser
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto
 
 demo: $(STAMP)
 	$(PY) -m train demo
 
 # The app's tests only: headless page tests, then the browser tests (need /usr/bin/chromium).
 app-test: $(STAMP) browser
-	$(PY) -m pytest tests/test_app_support.py tests/test_app.py tests/e2e
+	$(PY) -m pytest -n auto tests/test_app_support.py tests/test_app.py tests/e2e
 
 # The browser tests re-take docs/screenshots/<page>.png (otherwise they write to a temporary folder).
 screenshots: $(STAMP) browser

@@ -48,13 +48,16 @@ def _batch(images: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, t
 
 def _train(domain: str, seed: int) -> torch.nn.Module:
     """BiSeNet trained from scratch on 64 procedural scenes of one domain (a CPU minute)."""
+    from segdemo.hardware import native_bfloat16
     from segdemo.models import build_model
     from segdemo.synthetic import render_scene, scene_rng
 
     height, width = INPUT_SIZE
     x, y = _batch([render_scene(scene_rng(seed, domain, "train", i), domain, (width, height)) for i in range(64)])
     torch.manual_seed(seed)
-    model = build_model("bisenet").train()
+    # channels_last and, where the CPU has bfloat16 instructions, bfloat16 autocast: on one thread of a 2-core AMD
+    # EPYC, 52 s and 44 s instead of 62 s for the same 240 steps, ending at the same mIoU (25.3, 25.3, 25.5).
+    model = build_model("bisenet").train().to(memory_format=torch.channels_last)
     optimiser = torch.optim.Adam(model.parameters(), lr=2e-3)
     generator = torch.Generator().manual_seed(seed)
     for step in range(STEPS):
@@ -62,11 +65,13 @@ def _train(domain: str, seed: int) -> torch.nn.Module:
         images, labels = x[index], y[index]
         if step % 2:  # flips: the cheapest augmentation there is
             images, labels = images.flip(-1), labels.flip(-1)
-        loss = sum(F.cross_entropy(out, labels, ignore_index=255) for out in model(images))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=native_bfloat16()):
+            outputs = model(images.contiguous(memory_format=torch.channels_last))
+        loss = sum(F.cross_entropy(out.float(), labels, ignore_index=255) for out in outputs)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-    return model.eval()
+    return model.eval().to(memory_format=torch.contiguous_format)
 
 
 def _evaluate(model: torch.nn.Module, meta: dict, count: int = 10) -> dict:
@@ -85,24 +90,49 @@ def _evaluate(model: torch.nn.Module, meta: dict, count: int = 10) -> dict:
             "iou": summary["iou"], "selected_by": "final step"}
 
 
+def _train_and_save(variant: str, domain: str, seed: int, folder: Path) -> None:
+    from segdemo.checkpoints import default_metadata, save_checkpoint
+
+    model = _train(domain, seed)
+    meta = default_metadata(
+        "bisenet", input_size=INPUT_SIZE, variant=variant, steps=STEPS,
+        train_data={"kind": "procedural", "labeled": "gta5" if domain == "source" else "cityscapes",
+                    "note": "tiny browser-test checkpoint: 64 scenes, 64 x 128"},
+    )
+    meta["metrics"] = _evaluate(model, meta)
+    save_checkpoint(model, folder, meta)  # meta.json last: a folder with it is complete
+
+
+def _fill_cache(cache: Path) -> None:
+    """Train whichever cached checkpoints are missing. Several processes (pytest-xdist workers running the two
+    browser-test modules) share the cache: each takes a checkpoint no one else is training, then waits for the
+    rest, so two workers train the two checkpoints at the same time and neither is trained twice."""
+    import fcntl
+
+    for blocking in (False, True):
+        for seed, (variant, domain) in enumerate(TRAINED.items()):
+            with (cache / f".{variant}.lock").open("w") as lock:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+                except BlockingIOError:
+                    continue  # another process is training it
+                if not (cache / variant / "meta.json").is_file():
+                    shutil.rmtree(cache / variant, ignore_errors=True)  # left by an interrupted run
+                    _train_and_save(variant, domain, seed, cache / variant)
+
+
 @pytest.fixture(scope="session")
 def checkpoint_root(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A checkpoint folder holding the two small trained checkpoints (copied from the cache)."""
-    from segdemo.checkpoints import default_metadata, save_checkpoint
-
     name = f"segdemo-e2e-checkpoints-{CACHE_VERSION}"
     cache_plugin = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
-    cache = Path(cache_plugin.mkdir(name)) if cache_plugin is not None else tmp_path_factory.mktemp(name)
-    for seed, (variant, domain) in enumerate(TRAINED.items()):
-        if not (cache / variant / "meta.json").is_file():
-            model = _train(domain, seed)
-            meta = default_metadata(
-                "bisenet", input_size=INPUT_SIZE, variant=variant, steps=STEPS,
-                train_data={"kind": "procedural", "labeled": "gta5" if domain == "source" else "cityscapes",
-                            "note": "tiny browser-test checkpoint: 64 scenes, 64 x 128"},
-            )
-            meta["metrics"] = _evaluate(model, meta)
-            save_checkpoint(model, cache / variant, meta)
+    if cache_plugin is not None:
+        cache = Path(cache_plugin.mkdir(name))
+    else:  # the folder all xdist workers' temporary folders are in (a worker's own one otherwise)
+        shared = tmp_path_factory.getbasetemp()
+        cache = (shared.parent if os.environ.get("PYTEST_XDIST_WORKER") else shared) / name
+        cache.mkdir(exist_ok=True)
+    _fill_cache(cache)
     root = tmp_path_factory.mktemp("checkpoints")
     for variant in TRAINED:
         shutil.copytree(cache / variant, root / variant)

@@ -1,0 +1,53 @@
+"""segdemo.hardware: the CPU's name and whether it has bfloat16 instructions, read from /proc/cpuinfo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from segdemo import hardware
+
+XEON = """processor\t: 0
+vendor_id\t: GenuineIntel
+model name\t: Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz
+flags\t\t: fpu sse avx2 avx512f avx512bw avx512_bf16 amx_bf16 amx_tile amx_int8
+"""
+OLD_EPYC = """processor\t: 0
+model name\t: AMD EPYC 7B12
+flags\t\t: fpu sse avx avx2 fma
+"""
+ARM = """processor\t: 0
+Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 bf16 i8mm
+"""
+
+
+@pytest.fixture
+def cpuinfo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    def write(text: str | None) -> None:
+        path = tmp_path / "cpuinfo"
+        if text is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(text)
+        monkeypatch.setattr(hardware, "CPUINFO", path)
+        hardware.cpu_flags.cache_clear()
+
+    yield write
+    hardware.cpu_flags.cache_clear()
+
+
+def test_bfloat16_instructions_are_found_on_x86_and_arm(cpuinfo) -> None:
+    cpuinfo(XEON)
+    assert hardware.native_bfloat16() and "amx_tile" in hardware.cpu_flags()
+    assert hardware.cpu_name() == "Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz"
+    cpuinfo(ARM)
+    assert hardware.native_bfloat16()
+
+
+def test_a_cpu_without_them_or_without_cpuinfo_is_not_native(cpuinfo) -> None:
+    cpuinfo(OLD_EPYC)
+    assert not hardware.native_bfloat16() and hardware.cpu_name() == "AMD EPYC 7B12"
+    cpuinfo(None)  # not Linux
+    assert hardware.cpu_flags() == frozenset() and not hardware.native_bfloat16()
+    assert hardware.cpu_name()  # platform's answer
