@@ -110,8 +110,8 @@ st.subheader("Build the demo checkpoints")
 st.markdown(
     "`python -m train demo` trains every variant of the report (source-only, Aug1, Aug2, Aug1+2, FDA, "
     "DACS, and the Cityscapes-trained references) on the procedural two-domain data on this machine's CPU. "
-    "The source-only baseline comes first, after about 2 minutes; all eight take about 14 minutes on a two-core "
-    "CPU (FDA and DACS start from the Aug1+2 checkpoint, see docs/results.md). "
+    f"The source-only baseline comes first. Measured: {jobs.DEMO_DURATION} (FDA and DACS start from the "
+    "Aug1+2 checkpoint, see docs/results.md). "
     "Each finished variant appears above as soon as it is written, and a stopped demo resumes where it was."
 )
 running = jobs.is_running(root)

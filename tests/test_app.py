@@ -130,6 +130,7 @@ def test_home_without_checkpoints_explains_and_offers_the_demo(empty):
     assert "No checkpoints" in texts(at.info)
     assert element(at, "button", "Build the demo checkpoints")
     assert "python -m train" in texts(at.code)
+    assert f"Measured: {jobs.DEMO_DURATION}" in texts(at.markdown)  # a measured time, with its machines
 
 
 def start_stand_in_demo(root, monkeypatch, script: str):
