@@ -3,8 +3,8 @@
 For a supervised, an FDA and a DACS variant at the demo's settings (``train.demo.demo_config``), each
 part is timed on its own, in this process, on the demo's procedural data (generated if absent):
 
-* loading: one batch from the demo's loader (decode, resize, augmentation), in the training process;
-* training step: forward, losses, backward and the optimiser on batches already in memory;
+* loading: one batch from the demo's loader (decode, resize to uint8), in the training process;
+* training step: augmentation, forward, losses, backward and the optimiser on a batch already in memory;
 * save: one resume state (weights, Adam's moments, teacher, progress), as written every
   ``checkpoint_every`` steps;
 * evaluation: the final pass over the procedural val split.
@@ -19,6 +19,7 @@ save counts. The demo's full wall time is measured by the demo itself (docs/resu
 from __future__ import annotations
 
 import argparse
+import itertools
 import tempfile
 import time
 from pathlib import Path
@@ -43,41 +44,29 @@ def _timed(fn, repeats: int, warmup: int = 2) -> list[float]:
 
 def profile_variant(variant: str, data_dir: Path, repeats: int) -> dict[str, float]:
     from train.demo import demo_config, ensure_data
-    from train.engine import Trainer, batches, build_data, evaluate
+    from train.engine import Batches, Trainer, build_data, evaluate
 
     gta5, cityscapes = ensure_data(data_dir)
     # No init_from: where the weights start does not change what a step costs.
     config = demo_config(variant).replace(init_from="")
     data = build_data(config, gta5, cityscapes)
-    labeled = batches(data.labeled, config, config.seed, 0, 0, 1)
-    target = batches(data.target, config, config.seed + 1, 0, 0, 1) if data.target is not None else None
+    labeled = Batches(data.labeled, config, config.seed, 0, 0, 1)
+    target = Batches(data.target, config, config.seed + 1, 0, 0, 1) if data.target is not None else None
     load_times = _timed(lambda: next(labeled), repeats)
 
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(config, data, out, device="cpu", progress=False)
         trainer.model.train()
-        images, labels = next(labeled)
-        target_images = next(target)[0] if target is not None else None
+        batch = next(labeled)
+        target_batch = next(target) if target is not None else None
 
-        def train_step() -> None:
-            # The loop body of Trainer.run, on a batch already in memory.
-            if config.method == "none":
-                losses = trainer.supervised_step(images, labels)
-            elif config.method == "fda":
-                losses = trainer.fda_step(images, labels, target_images)
-            else:
-                losses = trainer.dacs_step(images, labels, target_images)
-            trainer.optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            trainer.optimizer.step()
-            if trainer.teacher is not None:
-                from segdemo.dacs import ema_update
-
-                ema_update(trainer.teacher, trainer.model, trainer.step)
-
-        step_times = _timed(train_step, repeats)
+        # The same batch every time: the step alone, without loading.
+        same_labeled = itertools.repeat(batch)
+        same_target = itertools.repeat(target_batch) if target is not None else None
+        step_times = _timed(lambda: trainer._train_step(same_labeled, same_target), repeats)
         save_times = _timed(trainer._save_resume_state, max(3, repeats // 3), warmup=1)
-        eval_times = _timed(lambda: evaluate(trainer.model, data.val, "cpu"), 3, warmup=0)
+        eval_times = _timed(lambda: evaluate(trainer.model, data.val, "cpu", mean=data.labeled.mean,
+                                             std=data.labeled.std), 3, warmup=0)
     steps = config.iterations
     saves = steps // config.checkpoint_every + 1  # the periodic ones and the final one
     load, step, save, evaluation = (median(t) for t in (load_times, step_times, save_times, eval_times))

@@ -4,14 +4,14 @@ The building blocks of a DACS training step, as plain functions:
 
 * :func:`class_mix` pastes half of the classes of a source (GTA5) image onto a target
   (Cityscapes) image, mixing the labels the same way (target labels = teacher pseudo-labels);
-* :func:`pixel_weight` gives the per-pixel weight of the mixed pseudo-label loss;
+* :func:`confidence_weight` (and :func:`pixel_weight`, from class probabilities) gives the per-pixel weight
+  of the mixed pseudo-label loss;
 * :func:`ema_update` keeps the teacher an exponential moving average of the student;
 * :func:`batch_statistics` lets the teacher normalise target images with their own BatchNorm statistics.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -30,6 +30,7 @@ __all__ = [
     "batch_statistics",
     "class_mask",
     "class_mix",
+    "confidence_weight",
     "ema_update",
     "load_label",
     "mask_image",
@@ -38,6 +39,9 @@ __all__ = [
     "present_classes",
     "weight_image",
 ]
+
+
+_LABEL_VALUES = 256  # label maps hold uint8 values: trainIds 0-18 and 255 = ignore
 
 
 class ClassMixResult(NamedTuple):
@@ -49,8 +53,13 @@ class ClassMixResult(NamedTuple):
     """N x H x W mixed labels (source label where ``mask``, target pseudo-label elsewhere)."""
     mask: torch.Tensor
     """N x H x W bool, True on the pasted source pixels."""
-    classes: list[torch.Tensor]
-    """Per sample, the sorted 1-D int64 tensor of source classes that were pasted."""
+    chosen: torch.Tensor
+    """N x 256 bool: ``chosen[i, c]`` when class ``c`` of sample ``i`` was pasted (on the batch's device)."""
+
+    @property
+    def classes(self) -> list[torch.Tensor]:
+        """Per sample, the sorted 1-D int64 CPU tensor of source classes that were pasted."""
+        return [torch.nonzero(row).flatten() for row in self.chosen.cpu()]
 
 
 def class_mask(label: torch.Tensor, classes: torch.Tensor | Sequence[int]) -> torch.Tensor:
@@ -94,78 +103,86 @@ def class_mix(
 ) -> ClassMixResult:
     """ClassMix a batch: paste ``ceil(n / 2)`` random source classes of each sample onto its target.
 
-    For sample ``i`` the ``n`` classes present in ``source_label[i]`` (``IGNORE_INDEX`` excluded) are
-    sorted, ``torch.randperm(n, generator=generator)`` is drawn, and the classes at its first
-    ``ceil(n / 2)`` positions are chosen, so a seeded CPU generator makes the mix reproducible
-    (``None`` uses torch's global RNG). A sample with no valid source class gets an empty mask and
-    its output is the target image and label unchanged.
+    Every one of the 256 label values of sample ``i`` gets a key ``torch.rand(N, 256, generator=generator)[i]``;
+    of the ``n`` classes present in ``source_label[i]`` (``IGNORE_INDEX`` excluded), the ``ceil(n / 2)`` with the
+    smallest keys are pasted. The whole choice is tensor work on the batch's device, with no host
+    synchronisation, and a seeded generator makes it reproducible (``None`` uses torch's global CPU generator).
+    A sample with no valid source class gets an empty mask: its output is the target image and label.
 
     Args:
         source_image, target_image: ``N x 3 x H x W`` float images.
-        source_label: ``N x H x W`` int source ground truth.
+        source_label: ``N x H x W`` int source ground truth (values 0-255).
         target_label: ``N x H x W`` int target pseudo-labels (from the teacher).
-        generator: CPU ``torch.Generator`` for the class choice.
+        generator: ``torch.Generator`` for the choice; keys are drawn on its device.
     """
     _check_batch(source_image, source_label, target_image, target_label)
-    masks = []
-    chosen_per_sample = []
-    for lab in source_label:
-        present = torch.unique(lab)  # sorted
-        present = present[present != IGNORE_INDEX].long()
-        n = int(present.numel())
-        # randperm is always drawn on the CPU so the same seed gives the same choice on any device.
-        perm = torch.randperm(n, generator=generator)[: math.ceil(n / 2)]
-        chosen = torch.sort(present.cpu()[perm]).values
-        chosen_per_sample.append(chosen)
-        masks.append(class_mask(lab, chosen))
-    mask = torch.stack(masks)
+    n = source_label.shape[0]
+    device = source_label.device
+    values = source_label.reshape(n, -1).long().clamp(0, _LABEL_VALUES - 1)
+    present = torch.zeros(n, _LABEL_VALUES, dtype=torch.bool, device=device).scatter_(1, values, True)
+    present[:, IGNORE_INDEX] = False
+    keys = torch.rand(n, _LABEL_VALUES, generator=generator,
+                      device=generator.device if generator is not None else "cpu").to(device)
+    keys = torch.where(present, keys, torch.full_like(keys, 2.0))  # absent classes sort last
+    positions = torch.arange(_LABEL_VALUES, device=device).expand(n, -1)
+    rank = torch.empty(n, _LABEL_VALUES, dtype=torch.long, device=device).scatter_(1, keys.argsort(dim=1), positions)
+    wanted = (present.sum(dim=1, keepdim=True) + 1) // 2  # ceil(n / 2)
+    chosen = present & (rank < wanted)
+    mask = chosen.gather(1, values).view_as(source_label)
     image = torch.where(mask.unsqueeze(1), source_image, target_image)
     label = torch.where(mask, source_label, target_label.to(source_label.dtype))
-    return ClassMixResult(image=image, label=label, mask=mask, classes=chosen_per_sample)
+    return ClassMixResult(image=image, label=label, mask=mask, chosen=chosen)
 
 
 def pixel_weight(teacher_probs: torch.Tensor, mask: torch.Tensor, threshold: float = 0.968) -> torch.Tensor:
+    """Per-pixel weight of the loss on a ClassMix-ed pseudo-label, from the teacher's class probabilities.
+
+    ``teacher_probs``: ``N x C x H x W`` softmax probabilities of the teacher on the target images; see
+    :func:`confidence_weight`, which takes only their maximum per pixel.
+    """
+    if teacher_probs.dim() != 4:
+        raise ValueError(f"teacher_probs must be N x C x H x W, got shape {tuple(teacher_probs.shape)}")
+    return confidence_weight(teacher_probs.max(dim=1).values, mask, threshold)
+
+
+def confidence_weight(confidence: torch.Tensor, mask: torch.Tensor, threshold: float = 0.968) -> torch.Tensor:
     """Per-pixel weight of the loss on a ClassMix-ed pseudo-label.
 
     Pasted source pixels (``mask`` True / > 0.5) carry ground truth and get weight 1. Every other
     pixel gets one scalar per image: the fraction of the teacher's pixels on that target image whose
-    max class probability is ``>= threshold`` (DACS's confidence weight; the original code pools
-    this fraction over the whole batch, here it is per sample).
-
-    Args:
-        teacher_probs: ``N x C x H x W`` softmax probabilities of the teacher on the target images.
-        mask: ``N x H x W`` bool or float ClassMix mask.
-        threshold: confidence threshold (0.968 in DACS).
+    largest class probability (``confidence``, ``N x H x W``) is ``>= threshold`` (DACS's confidence weight;
+    the original code pools this fraction over the whole batch, here it is per sample).
 
     Returns:
-        ``N x H x W`` float tensor (dtype of ``teacher_probs``).
+        ``N x H x W`` float tensor (dtype of ``confidence``).
     """
-    if teacher_probs.dim() != 4:
-        raise ValueError(f"teacher_probs must be N x C x H x W, got shape {tuple(teacher_probs.shape)}")
-    n, _, h, w = teacher_probs.shape
-    if tuple(mask.shape) != (n, h, w):
-        raise ValueError(f"mask must be N x H x W = {(n, h, w)}, got {tuple(mask.shape)}")
-    confident = teacher_probs.max(dim=1).values >= threshold
-    fraction = confident.flatten(1).to(teacher_probs.dtype).mean(dim=1)  # one scalar per image
+    if confidence.dim() != 3:
+        raise ValueError(f"confidence must be N x H x W, got shape {tuple(confidence.shape)}")
+    if tuple(mask.shape) != tuple(confidence.shape):
+        raise ValueError(f"mask must be N x H x W = {tuple(confidence.shape)}, got {tuple(mask.shape)}")
+    n, h, w = confidence.shape
+    fraction = (confidence >= threshold).flatten(1).to(confidence.dtype).mean(dim=1)  # one scalar per image
     is_source = mask if mask.dtype == torch.bool else mask > 0.5
-    ones = torch.ones((), dtype=teacher_probs.dtype, device=teacher_probs.device)
-    return torch.where(is_source.to(teacher_probs.device), ones, fraction.view(n, 1, 1).expand(n, h, w))
+    ones = torch.ones((), dtype=confidence.dtype, device=confidence.device)
+    return torch.where(is_source.to(confidence.device), ones, fraction.view(n, 1, 1).expand(n, h, w))
 
 
 @torch.no_grad()
-def ema_update(teacher: nn.Module, student: nn.Module, step: int) -> None:
+def ema_update(teacher: nn.Module, student: nn.Module, step: int, momentum: float = 0.99) -> None:
     """Move the teacher towards the student (mean-teacher update, in place).
 
-    ``alpha = min(1 - 1 / (step + 1), 0.99)``, then every teacher parameter becomes
+    ``alpha = min(1 - 1 / (step + 1), momentum)``, then every teacher parameter becomes
     ``alpha * teacher + (1 - alpha) * student``. The ramp makes the teacher a plain running mean of
-    the students early on (step 0 copies the student) and caps the memory at ~100 steps later.
-    Buffers (BatchNorm running statistics, counters) are copied from the student rather than
-    averaged. Parameters and buffers are paired in registration order, so a wrapped student
-    (e.g. DistributedDataParallel's ``.module``) must be unwrapped first by the caller if needed.
+    the students early on (step 0 copies the student) and caps its memory at about ``1 / (1 - momentum)``
+    steps later (100 for DACS's 0.99). Buffers (BatchNorm running statistics, counters) are copied from the
+    student rather than averaged. Parameters and buffers are paired in registration order, so a wrapped
+    student (e.g. DistributedDataParallel's ``.module``) must be unwrapped first by the caller if needed.
     """
     if step < 0:
         raise ValueError(f"step must be >= 0, got {step}")
-    alpha = min(1.0 - 1.0 / (step + 1), 0.99)
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+    alpha = min(1.0 - 1.0 / (step + 1), momentum)
     t_params, s_params = list(teacher.parameters()), list(student.parameters())
     t_bufs, s_bufs = list(teacher.buffers()), list(student.buffers())
     if len(t_params) != len(s_params) or len(t_bufs) != len(s_bufs):
@@ -178,10 +195,13 @@ def ema_update(teacher: nn.Module, student: nn.Module, step: int) -> None:
             raise ValueError(
                 f"parameter shape mismatch: teacher {tuple(t.shape)} vs student {tuple(s.shape)}"
             )
-        # mul_/add_ rather than lerp_: with alpha == 0 this yields the student's values bit-exactly.
-        t.mul_(alpha).add_(s.detach(), alpha=1.0 - alpha)
-    for t, s in zip(t_bufs, s_bufs):
-        t.copy_(s)
+    # One fused multi-tensor update; mul then add rather than lerp: with alpha == 0 the teacher becomes the
+    # student's values bit-exactly.
+    if t_params:
+        torch._foreach_mul_(t_params, alpha)
+        torch._foreach_add_(t_params, [s.detach() for s in s_params], alpha=1.0 - alpha)
+    if t_bufs:
+        torch._foreach_copy_(t_bufs, s_bufs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,8 +290,8 @@ def mix_preview(
     the target) are resized to the source's size. Without ``pseudo_label`` the target part of the
     mixed label is ignore (255), and without ``confidence`` there is no weight map.
 
-    :func:`pixel_weight` only uses the teacher's largest class probability, so the confidence map
-    (max softmax per pixel) is passed to it as a one-channel probability tensor.
+    The weight (:func:`confidence_weight`) only uses the teacher's largest class probability per pixel, the
+    confidence map.
     """
     from segdemo.fda import resize_to
 
@@ -295,7 +315,7 @@ def mix_preview(
     if classes is None:
         generator = torch.Generator().manual_seed(int(seed))
         mixed = class_mix(src_t, lab_t, tgt_t, pseudo, generator=generator)
-        image, label, mask, chosen = mixed.image, mixed.label, mixed.mask, [int(c) for c in mixed.classes[0]]
+        image, label, mask, chosen = mixed.image, mixed.label, mixed.mask, mixed.classes[0].tolist()
     else:
         chosen = sorted({int(c) for c in classes})
         mask = class_mask(lab_t, chosen)
@@ -304,7 +324,7 @@ def mix_preview(
     weight, fraction = None, None
     if confidence is not None:
         conf = _resize_map(np.asarray(confidence, np.float32), size, False)
-        weight_t = pixel_weight(torch.from_numpy(conf)[None, None], mask, threshold)[0]
+        weight_t = confidence_weight(torch.from_numpy(conf)[None], mask, threshold)[0]
         weight = weight_t.numpy().astype(np.float32)
         fraction = float((conf >= threshold).mean())
     return MixPreview(

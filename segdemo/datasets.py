@@ -61,6 +61,7 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
 from .labels import IGNORE_INDEX, NUM_CLASSES, id_to_train_id
+from .sample_cache import SampleCache
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -69,6 +70,8 @@ GTA5_SIZE: tuple[int, int] = (1280, 720)
 """(width, height) the report trains GTA5 at."""
 CITYSCAPES_SIZE: tuple[int, int] = (1024, 512)
 """(width, height) the report evaluates Cityscapes at."""
+NATIVE = "native"
+"""``label_size`` that keeps labels at their native resolution."""
 
 MAX_GTA5_LABEL_ID = 34
 """Largest label id allowed in a label-id map: Cityscapes stops at 33, GTA5 also uses 34 (-> ignore)."""
@@ -393,7 +396,7 @@ def _collect_labels(files: list[Path], allow_same_name: bool) -> dict[str, tuple
     return labels
 
 
-def _cityscapes_flat_dirs(root: Path, split: str, remedy: str) -> tuple[Path, Path]:
+def _cityscapes_flat_dirs(root: Path, split: str, remedy: str, with_labels: bool = True) -> tuple[Path, Path]:
     """Pick the images/labels folders of a flat copy (see the module docstring for the order)."""
     split_dir = root / split
     if (split_dir / "images").is_dir() or (split_dir / "labels").is_dir():
@@ -409,14 +412,18 @@ def _cityscapes_flat_dirs(root: Path, split: str, remedy: str) -> tuple[Path, Pa
                     f"Cityscapes root {root} has no split {split!r}: {image_dir} only has {', '.join(present)}/; "
                     f"pass one of those as split, or add {image_dir / split} and {label_dir / split}"
                 )
-    for folder in (image_dir, label_dir):
+    for folder in (image_dir, label_dir)[: 2 if with_labels else 1]:
         if not folder.is_dir():
             raise DatasetError(f"Cityscapes root {root}: {folder} is missing: {remedy}")
     return image_dir, label_dir
 
 
-def _find_cityscapes(root: Path, split: str) -> tuple[list[tuple[Path, Path, str]], str]:
-    """Return ([(image, label, value convention)], "official" | "flat") for a Cityscapes root."""
+def _find_cityscapes(root: Path, split: str, with_labels: bool = True) -> tuple[list[tuple[Path, Path | None, str]], str]:
+    """Return ([(image, label, value convention)], "official" | "flat") for a Cityscapes root.
+
+    ``with_labels=False`` (target images for adaptation, which needs no target labels) finds the images
+    alone: labels are neither required nor paired, and each entry's label is None.
+    """
     remedy = (
         f"expected the official layout {root}/leftImg8bit/{split}/<city>/*_leftImg8bit.png + "
         f"{root}/gtFine/{split}/<city>/*_gtFine_labelTrainIds.png (or *_gtFine_labelIds.png), or a flat copy "
@@ -431,7 +438,8 @@ def _find_cityscapes(root: Path, split: str) -> tuple[list[tuple[Path, Path, str
     if (root / "leftImg8bit").is_dir() or (root / "gtFine").is_dir():
         layout = "official"
         image_dir, label_dir = root / "leftImg8bit" / split, root / "gtFine" / split
-        for top, folder in ((root / "leftImg8bit", image_dir), (root / "gtFine", label_dir)):
+        needed = ((root / "leftImg8bit", image_dir), (root / "gtFine", label_dir))[: 2 if with_labels else 1]
+        for top, folder in needed:
             if not top.is_dir():
                 raise DatasetError(f"Cityscapes root {root} has no {top.name!r} folder: {remedy}")
             if not folder.is_dir():
@@ -440,7 +448,8 @@ def _find_cityscapes(root: Path, split: str) -> tuple[list[tuple[Path, Path, str
                     f"{_listing(top)}); pass an existing split or unzip the archive that contains it"
                 )
         image_files = _walk(image_dir, (_CS_IMAGE_SUFFIX + ".png",), recursive=True)
-        labels = _collect_labels(_walk(label_dir, (".png",), recursive=True), allow_same_name=False)
+        labels = (_collect_labels(_walk(label_dir, (".png",), recursive=True), allow_same_name=False)
+                  if with_labels else {})
         label_remedy = (
             "gtFine_trainvaltest.zip provides *_gtFine_labelIds.png for every image "
             "(cityscapesscripts' csCreateTrainIdLabelImgs adds *_gtFine_labelTrainIds.png); re-extract it"
@@ -453,9 +462,10 @@ def _find_cityscapes(root: Path, split: str) -> tuple[list[tuple[Path, Path, str
                 f"{remedy}"
             )
         layout = "flat"
-        image_dir, label_dir = _cityscapes_flat_dirs(root, split, remedy)
+        image_dir, label_dir = _cityscapes_flat_dirs(root, split, remedy, with_labels)
         image_files = _walk(image_dir, IMAGE_EXTENSIONS, recursive=True)
-        labels = _collect_labels(_walk(label_dir, (".png",), recursive=True), allow_same_name=True)
+        labels = (_collect_labels(_walk(label_dir, (".png",), recursive=True), allow_same_name=True)
+                  if with_labels else {})
         label_remedy = (
             "every image X_leftImg8bit.png needs X_gtFine_labelTrainIds.png, X_gtFine_labelIds.png "
             "or a label with the same file name; copy the missing labels or remove those images"
@@ -465,6 +475,10 @@ def _find_cityscapes(root: Path, split: str) -> tuple[list[tuple[Path, Path, str
     for p in image_files:
         _add_unique(images, _cityscapes_key(p)[0], p, p)
     what = f"Cityscapes root {root} (split {split!r})"
+    if not with_labels:
+        if not images:
+            raise DatasetError(f"{what}: no images found in {image_dir}: {remedy}")
+        return [(images[k], None, _AUTO) for k in sorted(images)], layout
     _match(images, labels, image_dir, label_dir, what, remedy, label_remedy)
     pairs = [(images[k], *labels[k]) for k in sorted(images)]
     return pairs, layout
@@ -513,6 +527,9 @@ class _SegmentationDataset(Dataset):
         mean: Sequence[float],
         std: Sequence[float],
         on_bad_sample: str = "stop",
+        as_uint8: bool = False,
+        label_size: Sequence[int] | str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if on_bad_sample not in BAD_SAMPLE_POLICIES:
             raise ValueError(f"on_bad_sample must be one of {BAD_SAMPLE_POLICIES}, not {on_bad_sample!r}")
@@ -521,14 +538,21 @@ class _SegmentationDataset(Dataset):
         self.skipped: dict[Path, str] = {}
         """Pairs skipped so far in this process (image path -> why); DataLoader workers keep their own."""
         self.size = _check_size(size)
+        self.label_size = label_size if label_size == NATIVE else _check_size(label_size)
         self.transform = transform
         self.normalize = normalize
+        self.as_uint8 = as_uint8
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
-        self.files: list[tuple[Path, Path]] = []
+        self.cache = SampleCache(cache_dir) if cache_dir else None
+        self.files: list[tuple[Path, Path | None]] = []
         self._label_kinds: list[str] = []
         # Size-mismatch warnings already given (per process: each DataLoader worker warns on its own).
         self._warned: set[Path] = set()
+
+    @property
+    def has_labels(self) -> bool:
+        return bool(self.files) and self.files[0][1] is not None
 
     def __len__(self) -> int:
         return len(self.files)
@@ -550,15 +574,19 @@ class _SegmentationDataset(Dataset):
         """
         out = []
         for image_path, label_path in self.files:
+            if label_path is None:
+                continue
             image_size, label_size = _image_size(image_path), _image_size(label_path)
             if image_size != label_size:
                 out.append((image_path, image_size, label_size))
         return out
 
-    def _load(self, i: int) -> tuple[Image.Image, np.ndarray]:
-        """Decode pair ``i``: RGB image and uint8 trainIds at their native (possibly different) sizes."""
+    def _load(self, i: int) -> tuple[Image.Image, np.ndarray | None]:
+        """Decode pair ``i``: RGB image and uint8 trainIds (None without labels) at their native sizes."""
         image_path, label_path = self.files[i]
         image = _read_image(image_path)
+        if label_path is None:
+            return image, None
         train_ids = _to_train_ids(_read_label(label_path), self._label_kinds[i], label_path)
         label_size = (train_ids.shape[1], train_ids.shape[0])
         if label_size != image.size and image_path not in self._warned:
@@ -579,25 +607,49 @@ class _SegmentationDataset(Dataset):
         # NEAREST only: interpolating would invent ids that are not in the map.
         return np.array(Image.fromarray(train_ids).resize(size, Image.Resampling.NEAREST))
 
-    def load_raw(self, index: int) -> tuple[Image.Image, np.ndarray]:
+    def load_raw(self, index: int) -> tuple[Image.Image, np.ndarray | None]:
         """Pair ``index`` for display: the RGB image at native size and its uint8 trainId map (255 = ignore).
 
         Ignores ``size``, ``transform`` and ``normalize``; a label of another size is resized to the image.
         """
         image, train_ids = self._load(self._index(index))
-        return image, self._resize_label(train_ids, image.size)
+        return image, None if train_ids is None else self._resize_label(train_ids, image.size)
 
-    def _load_usable(self, i: int) -> tuple[Image.Image, np.ndarray]:
+    def _resized(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Pair ``i`` decoded, checked and resized: uint8 H x W x 3 image, uint8 label (read from the cache
+        when there is one, and written to it the first time)."""
+        image_path, label_path = self.files[i]
+        key = None
+        if self.cache is not None:
+            key = self.cache.key(image_path, label_path, self._label_kinds[i], self.size, self.label_size)
+            cached = self.cache.get(key)
+            if cached is not None:
+                return cached
+        image, train_ids = self._load(i)
+        target = self.size or image.size
+        if image.size != target:
+            # Pillow's BILINEAR widens its filter when downscaling, i.e. it is antialiased.
+            image = image.resize(target, Image.Resampling.BILINEAR)
+        pixels = np.asarray(image)
+        if train_ids is not None:
+            label_target = image.size if self.label_size is None else (
+                (train_ids.shape[1], train_ids.shape[0]) if self.label_size == NATIVE else self.label_size)
+            train_ids = self._resize_label(train_ids, label_target)
+        if key is not None:
+            self.cache.put(key, pixels, train_ids)
+        return pixels, train_ids
+
+    def _load_usable(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Pair ``i``, or with ``on_bad_sample="skip"`` the next pair that loads (warning once per bad file).
 
         The replacement depends only on ``i`` and the files, so a resumed run sees the same samples.
         """
         if self.on_bad_sample == "stop":
-            return self._load(i)
+            return self._resized(i)
         for offset in range(len(self.files)):
             j = (i + offset) % len(self.files)
             try:
-                return self._load(j)
+                return self._resized(j)
             except DatasetError as err:
                 image_path = self.files[j][0]
                 if image_path not in self.skipped:
@@ -606,34 +658,36 @@ class _SegmentationDataset(Dataset):
         raise DatasetError(f"{self.name} at {self.root}: none of the {len(self.files)} samples can be read; "
                            f"the first problem: {next(iter(self.skipped.values()))}")
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, train_ids = self._load_usable(self._index(index))
-        target = self.size or image.size
-        if image.size != target:
-            # Pillow's BILINEAR widens its filter when downscaling, i.e. it is antialiased.
-            image = image.resize(target, Image.Resampling.BILINEAR)
-        train_ids = self._resize_label(train_ids, target)
-
-        img = torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous()
-        mask = torch.from_numpy(train_ids.copy())
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        pixels, train_ids = self._load_usable(self._index(index))
+        img = torch.from_numpy(np.array(pixels)).permute(2, 0, 1).contiguous()  # a copy: cache entries are read-only
+        mask = None if train_ids is None else torch.from_numpy(np.array(train_ids))
         if self.transform is not None:
+            if mask is None:
+                raise ValueError(f"{self.name}: a joint image + mask transform needs labels")
             out = self.transform(tv_tensors.Image(img), tv_tensors.Mask(mask))
             if not (isinstance(out, (tuple, list)) and len(out) == 2):
                 raise TypeError(f"transform must return an (image, mask) pair, got {type(out).__name__}")
             img, mask = out
 
         x = torch.as_tensor(img).as_subclass(torch.Tensor)
+        y = None if mask is None else torch.as_tensor(mask).as_subclass(torch.Tensor)
+        if y is not None and y.ndim == 3 and y.shape[0] == 1:
+            y = y[0]
+        if self.as_uint8:
+            # What training loaders hand over: the device converts, normalises and augments the whole batch.
+            if x.dtype != torch.uint8:
+                x = F.to_dtype(x, torch.uint8, scale=True)
+            x = x.contiguous()
+            return (x,) if y is None else (x, y.to(torch.uint8).contiguous())
         if x.dtype == torch.uint8:
             x = x.to(torch.float32) / 255
         else:
             # A transform may already have converted to float (taken to be in [0, 1]) or another dtype.
             x = F.to_dtype(x, torch.float32, scale=True)
-        y = torch.as_tensor(mask).as_subclass(torch.Tensor)
-        if y.ndim == 3 and y.shape[0] == 1:
-            y = y[0]
         if self.normalize:
             x = normalize(x, self.mean, self.std)
-        return x.contiguous(), y.to(torch.int64).contiguous()
+        return (x.contiguous(),) if y is None else (x.contiguous(), y.to(torch.int64).contiguous())
 
 
 class GTA5(_SegmentationDataset):
@@ -643,9 +697,15 @@ class GTA5(_SegmentationDataset):
         root: folder holding ``images/`` and ``labels/``.
         size: output (width, height), e.g. :data:`GTA5_SIZE`; ``None`` keeps the native 1914 x 1052.
         transform: joint ``transform(Image uint8 3xHxW, Mask uint8 HxW) -> (image, mask)``, applied after
-            resizing and before normalisation (see :mod:`segdemo.augment`).
+            resizing and before normalisation (training augments on the device instead: :mod:`segdemo.augment`).
         normalize: ``(x/255 - mean) / std`` if True, else float in [0, 1].
         mean, std: per-channel statistics for ``normalize``.
+        as_uint8: items as uint8 3 x H x W image and uint8 H x W label (``normalize`` is then not applied):
+            what training loaders hand over, a quarter of the bytes of float32 and no float work in the workers.
+        label_size: (width, height) of the label if other than ``size``, or :data:`NATIVE` to keep the label
+            at its native resolution (evaluation at Cityscapes' full 2048 x 1024, predictions upsampled).
+        cache_dir: keep decoded, checked, resized samples there (:mod:`segdemo.sample_cache`) and read them
+            from there on later epochs.
         on_bad_sample: "stop" raises :class:`DatasetError` naming the file of a pair that cannot be used
             (truncated or corrupt image or label, label values outside the convention); "skip" warns
             (:class:`BadSampleWarning`, naming the file, once per file) and returns the next usable pair.
@@ -667,8 +727,11 @@ class GTA5(_SegmentationDataset):
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         on_bad_sample: str = "stop",
+        as_uint8: bool = False,
+        label_size: Sequence[int] | str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        super().__init__(root, size, transform, normalize, mean, std, on_bad_sample)
+        super().__init__(root, size, transform, normalize, mean, std, on_bad_sample, as_uint8, label_size, cache_dir)
         self.files = _find_gta5(self.root)
         self._label_kinds = [_LABEL_IDS] * len(self.files)
 
@@ -682,7 +745,9 @@ class Cityscapes(_SegmentationDataset):
         root: dataset folder (holding ``leftImg8bit/`` + ``gtFine/``, or ``images/`` + ``labels/``).
         split: "train", "val" or "test".
         size: output (width, height), e.g. :data:`CITYSCAPES_SIZE`; ``None`` keeps the native 2048 x 1024.
-        transform, normalize, mean, std, on_bad_sample: as for :class:`GTA5`.
+        transform, normalize, mean, std, on_bad_sample, as_uint8, label_size, cache_dir: as for :class:`GTA5`.
+        labels: False for images alone (the unlabeled target images of adaptation): labels are neither needed
+            nor read, and an item is a 1-tuple ``(image,)``.
 
     ``layout`` is "official" or "flat", whichever was found.
     """
@@ -699,9 +764,13 @@ class Cityscapes(_SegmentationDataset):
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         on_bad_sample: str = "stop",
+        as_uint8: bool = False,
+        label_size: Sequence[int] | str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        labels: bool = True,
     ) -> None:
-        super().__init__(root, size, transform, normalize, mean, std, on_bad_sample)
+        super().__init__(root, size, transform, normalize, mean, std, on_bad_sample, as_uint8, label_size, cache_dir)
         self.split = split
-        pairs, self.layout = _find_cityscapes(self.root, split)
+        pairs, self.layout = _find_cityscapes(self.root, split, with_labels=labels)
         self.files = [(image, label) for image, label, _ in pairs]
         self._label_kinds = [kind for _, _, kind in pairs]

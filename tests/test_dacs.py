@@ -10,7 +10,15 @@ import pytest
 import torch
 from torch import nn
 
-from segdemo.dacs import ClassMixResult, batch_statistics, class_mask, class_mix, ema_update, pixel_weight
+from segdemo.dacs import (
+    ClassMixResult,
+    batch_statistics,
+    class_mask,
+    class_mix,
+    confidence_weight,
+    ema_update,
+    pixel_weight,
+)
 from segdemo.labels import IGNORE_INDEX
 
 X = IGNORE_INDEX  # a one-letter alias keeps the hand-drawn label maps readable
@@ -47,11 +55,16 @@ def _batch(labels: list[list[list[int]]], seed: int = 0) -> tuple[torch.Tensor, 
     return source_image, source_label, target_image, target_label
 
 
-def _expected_choice(label: list[list[int]], generator: torch.Generator) -> list[int]:
-    """The documented rule: sorted present classes, first ceil(n/2) positions of randperm(n)."""
-    present = sorted({v for row in label for v in row if v != IGNORE_INDEX})
-    perm = torch.randperm(len(present), generator=generator)[: math.ceil(len(present) / 2)]
-    return sorted(present[int(i)] for i in perm)
+def _expected_choices(labels: list[list[list[int]]], generator: torch.Generator) -> list[list[int]]:
+    """The documented rule: keys torch.rand(N, 256) from the generator; per sample, the ceil(n/2) present
+    classes with the smallest keys."""
+    keys = torch.rand(len(labels), 256, generator=generator)
+    choices = []
+    for row_keys, label in zip(keys, labels):
+        present = sorted({v for row in label for v in row if v != IGNORE_INDEX})
+        by_key = sorted(present, key=lambda c: float(row_keys[c]))
+        choices.append(sorted(by_key[: math.ceil(len(present) / 2)]))
+    return choices
 
 
 def _check_composition(result: ClassMixResult, batch: tuple[torch.Tensor, ...]) -> None:
@@ -79,7 +92,7 @@ def test_four_classes_two_chosen_mask_is_their_union() -> None:
     assert len(result.classes) == 1
     chosen = result.classes[0]
     assert chosen.dtype == torch.int64 and chosen.dim() == 1
-    assert chosen.tolist() == _expected_choice(SOURCE_LABEL_4, torch.Generator().manual_seed(0))
+    assert chosen.tolist() == _expected_choices([SOURCE_LABEL_4], torch.Generator().manual_seed(0))[0]
     assert len(chosen) == 2 and set(chosen.tolist()) <= {1, 3, 7, 12}
     expected_mask = np.isin(np.array(SOURCE_LABEL_4), chosen.numpy())
     np.testing.assert_array_equal(result.mask[0].numpy(), expected_mask)
@@ -103,10 +116,10 @@ def test_odd_class_count_rounds_up_and_ignore_is_never_chosen() -> None:
 def test_exact_choice_for_a_seeded_batch_and_composition() -> None:
     batch = _batch([SOURCE_LABEL_5, SOURCE_LABEL_4, SOURCE_LABEL_5], seed=3)
     result = class_mix(*batch, generator=torch.Generator().manual_seed(7))
-    # One randperm per sample, in batch order, from the same generator.
-    replay = torch.Generator().manual_seed(7)
-    expected = [_expected_choice(lab, replay) for lab in (SOURCE_LABEL_5, SOURCE_LABEL_4, SOURCE_LABEL_5)]
+    # One row of keys per sample, in batch order, from the same generator.
+    expected = _expected_choices([SOURCE_LABEL_5, SOURCE_LABEL_4, SOURCE_LABEL_5], torch.Generator().manual_seed(7))
     assert [c.tolist() for c in result.classes] == expected
+    assert result.chosen.shape == (3, 256) and result.chosen.sum(dim=1).tolist() == [3, 2, 3]
     _check_composition(result, batch)
 
 
@@ -126,10 +139,7 @@ def test_same_seed_same_mix_and_global_rng_fallback() -> None:
     batch = _batch([SOURCE_LABEL_5, SOURCE_LABEL_4, SOURCE_LABEL_5, SOURCE_LABEL_4], seed=1)
     runs = [class_mix(*batch, generator=torch.Generator().manual_seed(123)) for _ in range(2)]
     for a, b in zip(runs[0], runs[1]):
-        if isinstance(a, list):
-            assert all(torch.equal(x, y) for x, y in zip(a, b))
-        else:
-            assert torch.equal(a, b)
+        assert torch.equal(a, b)
     torch.manual_seed(5)
     first = class_mix(*batch)
     torch.manual_seed(5)
@@ -198,12 +208,14 @@ def test_ema_step_zero_copies_the_student() -> None:
 
 
 @pytest.mark.parametrize(
-    ("step", "alpha"), [(1, 0.5), (3, 0.75), (50, 1 - 1 / 51), (99, 0.99), (10**6, 0.99)]
+    ("step", "momentum", "alpha"),
+    [(1, 0.99, 0.5), (3, 0.99, 0.75), (50, 0.99, 1 - 1 / 51), (99, 0.99, 0.99), (10**6, 0.99, 0.99),
+     (3, 0.6, 0.6), (10**6, 0.999, 0.999), (5, 0.0, 0.0)],
 )
-def test_ema_alpha_schedule(step: int, alpha: float) -> None:
+def test_ema_alpha_schedule(step: int, momentum: float, alpha: float) -> None:
     teacher, student = _pair()
     before = {k: v.clone() for k, v in teacher.named_parameters()}
-    ema_update(teacher, student, step=step)
+    ema_update(teacher, student, step=step, momentum=momentum)
     for (name, t), s in zip(teacher.named_parameters(), student.parameters()):
         torch.testing.assert_close(t, alpha * before[name] + (1 - alpha) * s, atol=1e-6, rtol=0)
         assert t.requires_grad and t.grad_fn is None
@@ -219,6 +231,18 @@ def test_ema_rejects_mismatched_models_and_negative_steps() -> None:
         ema_update(nn.Linear(3, 2), nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 2)), step=1)
     with pytest.raises(ValueError, match="step"):
         ema_update(nn.Linear(3, 2), nn.Linear(3, 2), step=-1)
+    with pytest.raises(ValueError, match="momentum"):
+        ema_update(nn.Linear(3, 2), nn.Linear(3, 2), step=1, momentum=1.0)
+
+
+def test_confidence_weight_is_pixel_weight_from_the_largest_probability() -> None:
+    probs = torch.softmax(torch.randn(2, 19, 5, 6, generator=torch.Generator().manual_seed(4)) * 4, dim=1)
+    mask = torch.rand(2, 5, 6, generator=torch.Generator().manual_seed(5)) > 0.5
+    confidence = probs.max(dim=1).values
+    for threshold in (0.3, 0.6, 0.968):
+        assert torch.equal(confidence_weight(confidence, mask, threshold), pixel_weight(probs, mask, threshold))
+    with pytest.raises(ValueError, match="confidence must be N x H x W"):
+        confidence_weight(probs, mask)
 
 
 def test_batch_statistics_normalise_with_the_batch_and_leave_running_stats_alone() -> None:

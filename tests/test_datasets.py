@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import warnings
 from pathlib import Path
 
@@ -12,7 +13,6 @@ from PIL import Image
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
-from segdemo.augment import build_augmentation
 from segdemo.datasets import (
     GTA5,
     IMAGENET_MEAN,
@@ -274,19 +274,74 @@ def test_transform_gets_resized_uint8_tv_tensors_before_normalisation(tmp_path: 
         GTA5(tmp_path, transform=lambda image, mask: image)[0]
 
 
-def test_report_augmentation_plugs_in(tmp_path: Path) -> None:
-    make_gta5(tmp_path, n=1)
-    plain_label = GTA5(tmp_path, size=(8, 4))[0][1]
-    ds = GTA5(tmp_path, size=(8, 4), transform=build_augmentation("aug12"))
-    labels = []
-    for seed in range(8):
-        torch.manual_seed(seed)
-        image, label = ds[0]
-        assert image.shape == (3, 4, 8) and image.dtype == torch.float32 and label.dtype == torch.int64
-        labels.append(label)
-    # The mask only ever flips, never changes values.
-    assert all(torch.equal(lab, plain_label) or torch.equal(lab, plain_label.flip(-1)) for lab in labels)
-    assert any(torch.equal(lab, plain_label.flip(-1)) for lab in labels)
+def test_uint8_items_are_what_training_loaders_hand_over(tmp_path: Path) -> None:
+    ((pixels, ids), _) = make_gta5(tmp_path)
+    image, label = GTA5(tmp_path, as_uint8=True)[0]
+    assert image.dtype == torch.uint8 and label.dtype == torch.uint8 and image.shape == (3, H, W)
+    assert torch.equal(image, torch.from_numpy(pixels).permute(2, 0, 1))
+    assert torch.equal(label, torch.from_numpy(id_to_train_id(ids)))
+    # The float item is the same picture, scaled and normalised.
+    floating, long_label = GTA5(tmp_path)[0]
+    assert torch.allclose(floating, normalize(image.float() / 255), atol=1e-6) and torch.equal(long_label, label.long())
+
+
+def test_target_images_need_no_labels(tmp_path: Path) -> None:
+    expected = make_cityscapes_official(tmp_path, split="train")
+    shutil.rmtree(tmp_path / "gtFine")  # adaptation never reads target labels: they may be absent
+    with pytest.raises(DatasetError, match="gtFine"):
+        Cityscapes(tmp_path, "train")
+    images = Cityscapes(tmp_path, "train", labels=False, as_uint8=True)
+    assert len(images) == 3 and not images.has_labels and all(label is None for _, label in images.files)
+    (item,) = images[0]
+    pixels = expected[Path(CS_NAMES[0]).name][0]
+    assert torch.equal(item, torch.from_numpy(pixels).permute(2, 0, 1))
+    (flat_root := tmp_path / "flat" / "images").mkdir(parents=True)
+    write_image(flat_root / "a.png", seed=1)
+    assert len(Cityscapes(tmp_path / "flat", "train", labels=False)) == 1
+
+
+def test_labels_at_their_native_size_for_full_resolution_scoring(tmp_path: Path) -> None:
+    expected = make_cityscapes_official(tmp_path, split="val")
+    image, label = Cityscapes(tmp_path, size=(8, 4), label_size="native", as_uint8=True)[0]
+    assert image.shape == (3, 4, 8) and label.shape == (H, W)
+    assert torch.equal(label, torch.from_numpy(expected[Path(CS_NAMES[0]).name][1]))
+    _, small = Cityscapes(tmp_path, size=(8, 4), label_size=(4, 2))[0]
+    assert small.shape == (2, 4)
+
+
+def test_the_sample_cache_gives_the_same_items_and_spares_the_decoding(tmp_path: Path, monkeypatch) -> None:
+    from segdemo import datasets
+
+    make_gta5(tmp_path / "gta5", n=3)
+    cache = tmp_path / "cache"
+    plain = [GTA5(tmp_path / "gta5", size=(8, 4), as_uint8=True)[i] for i in range(3)]
+    cached = GTA5(tmp_path / "gta5", size=(8, 4), as_uint8=True, cache_dir=cache)
+    first = [cached[i] for i in range(3)]  # fills the cache
+    assert cached.cache.entries() == 3
+    for a, b in zip(plain, first):
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+    def no_decoding(path):
+        raise AssertionError(f"decoded {path} again")
+
+    monkeypatch.setattr(datasets, "_read_image", no_decoding)
+    again = [GTA5(tmp_path / "gta5", size=(8, 4), as_uint8=True, cache_dir=cache)[i] for i in range(3)]
+    for a, b in zip(plain, again):
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    monkeypatch.undo()
+    # Another size is another entry; a rewritten source file too (never a stale entry).
+    GTA5(tmp_path / "gta5", size=(16, 8), cache_dir=cache)[0]
+    assert cached.cache.entries() == 4
+    write_image(tmp_path / "gta5" / "images" / "00001.png", seed=99)
+    fresh = GTA5(tmp_path / "gta5", size=(8, 4), as_uint8=True, cache_dir=cache)[0][0]
+    assert not torch.equal(fresh, plain[0][0]) and cached.cache.entries() == 5
+    # Damaged entries are read as missing and written again.
+    for entry in cache.glob("*/*.npz"):
+        entry.write_bytes(entry.read_bytes()[:40])
+    repaired = [GTA5(tmp_path / "gta5", size=(8, 4), as_uint8=True, cache_dir=cache)[i] for i in (1, 2)]
+    for a, b in zip(plain[1:], repaired):
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert sum(1 for entry in cache.glob("*/*.npz") if entry.stat().st_size > 40) == 2
 
 
 def test_hidden_files_are_ignored(tmp_path: Path) -> None:

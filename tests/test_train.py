@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -16,7 +15,8 @@ from segdemo import synthetic
 from segdemo.checkpoints import load_model, read_metadata
 from train.__main__ import main
 from train.config import apply_overrides, get_variant, variants
-from train.engine import Trainer, TrainingError, build_data, describe_data, learning_rate
+from train.engine import Trainer, TrainingError, build_data, build_optimizer, build_scheduler, describe_data
+from train.resume import read_progress
 
 TINY = ["gta5_size=64x32", "cityscapes_size=64x32", "batch_size=2", "num_workers=0", "log_every=1"]
 
@@ -67,11 +67,29 @@ def test_overrides_parse_and_reject():
         apply_overrides(config, ["gta5_size=100x50"])
 
 
-def test_poly_schedule():
+def _learning_rates(config, steps: int, total: int = 100) -> list[list[float]]:
+    from segdemo.models import build_model
+
+    optimizer = build_optimizer(config, build_model(config.model))
+    scheduler = build_scheduler(config, optimizer, total)
+    rates = []
+    for _ in range(steps):
+        rates.append([group["lr"] for group in optimizer.param_groups])
+        optimizer.step()
+        scheduler.step()
+    return rates
+
+
+def test_poly_schedule_per_parameter_group():
     config = get_variant("bisenet_gta5")
-    assert learning_rate(config, 0, 100) == 1e-3
-    assert learning_rate(config, 50, 100) == pytest.approx(1e-3 * 0.5 ** 0.9)
-    assert learning_rate(config.replace(schedule="constant"), 50, 100) == 1e-3
+    rates = _learning_rates(config, 51)
+    assert rates[0] == [1e-3, 1e-3]
+    assert rates[50] == pytest.approx([1e-3 * 0.5 ** 0.9] * 2)
+    assert _learning_rates(config.replace(schedule="constant"), 51)[50] == [1e-3, 1e-3]
+    # DeepLabV2 trains its classifier with 10x the backbone's learning rate, under the same decay.
+    deeplab = _learning_rates(get_variant("deeplabv2_cityscapes"), 51)
+    assert deeplab[0] == pytest.approx([1e-3, 1e-2]) and deeplab[50] == pytest.approx([1e-3 * 0.5 ** 0.9,
+                                                                                        1e-2 * 0.5 ** 0.9])
 
 
 @pytest.mark.parametrize("variant", list(variants()))
@@ -104,7 +122,7 @@ def test_resume_continues_the_same_schedule(tiny_data, tmp_path):
 
     first = Trainer(config, build_data(config, gta5, cityscapes), tmp_path / "b", device="cpu", progress=False)
     first.run(stop_after=2)
-    assert json.loads((tmp_path / "b" / "last" / "progress.json").read_text())["step"] == 2
+    assert read_progress(tmp_path / "b")[1]["step"] == 2
     assert not (tmp_path / "b" / "model.safetensors").exists()  # not finished: no final model yet
     resumed = Trainer(config, build_data(config, gta5, cityscapes), tmp_path / "b", device="cpu", resume=True,
                       progress=False)

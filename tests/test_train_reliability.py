@@ -26,6 +26,7 @@ import torch
 from segdemo import synthetic
 from segdemo.checkpoints import load_model, read_metadata
 from train.__main__ import main
+from train.resume import named_folder, resume_folder
 
 TOTAL = 24  # steps of every run here: 3 epochs of the 8-image tree at batch size 2
 TINY = ["gta5_size=64x32", "cityscapes_size=64x32", "batch_size=2", "num_workers=0", "log_every=1",
@@ -66,7 +67,7 @@ def launch() -> Launch:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([
         "torch", "torch.utils.tensorboard", "tqdm", "train.__main__", "train.engine", "train.config",
-        "segdemo.checkpoints", "segdemo.synthetic", __name__,
+        "segdemo.checkpoints", "segdemo.synthetic", "train.resume", __name__,
     ])
 
     def start(argv: list[str], log: Path) -> multiprocessing.Process:
@@ -102,8 +103,10 @@ def steps_shown(log: Path) -> int:
 
 
 def check_resume_state(out: Path) -> int:
-    """``out/last`` loads, and its weights, optimiser and progress are all of the same step; returns it."""
-    last = out / "last"
+    """The state ``out/last`` names loads, and its weights, optimiser and progress are all of the same step;
+    returns it."""
+    last = named_folder(out)
+    assert last is not None and resume_folder(out) == last, "out/last does not name the newest complete state"
     progress = json.loads((last / "progress.json").read_text())
     model, meta = load_model(last)
     assert meta["steps"] == progress["step"], "the weights and progress.json are of different steps"
@@ -131,10 +134,10 @@ def assert_same_run(resumed: Path, reference: Path) -> None:
         assert torch.equal(a, b), name
     assert meta_a["steps"] == meta_b["steps"] == TOTAL
     assert meta_a["metrics"] == meta_b["metrics"] and meta_a["history"] == meta_b["history"]
-    progress = json.loads((resumed / "last" / "progress.json").read_text())
+    progress = json.loads((named_folder(resumed) / "progress.json").read_text())
     assert progress["step"] == progress["total"] == TOTAL
-    state_a = torch.load(resumed / "last" / "trainer.pt", weights_only=True)
-    state_b = torch.load(reference / "last" / "trainer.pt", weights_only=True)
+    state_a = torch.load(named_folder(resumed) / "trainer.pt", weights_only=True)
+    state_b = torch.load(named_folder(reference) / "trainer.pt", weights_only=True)
     # The last learning rate set is the poly schedule's value at the final step; Adam counted every step.
     assert [g["lr"] for g in state_a["optimizer"]["param_groups"]] == \
         [g["lr"] for g in state_b["optimizer"]["param_groups"]]
@@ -149,7 +152,7 @@ def test_sigkill_at_20_random_moments_then_resume_matches_an_uninterrupted_run(
     step_seconds = 0.3  # one step's time (compute and save), refined from what the progress bar shows
     saved_before, resumed_from, killed_while_training = False, set(), 0
     for kill in range(KILLS):
-        resume = (out / "last" / "progress.json").is_file()
+        resume = resume_folder(out) is not None
         log = tmp_path / f"kill{kill:02d}.log"
         process = launch(run_args(tiny_data, out, "checkpoint_every=1", *(["--resume"] if resume else [])), log)
         if kill % 4 == 3:
@@ -182,8 +185,8 @@ def test_sigkill_at_20_random_moments_then_resume_matches_an_uninterrupted_run(
     code = finish(launch(run_args(tiny_data, out, "checkpoint_every=1", "--resume"), log), log)
     assert code == 0, log.read_text()[-2000:]
     assert_same_run(out, uninterrupted)
-    # No half-written state is left behind: one state folder, the one last/ links to.
-    assert list(out.glob(".last-*")) == [(out / "last").resolve()]
+    # No half-written state is left behind: one state folder, the one out/last names.
+    assert list(out.glob(".last-*")) == [named_folder(out)]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -208,30 +211,66 @@ def test_sigint_and_sigterm_save_exit_cleanly_and_resume(tiny_data, launch, unin
     assert_same_run(out, uninterrupted)
 
 
-def test_a_nan_loss_stops_the_run_before_the_weights_are_updated(tiny_data, tmp_path, capsys):
+def test_a_loss_that_stays_nan_stops_the_run(tiny_data, tmp_path, capsys):
     out = tmp_path / "run"
-    # lr inf: the first SGD step makes every weight inf or NaN on any CPU (IEEE arithmetic), so the next forward
-    # pass gives a NaN loss; with no periodic save the loss check is the first to see it.
-    code = main(run_args(tiny_data, out, "optimizer=sgd", "lr=inf", "schedule=constant", "checkpoint_every=1000"))
+    # lr inf: the first SGD step makes every weight inf or NaN on any CPU (IEEE arithmetic), so every later
+    # forward pass gives a NaN loss. Each such step is skipped; five in a row stop the run.
+    code = main(run_args(tiny_data, out, "optimizer=sgd", "lr=inf", "schedule=constant", "checkpoint_every=1000",
+                         "max_nonfinite_steps=5"))
     err = capsys.readouterr().err
-    assert code == 2
-    assert re.search(r"loss became nan at step 1; stopped before updating the weights\. "
+    assert code == 2 and "Traceback" not in err
+    assert re.search(r"the loss was NaN or inf in 5 consecutive steps \(max_nonfinite_steps\), the last at step 6; "
+                     r"stopped: those steps were skipped, leaving the weights as they were\. "
                      r"No checkpoint had been saved yet\.", err), err
     assert not (out / "last").exists() and not (out / "model.safetensors").exists()
 
 
+def _nan_loss_at(monkeypatch, calls: set[int]) -> None:
+    """Make the training loss NaN at these calls (1-based), as a float16 overflow or a bad batch would."""
+    from train import engine
+
+    real, count = engine.segmentation_loss, [0]
+
+    def loss(*args, **kwargs):
+        count[0] += 1
+        value = real(*args, **kwargs)
+        return value * float("nan") if count[0] in calls else value
+
+    monkeypatch.setattr(engine, "segmentation_loss", loss)
+
+
+@pytest.mark.parametrize("limit", [20, 3])
+def test_a_few_nan_losses_are_skipped_and_the_run_goes_on(tiny_data, tmp_path, capsys, monkeypatch, limit):
+    out = tmp_path / "run"
+    _nan_loss_at(monkeypatch, {4, 5, 6})
+    code = main(run_args(tiny_data, out, f"max_nonfinite_steps={limit}"))
+    err = capsys.readouterr().err
+    if limit == 3:  # three in a row are as many as allowed: stopped
+        assert code == 2 and re.search(r"in 3 consecutive steps \(max_nonfinite_steps\), the last at step 6; stopped",
+                                       err), err
+        return
+    assert code == 0, err
+    # The three steps were skipped: Adam counted 21 updates in 24 steps, and the weights stayed finite.
+    state = torch.load(named_folder(out) / "trainer.pt", weights_only=True)
+    assert {int(s["step"]) for s in state["optimizer"]["state"].values()} == {TOTAL - 3}
+    model, meta = load_model(out)
+    assert meta["steps"] == TOTAL and all(torch.isfinite(t).all() for t in model.state_dict().values()
+                                          if t.is_floating_point())
+
+
 # How a diverging run stops: "... at step N; stopped ..." and what was kept.
-STOPPED = re.compile(r"at step (\d+); stopped (?:before updating|without saving) (?:the weights|them)\. "
+STOPPED = re.compile(r"at step (\d+); stopped[^.]*\. "
                      r"(?:The last good checkpoint \(step (\d+)\) is kept in (\S+)\.|(No checkpoint had been saved yet\.))")
 
 
 @pytest.mark.parametrize("lr, saved_before", [("30", True), ("1e3", True), ("3e38", False)])
 def test_a_diverging_run_never_saves_a_non_finite_state(tiny_data, tmp_path, capsys, lr, saved_before):
     out = tmp_path / "run"
-    # lr 30 and 1e3: within a few steps either the loss turns NaN or BatchNorm's running variance overflows in a
-    # forward pass whose loss is still finite. Which comes first depends on the CPU's float kernels (at lr 30,
-    # AMD EPYC: the variance; an Intel Xeon with AVX-512: the loss), so either stop is right. lr 3e38: the first
-    # SGD step overflows the weights. No state with a NaN or inf may become the resume state.
+    # lr 30 and 1e3: within a few steps either the loss turns NaN for good or BatchNorm's running variance
+    # overflows in a forward pass whose loss is still finite. Which comes first depends on the CPU's float kernels
+    # (at lr 30, AMD EPYC: the variance; an Intel Xeon with AVX-512: the loss), so any of the stops is right: the
+    # weights check at a save, or the loss staying NaN to the end (or max_nonfinite_steps). lr 3e38: the first SGD
+    # step overflows the weights. No state with a NaN or inf may become the resume state, nor a final model.
     args = run_args(tiny_data, out, "optimizer=sgd", f"lr={lr}", "schedule=constant", "checkpoint_every=1")
     assert main(args) == 2
     err = capsys.readouterr().err
@@ -243,7 +282,7 @@ def test_a_diverging_run_never_saves_a_non_finite_state(tiny_data, tmp_path, cap
         assert found.group(4) and not (out / "last").exists()
         return
     kept = int(found.group(2))
-    assert 1 <= kept <= stopped_at < TOTAL and found.group(3) == str(out / "last")
+    assert 1 <= kept <= stopped_at < TOTAL and found.group(3) == str(named_folder(out))
     assert check_resume_state(out) == kept  # loads, finite weights
     # The kept state resumes: the same command plus --resume continues from it (and diverges again, saving
     # nothing non-finite).
@@ -268,14 +307,14 @@ def test_resume_refuses_unsafe_or_damaged_state_with_a_clear_message(tiny_data, 
     out = tmp_path / "run"
     assert main(run_args(tiny_data, out, "iterations=2")) == 0
     marker = tmp_path / "pwned.txt"
-    trainer = out / "last" / "trainer.pt"
+    trainer = named_folder(out) / "trainer.pt"
     if damage == "pickled code":
         with open(trainer, "wb") as f:
             pickle.dump({"optimizer": _CreatesAFile(marker)}, f, protocol=2)
     elif damage == "truncated":
         trainer.write_bytes(trainer.read_bytes()[:5000])
     else:
-        (out / "last" / "progress.json").write_text('{"step": ')
+        (named_folder(out) / "progress.json").write_text('{"step": ')
     capsys.readouterr()
     assert main(run_args(tiny_data, out, "iterations=2", "--resume")) == 2
     err = capsys.readouterr().err
@@ -287,13 +326,17 @@ def test_resume_refuses_unsafe_or_damaged_state_with_a_clear_message(tiny_data, 
     assert not marker.exists()
 
 
-def test_resume_converts_a_last_folder_of_an_earlier_version(tiny_data, tmp_path, capsys):
+@pytest.mark.parametrize("earlier", ["folder", "link"])
+def test_resume_converts_the_state_of_an_earlier_version(tiny_data, tmp_path, earlier):
     out = tmp_path / "run"
     assert main(run_args(tiny_data, out, "iterations=2", "checkpoint_every=1")) == 0
-    # Earlier versions kept a plain last/ folder, not a link to a state folder.
-    state = (out / "last").resolve()
+    # Earlier versions kept a plain last/ folder, then a link to a state folder.
+    state = named_folder(out)
     (out / "last").unlink()
-    state.rename(out / "last")
+    if earlier == "folder":
+        state.rename(out / "last")
+    else:
+        (out / "last").symlink_to(state.name)
     assert main(run_args(tiny_data, out, "iterations=2", "--resume")) == 0
-    assert (out / "last").is_symlink() and check_resume_state(out) == 2
+    assert (out / "last").is_file() and not (out / "last").is_symlink() and check_resume_state(out) == 2
     assert read_metadata(out)["steps"] == 2

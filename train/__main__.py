@@ -1,4 +1,4 @@
-"""``python -m train``: list, run, evaluate, profile, export and demo. See ``python -m train -h``."""
+"""``python -m train``: list, run, evaluate, cache, profile, export and demo. See ``python -m train -h``."""
 
 from __future__ import annotations
 
@@ -61,8 +61,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     try:
         print(evaluate_checkpoints(args.checkpoints, args.cityscapes, device=args.device, limit=args.limit,
-                                   write=not args.no_write))
+                                   write=not args.no_write, full_resolution=args.full_resolution,
+                                   workers=args.workers))
     except EvaluationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from segdemo.datasets import DatasetError
+    from train.cache import fill_cache
+
+    try:
+        config = apply_overrides(get_variant(args.variant), [*args.overrides, f"cache_dir={args.cache}"])
+        print(fill_cache(config, args.gta5, args.cityscapes, workers=args.workers))
+    except (ValueError, DatasetError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -131,7 +145,23 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default=None)
     ev.add_argument("--limit", type=int, default=0, help="evaluate on the first N images only")
     ev.add_argument("--no-write", action="store_true", help="do not write the metrics into the metadata")
+    ev.add_argument("--full-resolution", action="store_true",
+                    help="score against the labels at their native size (2048x1024), predictions upsampled")
+    ev.add_argument("--workers", type=int, default=0, help="loader processes (default 0: in this process)")
     ev.set_defaults(func=cmd_evaluate)
+
+    cache = sub.add_parser("cache", help="decode, check and resize a variant's data once, for every later run",
+                           description=(
+        "Fill a sample cache (segdemo.sample_cache) with a variant's training, target and val images at its "
+        "sizes, using every CPU core. Runs with the same sizes and cache_dir=DIR then read ready uint8 arrays "
+        "instead of decoding PNGs. A run with cache_dir set fills the cache itself during its first epoch."))
+    cache.add_argument("variant")
+    cache.add_argument("overrides", nargs="*", help="field=value config overrides (sizes, eval_full_resolution)")
+    cache.add_argument("--gta5", type=Path)
+    cache.add_argument("--cityscapes", type=Path)
+    cache.add_argument("--cache", type=Path, required=True, help="the cache folder (cache_dir=... of the runs)")
+    cache.add_argument("--workers", type=int, default=-1, help="loader processes (default: every core)")
+    cache.set_defaults(func=cmd_cache)
 
     prof = sub.add_parser("profile", help="parameters, FLOPs, latency and FPS (Table 1/2 columns)")
     prof.add_argument("model", choices=("bisenet", "deeplabv2"))
@@ -168,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     # Overrides (field=value) may come before or after the options, as users type them.
     args, extra = parser.parse_known_args(argv)
     if extra:
-        if args.command != "run" or any("=" not in item or item.startswith("-") for item in extra):
+        if args.command not in ("run", "cache") or any("=" not in item or item.startswith("-") for item in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = [*args.overrides, *extra]
     return args.func(args)

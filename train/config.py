@@ -14,6 +14,7 @@ from typing import Any
 
 METHODS = ("none", "fda", "dacs")
 AUGMENTATIONS = ("none", "aug1", "aug2", "aug12")
+AMP_DTYPES = ("auto", "bf16", "fp16")
 
 
 @dataclass
@@ -52,13 +53,21 @@ class Config:
     # run
     pretrained: str = ""  # ImageNet backbone file ("imagenet" = torchvision's cache); empty = from scratch
     init_from: str = ""  # start from this checkpoint's weights (our folder or a .pth); the schedule starts at 0
-    amp: bool = True  # used on CUDA only
-    num_workers: int = 2
+    amp: bool = True  # mixed precision: on CUDA by default (amp_dtype), on the CPU only with amp_dtype=bf16
+    # "auto": bfloat16 on compute capability 8.0 and above (A100, H100, RTX 30xx+), float16 with a loss scaler
+    # below (T4, P100, V100); "bf16" / "fp16" force one (bf16 also runs on a CPU).
+    amp_dtype: str = "auto"
+    channels_last: bool = True  # NHWC activations: faster convolutions on GPUs with tensor cores and on CPUs
+    num_workers: int = -1  # loader processes per training process; -1: the CPU cores this process may use
+    cache_dir: str = ""  # keep decoded, resized samples here (segdemo.sample_cache); later epochs read them
     seed: int = 0
     sync_bn: bool = False
     eval_every: int = 0  # evaluate on the target val split every N steps (0 = at the end only)
     eval_limit: int = 0  # evaluate on the first N val images only (0 = all)
+    eval_full_resolution: bool = False  # score against the labels at their native size (2048x1024 Cityscapes)
     checkpoint_every: int = 0  # also save "last" every N steps (0 = once per epoch)
+    checkpoint_minutes: float = 10.0  # and whenever this many minutes passed since the last save (0 = never)
+    max_nonfinite_steps: int = 20  # stop when the loss is NaN or inf this many steps in a row (each is skipped)
     bad_samples: str = "stop"  # a corrupt image or label: "stop" with its path, or "skip" it with a warning
     log_every: int = 20
     extra: dict[str, Any] = field(default_factory=dict)
@@ -81,6 +90,14 @@ class Config:
             (self.dacs_teacher_bn in ("batch", "running"),
              f"dacs_teacher_bn must be batch or running, not {self.dacs_teacher_bn!r}"),
             (self.bad_samples in ("stop", "skip"), f"bad_samples must be stop or skip, not {self.bad_samples!r}"),
+            (self.amp_dtype in AMP_DTYPES, f"amp_dtype must be one of {AMP_DTYPES}, not {self.amp_dtype!r}"),
+            (0.0 <= self.dacs_ema < 1.0, "dacs_ema must be in [0, 1)"),
+            (0.0 <= self.dacs_threshold <= 1.0, "dacs_threshold must be in [0, 1]"),
+            (0.0 <= self.dacs_color_jitter <= 1.0, "dacs_color_jitter must be in [0, 1]"),
+            (self.max_nonfinite_steps >= 1, "max_nonfinite_steps must be at least 1"),
+            (self.checkpoint_minutes >= 0, "checkpoint_minutes must be 0 (off) or positive"),
+            (self.num_workers >= -1, "num_workers must be -1 (auto) or a count"),
+            (self.log_every >= 1, "log_every must be at least 1"),
             (all(s % 8 == 0 for s in (*self.gta5_size, *self.cityscapes_size)),
              "sizes must be multiples of 8 (BiSeNet upsamples its 1/8 spatial path x8 to the output)"),
         ]

@@ -16,8 +16,9 @@ import torch
 
 from segdemo.checkpoints import CheckpointError, atomic_write, read_metadata
 from segdemo.results import format_table
+from train import resume
 from train.config import get_variant
-from train.engine import Trainer, build_data, describe_data, resume_folder
+from train.engine import Trainer, build_data, describe_data
 
 DEMO_SEED = 0  # the procedural data's seed, and the default training seed
 DEMO_DATA = {"n_source": 600, "n_target_train": 600, "n_target_val": 100, "size": (320, 160)}
@@ -95,34 +96,24 @@ def ensure_data(data_dir: Path) -> tuple[Path, Path]:
     return gta5, cityscapes
 
 
-# The settings a kept checkpoint or an interrupted run must share with this demo run to be reused.
-DEMO_KEYS = ("variant", "model", "method", "augment", "gta5_size", "cityscapes_size", "batch_size", "iterations",
-             "lr", "seed", "init_from")
-
-
-def _same_settings(saved: dict, config) -> bool:
-    current = json.loads(json.dumps(config.as_dict()))  # tuples as lists, as they are saved
-    return all(saved.get(key) == current[key] for key in DEMO_KEYS)
-
-
 def _finished(out: Path, config) -> bool:
+    """A kept checkpoint of these settings (train.resume.RUN_KEYS), trained to the end and evaluated."""
     try:
         meta = read_metadata(out)
     except CheckpointError:
         return False
+    saved = meta.get("config")
     return meta.get("steps") == config.iterations and "miou" in meta.get("metrics", {}) and \
-        _same_settings(meta.get("config", {}), config)
+        isinstance(saved, dict) and resume.settings_mismatch(saved, config.as_dict()) is None
 
 
 def _resumable(out: Path, config) -> bool:
-    folder = resume_folder(out)
-    if folder is None:
-        return False
+    """An interrupted run of these settings, which --resume would continue."""
     try:
-        saved = json.loads((folder / "progress.json").read_text())["config"]
-    except (OSError, ValueError, KeyError, TypeError):
+        saved = resume.read_progress(out)[1]["config"]
+    except ValueError:
         return False
-    return isinstance(saved, dict) and _same_settings(saved, config)
+    return resume.settings_mismatch(saved, config.as_dict()) is None
 
 
 def _write_progress(out_dir: Path, **state) -> None:

@@ -1,18 +1,18 @@
 """The training loop: one plain loop for every variant (supervised, FDA, DACS), CPU or GPU, DDP-ready.
 
-Read top to bottom: data -> model -> optimiser -> loop (one ``*_step`` function per method) ->
-evaluation -> checkpoints. Everything random in the main process is re-seeded from (seed, step), and
-the data order from (seed, epoch), so a resumed run continues exactly where it stopped.
+Read top to bottom: data -> model -> optimiser and schedule -> loop (one ``*_step`` function per method) ->
+evaluation -> checkpoints. Loader workers only decode and resize (or read the sample cache) and hand over
+uint8 batches; the device converts, augments and normalises them. Everything random is drawn from
+generators keyed to (seed, rank, step), and the data order to (seed, epoch), so ranks see different
+augmentations and a resumed run continues exactly where it stopped. A step synchronises with the host only
+at logging, saving and evaluation steps.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import os
-import shutil
 import signal
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
@@ -25,26 +25,43 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Sampler
-from torchvision.transforms import v2
 
-from segdemo.augment import build_augmentation
+from segdemo.augment import BatchAugment, dacs_strong
 from segdemo.checkpoints import default_metadata, save_checkpoint
-from segdemo.dacs import batch_statistics, class_mix, ema_update, pixel_weight
-from segdemo.datasets import GTA5, Cityscapes, DatasetError, normalize
+from segdemo.dacs import batch_statistics, class_mix, confidence_weight, ema_update
+from segdemo.datasets import GTA5, IMAGENET_MEAN, IMAGENET_STD, NATIVE, Cityscapes, DatasetError, normalize
 from segdemo.fda import entropy_loss, fda_source_to_target
 from segdemo.labels import IGNORE_INDEX
 from segdemo.metrics import ConfusionMatrix
 from segdemo.models import build_model
+from train import resume
 from train.config import Config
 
-LAST_DIR = "last"  # resume state lives in <out>/last/; the model to use lives in <out>/
-# <out>/last is a link to the newest complete <out>/.last-<step>-<suffix>/ folder (see _save_resume_state).
-STATE_PREFIX = ".last-"
-PROGRESS_FILE = "progress.json"
+PRECISION_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 
 
 class TrainingError(RuntimeError):
     """A run that cannot start or continue; the message says why."""
+
+
+def amp_dtype_for(capability: tuple[int, int]) -> torch.dtype:
+    """The autocast dtype for a CUDA device of this compute capability: bfloat16 from 8.0 (A100, H100, RTX 30xx
+    and later), float16 with a loss scaler below (T4 7.5, V100 7.0, P100 6.0). Below 8.0
+    ``torch.cuda.is_bf16_supported()`` may still say True, counting emulation, which is slow there."""
+    return torch.bfloat16 if tuple(capability) >= (8, 0) else torch.float16
+
+
+def training_precision(config: Config, device: torch.device) -> torch.dtype:
+    """float32, or the autocast dtype of ``config.amp`` / ``config.amp_dtype`` on ``device``."""
+    if not config.amp:
+        return torch.float32
+    if device.type == "cuda":
+        if config.amp_dtype == "auto":
+            return amp_dtype_for(torch.cuda.get_device_capability(device))
+        return torch.bfloat16 if config.amp_dtype == "bf16" else torch.float16
+    if config.amp_dtype == "fp16":
+        raise TrainingError("amp_dtype=fp16 needs a CUDA device; on the CPU use amp_dtype=bf16 or amp=false")
+    return torch.bfloat16 if config.amp_dtype == "bf16" else torch.float32
 
 
 @dataclass
@@ -76,27 +93,45 @@ def describe_data(config: Config, gta5: str | Path | None, cityscapes: str | Pat
 
 
 def build_data(config: Config, gta5: str | Path | None, cityscapes: str | Path | None) -> Data:
-    """Datasets in [0, 1] (normalisation happens on the device, after FDA / mixing)."""
+    """uint8 datasets (the device converts, augments and normalises), read through the cache if one is set."""
     if config.labeled == "gta5" and not gta5:
         raise TrainingError(f"{config.variant} trains on GTA5: pass --gta5 DIR")
     if not cityscapes:
         raise TrainingError(f"{config.variant} needs Cityscapes (target images and the val split): pass --cityscapes DIR")
-    augmentation = build_augmentation(config.augment)
-    bad = config.bad_samples  # "stop" at a corrupt file (naming it) or "skip" it with a warning
+    common = {"as_uint8": True, "on_bad_sample": config.bad_samples,  # "stop" at a corrupt file, or "skip" it
+              "cache_dir": config.cache_dir or None}
     if config.labeled == "gta5":
-        labeled = GTA5(gta5, size=config.gta5_size, transform=augmentation, normalize=False, on_bad_sample=bad)
+        labeled = GTA5(gta5, size=config.gta5_size, **common)
         train_size = config.gta5_size
     else:
-        labeled = Cityscapes(cityscapes, "train", size=config.cityscapes_size, transform=augmentation,
-                             normalize=False, on_bad_sample=bad)
+        labeled = Cityscapes(cityscapes, "train", size=config.cityscapes_size, **common)
         train_size = config.cityscapes_size
-    # Target images are loaded at the labeled size: FDA and ClassMix combine the two pixel by pixel.
-    target = (Cityscapes(cityscapes, "train", size=train_size, normalize=False, on_bad_sample=bad)
+    # Target images are loaded at the labeled size: FDA and ClassMix combine the two pixel by pixel. Adaptation
+    # needs no target labels, so none are read (or required).
+    target = (Cityscapes(cityscapes, "train", size=train_size, labels=False, **common)
               if config.uses_target_images else None)
-    val = Cityscapes(cityscapes, "val", size=config.cityscapes_size, normalize=True, on_bad_sample=bad)
+    val = Cityscapes(cityscapes, "val", size=config.cityscapes_size,
+                     label_size=NATIVE if config.eval_full_resolution else None, **common)
     if len(labeled) < config.batch_size:
         raise TrainingError(f"{len(labeled)} labeled images are fewer than batch_size={config.batch_size}")
     return Data(labeled, target, val)
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, which container limits narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def loader_workers(config: Config) -> int:
+    """``config.num_workers``, or for -1 the cores per training process on this machine (torchrun's local ranks
+    share them), keeping one for the training process itself."""
+    if config.num_workers >= 0:
+        return config.num_workers
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(0, available_cores() // max(1, local) - 1)
 
 
 class EpochSampler(Sampler[int]):
@@ -120,35 +155,55 @@ class EpochSampler(Sampler[int]):
         return (self.steps_per_epoch - self.skip_steps) * self.batch_size
 
 
-def batches(dataset, config: Config, seed: int, start_step: int, rank: int, world: int) -> Iterator[tuple[Tensor, Tensor]]:
-    """Endless batches; the batch at global step s is the same whether or not the run was resumed."""
-    sampler = EpochSampler(len(dataset), config.batch_size, seed, rank, world)
-    if sampler.steps_per_epoch == 0:
-        raise TrainingError(f"{len(dataset)} images cannot fill one batch of {config.batch_size} x {world} ranks")
-    epoch, skip = divmod(start_step, sampler.steps_per_epoch)
-    while True:
-        sampler.set_epoch(epoch, skip)
-        loader = DataLoader(
-            dataset, batch_size=config.batch_size, sampler=sampler, drop_last=True,
-            num_workers=config.num_workers, persistent_workers=False,
-            generator=torch.Generator().manual_seed(seed * 7919 + epoch),  # seeds augmentation in workers
-            pin_memory=torch.cuda.is_available(),
-        )
-        yield from loader
-        epoch, skip = epoch + 1, 0
+class Batches:
+    """Endless uint8 batches from one DataLoader whose worker processes live for the whole run.
+
+    The batch at global step s is the same whether or not the run was resumed: the sampler's permutation
+    depends on (seed, epoch) only, and the workers hold no randomness. ``wait_seconds`` adds up the time
+    spent waiting for the loader.
+    """
+
+    def __init__(self, dataset, config: Config, seed: int, start_step: int, rank: int, world: int,
+                 pin_memory: bool = False) -> None:
+        self.sampler = EpochSampler(len(dataset), config.batch_size, seed, rank, world)
+        if self.sampler.steps_per_epoch == 0:
+            raise TrainingError(f"{len(dataset)} images cannot fill one batch of {config.batch_size} x {world} ranks")
+        self.epoch, skip = divmod(start_step, self.sampler.steps_per_epoch)
+        self.sampler.set_epoch(self.epoch, skip)
+        workers = loader_workers(config)
+        self.loader = DataLoader(dataset, batch_size=config.batch_size, sampler=self.sampler, drop_last=True,
+                                 num_workers=workers, persistent_workers=workers > 0, pin_memory=pin_memory)
+        self._iterator: Iterator | None = None
+        self.wait_seconds = 0.0
+
+    def __iter__(self) -> Batches:
+        return self
+
+    def __next__(self) -> tuple[Tensor, ...]:
+        started = time.perf_counter()
+        try:
+            while True:
+                if self._iterator is None:
+                    self._iterator = iter(self.loader)
+                try:
+                    return next(self._iterator)
+                except StopIteration:
+                    self.epoch += 1
+                    self.sampler.set_epoch(self.epoch, 0)
+                    self._iterator = None
+        except DatasetError as exc:
+            raise _worker_error(exc) from None
+        finally:
+            self.wait_seconds += time.perf_counter() - started
 
 
-def _next_batch(loader: Iterator[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
-    """The next batch; a bad sample read in a loader worker is reported by its own message (naming the
-    file), not by the worker's traceback that DataLoader wraps around it."""
-    try:
-        return next(loader)
-    except DatasetError as exc:
-        lines = [line for line in str(exc).splitlines() if line.strip()]
-        if len(lines) > 1 and lines[0].startswith("Caught DatasetError"):
-            raise DatasetError(lines[-1].removeprefix("segdemo.datasets.DatasetError: ")
-                               .removeprefix("DatasetError: ")) from None
-        raise
+def _worker_error(exc: DatasetError) -> DatasetError:
+    """A bad sample read in a loader worker, reported by its own message (naming the file), not by the
+    worker's traceback that DataLoader wraps around it."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Caught DatasetError"):
+        return DatasetError(lines[-1].removeprefix("segdemo.datasets.DatasetError: ").removeprefix("DatasetError: "))
+    return exc
 
 
 def _initial_weights(config: Config) -> dict[str, Tensor]:
@@ -170,20 +225,32 @@ def total_steps(config: Config, labeled_size: int, world: int = 1) -> int:
     return config.epochs * max(1, labeled_size // (config.batch_size * world))
 
 
-def learning_rate(config: Config, step: int, total: int) -> float:
-    if config.schedule == "constant":
-        return config.lr
-    return config.lr * (1.0 - step / total) ** config.poly_power
+def _fused_supported(device: torch.device) -> bool:
+    return device.type in ("cuda", "cpu")
 
 
-def build_optimizer(config: Config, model: nn.Module) -> torch.optim.Optimizer:
+def build_optimizer(config: Config, model: nn.Module, device: torch.device | None = None) -> torch.optim.Optimizer:
+    """Adam (or SGD) over the backbone and the head (``head_lr_mult`` x the learning rate). Fused where PyTorch
+    has a fused kernel for the device: one kernel per step, and a step the loss scaler skips for a NaN or inf
+    gradient is skipped on the device, without a host synchronisation."""
     groups = [
-        {"params": [p for p in model.backbone_parameters() if p.requires_grad], "lr_mult": 1.0},
-        {"params": [p for p in model.head_parameters() if p.requires_grad], "lr_mult": config.head_lr_mult},
+        {"params": [p for p in model.backbone_parameters() if p.requires_grad], "lr": config.lr},
+        {"params": [p for p in model.head_parameters() if p.requires_grad], "lr": config.lr * config.head_lr_mult},
     ]
+    fused = {"fused": True} if device is not None and _fused_supported(device) else {}
     if config.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    return torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+                               **fused)
+    return torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay, **fused)
+
+
+def build_scheduler(config: Config, optimizer: torch.optim.Optimizer, total: int):
+    """The report's poly decay ``lr * (1 - step / total) ** power``, or a constant learning rate."""
+    from torch.optim import lr_scheduler
+
+    if config.schedule == "constant":
+        return lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    return lr_scheduler.PolynomialLR(optimizer, total_iters=total, power=config.poly_power)
 
 
 def segmentation_loss(outputs: Tensor | tuple[Tensor, ...], label: Tensor, aux_weight: float) -> Tensor:
@@ -199,6 +266,14 @@ def segmentation_loss(outputs: Tensor | tuple[Tensor, ...], label: Tensor, aux_w
 
 def main_output(outputs: Tensor | tuple[Tensor, ...]) -> Tensor:
     return outputs if isinstance(outputs, Tensor) else outputs[0]
+
+
+def sync_batchnorm(model: nn.Module) -> nn.Module:
+    """SyncBatchNorm for the BatchNorms that train; frozen ones (DeepLabV2's) use running statistics that
+    never change, so there is nothing to synchronise and they stay plain, frozen BatchNorms."""
+    if not any(p.requires_grad for m in model.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters()):
+        return model
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
 class Trainer:
@@ -221,84 +296,137 @@ class Trainer:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if self.device.type == "cuda" and self.world > 1:
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels once
         self.train_data_info = train_data_info or {}
         self.progress = progress and self.is_main
+        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
 
-        torch.manual_seed(config.seed)
-        self.model = build_model(config.model, pretrained_backbone=config.pretrained or None).to(self.device)
+        torch.manual_seed(config.seed)  # the same initial weights on every rank
+        self.model = build_model(config.model, pretrained_backbone=config.pretrained or None)
         if config.init_from and not resume:
             self.model.load_state_dict(_initial_weights(config))
         if config.sync_bn and self.world > 1:
-            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            self.model = sync_batchnorm(self.model)
+        self.model = self.model.to(self.device, memory_format=self.memory_format)
         self.teacher = self._make_teacher() if config.method == "dacs" else None
-        self.optimizer = build_optimizer(config, self.model)
+        self.optimizer = build_optimizer(config, self.model, self.device)
         self.total = total_steps(config, len(data.labeled), self.world)
+        self.scheduler = build_scheduler(config, self.optimizer, self.total)
         self.step = 0
         self.best_miou = -1.0
         self.history: list[dict[str, Any]] = []
-        use_amp = config.amp and self.device.type == "cuda"
-        self.amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-        self.autocast = torch.autocast("cuda", dtype=self.amp_dtype, enabled=use_amp)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=use_amp and self.amp_dtype == torch.float16)
+        self.precision = training_precision(config, self.device)
+        self.autocast = torch.autocast(self.device.type, dtype=self.precision,
+                                       enabled=self.precision != torch.float32)
+        # Always on: besides float16's loss scaling, its check for NaN and inf gradients is what skips a
+        # step whose loss is not finite (see _backward). At a fixed scale of 1 (float32, bfloat16) it
+        # changes no value.
+        scaled = self.precision == torch.float16
+        self.scaler = torch.amp.GradScaler(self.device.type, init_scale=2.0**16 if scaled else 1.0,
+                                           growth_interval=2000 if scaled else 2**30)
+        self.augment = BatchAugment(config.augment)
+        self.mix_augment = dacs_strong(config.dacs_color_jitter, config.dacs_blur)
+        # Consecutive steps whose loss was NaN or inf, and the step at which that run first reached
+        # max_nonfinite_steps (-1: not yet): kept on the device, read at logging steps only.
+        self.nonfinite = torch.zeros((), dtype=torch.int64, device=self.device)
+        self.nonfinite_limit_step = torch.full((), -1, dtype=torch.int64, device=self.device)
         if resume:
             self._load_resume_state()
         self.ddp = self.model
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        # Stop requests and timed saves are decided together by all ranks, over the CPU (no GPU sync).
+        self.control = None
+        if self.world > 1:
+            self.control = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else dist.group.WORLD
         self.writer = None
         self.stop_requested: str | None = None
+        self.last_save = time.monotonic()
+        self.seconds = 0.0  # time in the training loop, and the part of it spent waiting for data
+        self.data_wait_seconds = 0.0
 
     # ----------------------------------------------------------------------------------------- steps
-    def _normalize(self, images: Tensor) -> Tensor:
-        return normalize(images, self.data.labeled.mean, self.data.labeled.std)
+    def _generator(self, purpose: int) -> torch.Generator:
+        """A generator on the training device for this step, rank and purpose (augmentation, mixing)."""
+        seed = ((self.config.seed * 1_000_003 + self.step) * 1_009 + self.rank) * 7 + purpose
+        return torch.Generator(device=self.device).manual_seed(seed)
+
+    def _to_device(self, images: Tensor) -> Tensor:
+        """uint8 N x 3 x H x W from a loader -> float in [0, 1] on the device."""
+        return images.to(self.device, non_blocking=True).float().div_(255.0)
+
+    def _input(self, images: Tensor) -> Tensor:
+        """[0, 1] images as the network takes them: normalised, in the training memory format."""
+        x = normalize(images, self.data.labeled.mean, self.data.labeled.std)
+        return x.contiguous(memory_format=self.memory_format)
+
+    def _labeled_batch(self, batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+        images, labels = self._to_device(batch[0]), batch[1].to(self.device, non_blocking=True).long()
+        return self.augment(images, labels, self._generator(1))
+
+    def _no_sync(self):
+        """For a backward pass whose gradients another backward pass of the same step adds to: DDP all-reduces
+        once, after the last one."""
+        return self.ddp.no_sync() if self.ddp is not self.model else nullcontext()
+
+    def _backward(self, loss: Tensor) -> None:
+        # A NaN or inf loss makes every gradient NaN (times NaN), so the scaler's check skips the whole
+        # step: no optimiser update, no moment or step count change. Never a partial update.
+        guard = torch.where(torch.isfinite(loss.detach()), 1.0, float("nan"))
+        self.scaler.scale(loss * guard).backward()
 
     def supervised_step(self, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
         with self.autocast:
-            loss = segmentation_loss(self.ddp(self._normalize(images)), labels, self.config.aux_weight)
-        return {"loss": loss}
+            loss = segmentation_loss(self.ddp(self._input(images)), labels, self.config.aux_weight)
+        self._backward(loss)
+        return {"loss": loss.detach()}
 
     def fda_step(self, images: Tensor, labels: Tensor, target: Tensor) -> dict[str, Tensor]:
         translated = fda_source_to_target(images, target, self.config.fda_beta).clamp_(0.0, 1.0)
+        losses = {}
+        if self.config.fda_entropy_weight > 0:
+            # The target pass first, so that only one pass's activations are alive at a time.
+            with self._no_sync(), self.autocast:
+                ent = entropy_loss(main_output(self.ddp(self._input(target))).float(), eta=self.config.fda_eta)
+                self._backward(self.config.fda_entropy_weight * ent)
+            losses["entropy"] = ent.detach()
         with self.autocast:
-            seg = segmentation_loss(self.ddp(self._normalize(translated)), labels, self.config.aux_weight)
-            losses = {"loss": seg, "seg": seg}
-            if self.config.fda_entropy_weight > 0:
-                ent = entropy_loss(main_output(self.ddp(self._normalize(target))).float(), eta=self.config.fda_eta)
-                losses["entropy"] = ent
-                losses["loss"] = seg + self.config.fda_entropy_weight * ent
+            seg = segmentation_loss(self.ddp(self._input(translated)), labels, self.config.aux_weight)
+        self._backward(seg)
+        losses["seg"] = seg.detach()
+        losses["loss"] = seg.detach() + self.config.fda_entropy_weight * losses.get("entropy", 0.0)
         return losses
 
     def dacs_step(self, images: Tensor, labels: Tensor, target: Tensor) -> dict[str, Tensor]:
         statistics = batch_statistics(self.teacher) if self.config.dacs_teacher_bn == "batch" else nullcontext()
         with torch.no_grad(), self.autocast, statistics:
-            probs = torch.softmax(self.teacher(self._normalize(target)).float(), dim=1)
-        pseudo = probs.argmax(dim=1)
-        generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.step)
-        mix = class_mix(images, labels, target, pseudo, generator=generator)
-        weight = pixel_weight(probs, mix.mask, self.config.dacs_threshold)
-        mixed = self._mix_augment(mix.image)
-        with self.autocast:
-            source_loss = segmentation_loss(self.ddp(self._normalize(images)), labels, self.config.aux_weight)
-            mixed_logits = main_output(self.ddp(self._normalize(mixed))).float()
-            per_pixel = F.cross_entropy(mixed_logits, mix.label, ignore_index=IGNORE_INDEX, reduction="none")
-            valid = (mix.label != IGNORE_INDEX).float()
+            teacher_logits = self.teacher(self._input(target))
+        # Only what the loss needs: the pseudo-label and the confidence per pixel, not 19 probabilities.
+        confidence, pseudo = torch.softmax(teacher_logits.float(), dim=1).max(dim=1)
+        del teacher_logits
+        mix = class_mix(images, labels, target, pseudo, generator=self._generator(2))
+        weight = confidence_weight(confidence, mix.mask, self.config.dacs_threshold)
+        del confidence, pseudo
+        mixed = self.mix_augment(mix.image, self._generator(3))
+        valid = (mix.label != IGNORE_INDEX).float()
+        # The mixed pass first, then the source pass: only one pass's activations are alive at a time, and
+        # DDP all-reduces the summed gradients once, in the second pass, which reaches every parameter (the
+        # mixed loss leaves BiSeNet's auxiliary heads out).
+        with self._no_sync(), self.autocast:
+            logits = main_output(self.ddp(self._input(mixed)))
+            per_pixel = F.cross_entropy(logits, mix.label, ignore_index=IGNORE_INDEX, reduction="none")
             mixed_loss = (per_pixel * weight * valid).sum() / valid.sum().clamp(min=1.0)
-        return {"loss": source_loss + mixed_loss, "source": source_loss, "mixed": mixed_loss,
-                "confident": weight[~mix.mask].mean() if (~mix.mask).any() else weight.new_zeros(())}
-
-    def _mix_augment(self, images: Tensor) -> Tensor:
-        """DACS's strong augmentation of mixed images: colour jitter and Gaussian blur, per image."""
-        strength = self.config.dacs_color_jitter
-        ops: list[nn.Module] = []
-        if strength > 0:
-            ops.append(v2.RandomApply([v2.ColorJitter(strength, strength, strength, strength / 2)], p=0.8))
-        if self.config.dacs_blur:
-            ops.append(v2.RandomApply([v2.GaussianBlur(5, sigma=(0.15, 1.15))], p=0.5))
-        if not ops:
-            return images
-        augment = v2.Compose(ops)
-        return torch.stack([augment(image) for image in images]).clamp_(0.0, 1.0)
+            self._backward(mixed_loss)
+        del logits, per_pixel
+        with self.autocast:
+            source_loss = segmentation_loss(self.ddp(self._input(images)), labels, self.config.aux_weight)
+        self._backward(source_loss)
+        target_pixels = (~mix.mask).float()
+        confident = (weight * target_pixels).sum() / target_pixels.sum().clamp(min=1.0)
+        return {"loss": source_loss.detach() + mixed_loss.detach(), "source": source_loss.detach(),
+                "mixed": mixed_loss.detach(), "confident": confident}
 
     def _make_teacher(self) -> nn.Module:
         teacher = copy.deepcopy(self.model).eval()
@@ -306,16 +434,37 @@ class Trainer:
             p.requires_grad_(False)
         return teacher
 
+    def _train_step(self, labeled: Batches, target: Batches | None) -> dict[str, Tensor]:
+        """One optimiser step on the next batch(es): no host synchronisation."""
+        torch.manual_seed((self.config.seed * 1_000_003 + self.step) * 1_009 + self.rank)  # anything else random
+        images, labels = self._labeled_batch(next(labeled))
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.config.method == "none":
+            losses = self.supervised_step(images, labels)
+        else:
+            target_images = self._to_device(next(target)[0])
+            step = self.fda_step if self.config.method == "fda" else self.dacs_step
+            losses = step(images, labels, target_images)
+        self.scaler.step(self.optimizer)  # skipped on the device when a gradient is NaN or inf
+        self.scaler.update(None if self.precision == torch.float16 else 1.0)
+        self.scheduler.step()
+        if self.teacher is not None:
+            ema_update(self.teacher, self.model, self.step, momentum=self.config.dacs_ema)
+        finite = torch.isfinite(losses["loss"])
+        self.nonfinite = torch.where(finite, torch.zeros_like(self.nonfinite), self.nonfinite + 1)
+        reached = (self.nonfinite >= self.config.max_nonfinite_steps) & (self.nonfinite_limit_step < 0)
+        self.nonfinite_limit_step = torch.where(reached, self.step + 1, self.nonfinite_limit_step)
+        return losses
+
     # ------------------------------------------------------------------------------------------ loop
     def run(self, stop_after: int | None = None, on_step: Callable[[int, int], None] | None = None) -> Path:
         """Train to the end (or stop, resumable, after ``stop_after`` more steps); ``on_step(step, total)``."""
         config = self.config
         stop_at = self.total if stop_after is None else min(self.total, self.step + stop_after)
-        labeled = batches(self.data.labeled, config, config.seed, self.step, self.rank, self.world)
-        target = (
-            batches(self.data.target, config, config.seed + 1, self.step, self.rank, self.world)
-            if self.data.target is not None else None
-        )
+        pin = self.device.type == "cuda"
+        labeled = Batches(self.data.labeled, config, config.seed, self.step, self.rank, self.world, pin)
+        target = (Batches(self.data.target, config, config.seed + 1, self.step, self.rank, self.world, pin)
+                  if self.data.target is not None else None)
         if self.is_main:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -323,102 +472,133 @@ class Trainer:
             self.writer = SummaryWriter(str(self.out_dir / "tb"), purge_step=self.step)
         steps_per_epoch = max(1, self.total // max(1, config.epochs)) if config.iterations <= 0 else 0
         save_every = config.checkpoint_every or steps_per_epoch or max(1, self.total // 10)
+        check_every = min(config.log_every, config.max_nonfinite_steps)
         previous = self._install_signal_handlers()
         bar = None
         if self.progress:
             from tqdm import tqdm
 
             bar = tqdm(total=self.total, initial=self.step, desc=config.variant, unit="step", dynamic_ncols=True)
+        self.model.train()
+        started, first_step, seen = time.perf_counter(), self.step, 0
         try:
-            self.model.train()
-            seen, started = 0, time.perf_counter()
             while self.step < self.total:
-                torch.manual_seed(config.seed * 1_000_003 + self.step)  # step-keyed: resume-exact
-                images, labels = (t.to(self.device, non_blocking=True) for t in _next_batch(labeled))
-                lr = learning_rate(config, self.step, self.total)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr * group["lr_mult"]
-                if config.method == "none":
-                    losses = self.supervised_step(images, labels)
-                else:
-                    target_images = _next_batch(target)[0].to(self.device, non_blocking=True)
-                    step_fn = self.fda_step if config.method == "fda" else self.dacs_step
-                    losses = step_fn(images, labels, target_images)
-                loss = losses["loss"]
-                if not torch.isfinite(loss):
-                    raise TrainingError(
-                        f"loss became {loss.item()} at step {self.step}; stopped before updating the weights. "
-                        f"{self._kept_checkpoint()} Try a lower lr (now {config.lr})."
-                    )
-                self.optimizer.zero_grad(set_to_none=True)
-                self.scaler.scale(loss).backward()
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-                if self.teacher is not None:
-                    ema_update(self.teacher, self.model, self.step)
+                losses = self._train_step(labeled, target)
                 self.step += 1
-                seen += images.shape[0] * self.world
-                rate = seen / (time.perf_counter() - started)
-                if self.is_main:
-                    if self.step % config.log_every == 0 or self.step == self.total:
-                        for name, value in losses.items():
-                            self.writer.add_scalar(f"train/{name}", float(value.detach()), self.step)
-                        self.writer.add_scalar("train/lr", lr, self.step)
-                        self.writer.add_scalar("train/images_per_s", rate, self.step)
-                    if bar is not None:
-                        bar.update(1)
-                        bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}")
+                seen += config.batch_size * self.world
+                if self.step % check_every == 0 or self.step == self.total:
+                    self._check_nonfinite(final=self.step == self.total)
+                if self.is_main and (self.step % config.log_every == 0 or self.step == self.total):
+                    self._log(losses, seen / (time.perf_counter() - started), labeled, target, bar)
+                if bar is not None:
+                    bar.update(1)
                 if config.eval_every and self.step % config.eval_every == 0 and self.step < self.total:
                     self._evaluate_and_keep_best()
                 if on_step is not None:
                     on_step(self.step, self.total)
-                if self.stop_requested or self.step % save_every == 0 or self.step == stop_at:
+                stop, timed_save = self._agree_on_stop_and_save()
+                if stop or timed_save or self.step % save_every == 0 or self.step == stop_at:
                     self._save_resume_state()
-                if self.stop_requested:
-                    raise KeyboardInterrupt(self.stop_requested)
+                if stop:
+                    raise KeyboardInterrupt(self.stop_requested or "stopped on another rank")
                 if self.step == stop_at and stop_at < self.total:
                     return self.out_dir
             self._evaluate_and_keep_best()
             self._save_resume_state()
         finally:
+            self.seconds = time.perf_counter() - started
+            self.data_wait_seconds = labeled.wait_seconds + (target.wait_seconds if target is not None else 0.0)
             if bar is not None:
                 bar.close()
+            if self.progress and self.step > first_step:
+                print(f"{self.step - first_step} steps in {self.seconds:.1f} s, "
+                      f"{100 * self.data_wait_seconds / max(self.seconds, 1e-9):.0f}% of it waiting for data",
+                      flush=True)
             if self.writer is not None:
                 self.writer.close()
             self._restore_signal_handlers(previous)
         return self.out_dir
 
+    def _log(self, losses: dict[str, Tensor], rate: float, labeled: Batches, target: Batches | None, bar) -> None:
+        values = {name: float(value) for name, value in losses.items()}  # the host sync of a logging step
+        for name, value in values.items():
+            self.writer.add_scalar(f"train/{name}", value, self.step)
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.writer.add_scalar("train/lr", lr, self.step)
+        self.writer.add_scalar("train/images_per_s", rate, self.step)
+        self.writer.add_scalar("train/loss_scale", self.scaler.get_scale(), self.step)
+        waited = labeled.wait_seconds + (target.wait_seconds if target is not None else 0.0)
+        self.writer.add_scalar("train/data_wait_s", waited, self.step)
+        if bar is not None:
+            bar.set_postfix(loss=f"{values['loss']:.3f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}")
+
+    def _check_nonfinite(self, final: bool = False) -> None:
+        """Stop when the loss was NaN or inf ``max_nonfinite_steps`` steps in a row (on any rank): each such step
+        was skipped, and shorter runs of them (a float16 overflow, one bad batch) let the run go on. At the end,
+        a run whose last step's loss was not finite saves no final model: its weights give non-finite losses."""
+        state = torch.stack([self.nonfinite_limit_step, self.nonfinite])
+        if self.world > 1:
+            dist.all_reduce(state, op=dist.ReduceOp.MAX)
+        limit_step, streak = (int(v) for v in state)  # the host sync of a checking step
+        hint = f"{self._kept_checkpoint()} Try a lower lr (now {self.config.lr})."
+        if limit_step >= 0:
+            raise TrainingError(
+                f"the loss was NaN or inf in {self.config.max_nonfinite_steps} consecutive steps "
+                f"(max_nonfinite_steps), the last at step {limit_step}; stopped: those steps were skipped, leaving "
+                f"the weights as they were. {hint}")
+        if final and streak:
+            raise TrainingError(
+                f"the loss was NaN or inf in the last {streak} step(s), the last at step {self.step}; stopped "
+                f"without saving a final model: the final weights give non-finite losses. {hint}")
+
+    def _agree_on_stop_and_save(self) -> tuple[bool, bool]:
+        """(stop now, save now because checkpoint_minutes passed): the same answer on every rank."""
+        minutes = self.config.checkpoint_minutes
+        timed = bool(minutes) and time.monotonic() - self.last_save >= 60.0 * minutes and self.is_main
+        stop = self.stop_requested is not None
+        if self.control is not None:
+            flags = torch.tensor([int(stop), int(timed)], dtype=torch.int32)
+            dist.all_reduce(flags, op=dist.ReduceOp.MAX, group=self.control)
+            stop, timed = bool(flags[0]), bool(flags[1])
+        return stop, timed
+
     # ------------------------------------------------------------------------------------ evaluation
     def _evaluate_and_keep_best(self) -> None:
-        if not self.is_main or self.data.val is None:
+        if self.data.val is None:
             return
-        # The student is the model we ship (as DACS does), also for DACS runs.
-        matrix = evaluate(self.model, self.data.val, self.device, limit=self.config.eval_limit)
+        # The student is the model we ship (as DACS does), also for DACS runs. Every rank scores its share.
+        matrix = evaluate(self.model, self.data.val, self.device, limit=self.config.eval_limit,
+                          precision=self.precision, num_workers=loader_workers(self.config),
+                          mean=self.data.labeled.mean, std=self.data.labeled.std)
         self.model.train()
         miou = 100.0 * matrix.miou()
         self.history.append({"step": self.step, "miou": round(miou, 2)})
-        self.writer.add_scalar("val/miou", miou, self.step)
+        if self.writer is not None:
+            self.writer.add_scalar("val/miou", miou, self.step)
         # Without periodic evaluation the shipped model is the final one (no selection on target labels).
         if miou > self.best_miou or not self.config.eval_every:
             self.best_miou = miou
-            summary = matrix.summary()
-            meta = self._metadata(
-                metrics={
-                    "eval_data": self._eval_data_description(),
-                    "eval_size": list(self.config.cityscapes_size),
-                    "miou": summary["miou"],
-                    "pixel_accuracy": summary["pixel_accuracy"],
-                    "iou": summary["iou"],
-                    "step": self.step,
+            if self.is_main:
+                summary = matrix.summary()
+                meta = self._metadata(metrics={
+                    **self._evaluation_record(), "miou": summary["miou"],
+                    "pixel_accuracy": summary["pixel_accuracy"], "iou": summary["iou"], "step": self.step,
                     "selected_by": "final step" if not self.config.eval_every else "best val mIoU",
-                }
-            )
-            save_checkpoint(self.model, self.out_dir, meta)
+                })
+                save_checkpoint(self.model, self.out_dir, meta)
 
-    def _eval_data_description(self) -> str:
+    def _evaluation_record(self) -> dict[str, Any]:
+        """What the evaluation was measured on, and how."""
         kind = self.train_data_info.get("kind", "unknown")
-        limit = f" (first {self.config.eval_limit} images)" if self.config.eval_limit else ""
-        return f"{kind} cityscapes-layout val, {len(self.data.val)} images{limit}"
+        val = self.data.val
+        count = min(self.config.eval_limit, len(val)) if self.config.eval_limit else len(val)
+        limit = f" (first {count} images)" if self.config.eval_limit else ""
+        return {
+            "eval_data": f"{kind} cityscapes-layout val, {len(val)} images{limit}",
+            "eval_kind": kind,
+            "eval_size": list(self.config.cityscapes_size),
+            "protocol": evaluation_protocol(self.config.cityscapes_size, self.config.eval_full_resolution),
+        }
 
     def _metadata(self, **fields: Any) -> dict[str, Any]:
         h = self.config.cityscapes_size[1]
@@ -435,15 +615,14 @@ class Trainer:
             train_data=self.train_data_info,
             steps=self.step,
             total_steps=self.total,
-            config=_jsonable(self.config.as_dict()),
+            config=resume.jsonable(self.config.as_dict()),
             history=self.history,
             **fields,
         )
 
     # ------------------------------------------------------------------------------ resume, signals
     def _save_resume_state(self) -> None:
-        if not self.is_main:
-            return
+        # Every rank checks (the weights are the same on all), so all stop together on a bad state.
         broken = [name for name, t in self.model.state_dict().items()
                   if t.is_floating_point() and not bool(torch.isfinite(t).all())]
         if broken:
@@ -451,56 +630,61 @@ class Trainer:
                 f"the weights became NaN or inf ({len(broken)} tensors, e.g. {broken[0]}) at step {self.step}; "
                 f"stopped without saving them. {self._kept_checkpoint()} Try a lower lr (now {self.config.lr})."
             )
-        # Each save writes a complete new folder, then switches the `last` link to it in one atomic rename:
-        # killed at any moment (even SIGKILL), `last` names a state whose weights, optimiser and progress are
-        # all of one step. Overwriting files in place would leave new weights beside old progress.
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        folder = Path(tempfile.mkdtemp(dir=self.out_dir, prefix=f"{STATE_PREFIX}{self.step:09d}-"))
+        self.last_save = time.monotonic()
+        if not self.is_main:
+            return
+        folder = resume.new_state_folder(self.out_dir, self.step)
         save_checkpoint(self.model, folder, self._metadata())
-        state = {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict()}
+        state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                 "scaler": self.scaler.state_dict()}
         if self.teacher is not None:
             state["teacher"] = self.teacher.state_dict()
-        torch.save(state, folder / "trainer.pt")
-        progress = {"step": self.step, "total": self.total, "best_miou": self.best_miou, "history": self.history,
-                    "config": _jsonable(self.config.as_dict())}
-        # Written last: a folder with progress.json is complete.
-        (folder / PROGRESS_FILE).write_text(json.dumps(progress, indent=2))
-        _switch_last(self.out_dir, folder)
+        torch.save(state, folder / resume.TRAINER_FILE)
+        resume.write_progress(folder, {
+            "step": self.step, "total": self.total, "best_miou": self.best_miou, "history": self.history,
+            "config": self.config.as_dict(), "precision": PRECISION_NAMES[self.precision], "world_size": self.world,
+        })
+        resume.commit_state(self.out_dir, folder)
 
     def _kept_checkpoint(self) -> str:
-        folder = resume_folder(self.out_dir)
+        folder = resume.resume_folder(self.out_dir)
         if folder is None:
             return "No checkpoint had been saved yet."
-        step = json.loads((folder / PROGRESS_FILE).read_text())["step"]
-        return f"The last good checkpoint (step {step}) is kept in {self.out_dir / LAST_DIR}."
+        step = resume.read_progress(self.out_dir)[1]["step"]
+        return f"The last good checkpoint (step {step}) is kept in {folder}."
 
     def _load_resume_state(self) -> None:
-        last = self.out_dir / LAST_DIR
-        folder = resume_folder(self.out_dir)
-        if folder is None:
-            if (last / PROGRESS_FILE).is_file():
-                raise TrainingError(f"--resume: {last / PROGRESS_FILE} is damaged (not the JSON this tool writes); "
-                                    "start without --resume")
-            raise TrainingError(f"--resume: no saved run in {last} (missing progress.json); start without --resume")
         try:
-            progress = json.loads((folder / PROGRESS_FILE).read_text())
-            saved = progress["config"]
-            step, best_miou, history = int(progress["step"]), float(progress["best_miou"]), list(progress["history"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise TrainingError(f"--resume: {folder / PROGRESS_FILE} is damaged ({exc}); start without --resume") \
-                from exc
-        for key in ("variant", "model", "method", "batch_size", "epochs", "iterations", "lr", "seed"):
-            current = _jsonable(self.config.as_dict())[key]
-            if saved.get(key) != current:
-                raise TrainingError(f"--resume: {last} was trained with {key}={saved.get(key)!r}, now {current!r}")
+            folder, progress = resume.read_progress(self.out_dir)
+        except ValueError as exc:
+            raise TrainingError(f"--resume: {exc}") from exc
+        differs = resume.settings_mismatch(progress["config"], self.config.as_dict())
+        if differs:
+            raise TrainingError(f"--resume: {self.out_dir} was trained with {differs}; start a new run "
+                                "(another --out) for other settings")
+        saved_world = int(progress.get("world_size", 1))
+        if saved_world != self.world:
+            raise TrainingError(
+                f"--resume: {self.out_dir} was trained on {saved_world} process(es) and this run has {self.world}: "
+                f"the data order and the number of steps depend on it. Resume with the same number of processes "
+                f"(torchrun --nproc_per_node {saved_world}), or start a new run")
+        saved_precision = progress.get("precision", "float32")
+        precision = PRECISION_NAMES[self.precision]
         from segdemo.checkpoints import CheckpointError, load_model
 
         try:
             model, _ = load_model(folder, device=self.device)
             # Tensors only: a trainer.pt whose unpickling would run code is refused, never executed.
-            state = torch.load(folder / "trainer.pt", map_location=self.device, weights_only=True)
+            state = torch.load(folder / resume.TRAINER_FILE, map_location=self.device, weights_only=True)
             self.optimizer.load_state_dict(state["optimizer"])
-            self.scaler.load_state_dict(state["scaler"])
+            if "scheduler" in state:
+                self.scheduler.load_state_dict(state["scheduler"])
+            else:  # saved by an earlier version, which set the learning rates itself
+                self.scheduler.last_epoch = int(progress["step"])
+            # The loss scale carries over only from float16 to float16; an empty state (an earlier version's
+            # disabled scaler) carries nothing either.
+            if saved_precision == precision == "float16" and state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
             if self.teacher is not None:
                 self.teacher.load_state_dict(state["teacher"])
         except CheckpointError as exc:
@@ -508,15 +692,18 @@ class Trainer:
         except Exception as exc:  # torch.load raises UnpicklingError, RuntimeError, EOFError, ... on bad files
             first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise TrainingError(
-                f"--resume: cannot load {folder / 'trainer.pt'} ({first_line}); only tensors are accepted "
+                f"--resume: cannot load {folder / resume.TRAINER_FILE} ({first_line}); only tensors are accepted "
                 "(torch.load weights_only=True). It may be truncated or hold pickled code; start without --resume"
             ) from exc
         self.model.load_state_dict(model.state_dict())
-        self.step, self.best_miou, self.history = step, best_miou, history
+        self.step, self.best_miou, self.history = progress["step"], progress["best_miou"], progress["history"]
+        if saved_precision != precision and self.is_main:
+            print(f"resuming a run trained in {saved_precision} in {precision}"
+                  f"{': the loss scale starts afresh' if precision == 'float16' else ''}", flush=True)
 
     def _install_signal_handlers(self) -> dict[int, Any]:
         previous = {}
-        if not self.is_main or threading_is_not_main():
+        if threading_is_not_main():
             return previous
 
         def request_stop(signum, _frame):
@@ -532,78 +719,64 @@ class Trainer:
             signal.signal(sig, handler)
 
 
-def resume_folder(out_dir: str | Path) -> Path | None:
-    """The newest complete resume state under ``out_dir`` (a folder holding progress.json), or None.
-
-    Normally ``out_dir/last``; a run killed between writing a state and switching the link to it leaves a
-    newer complete folder, which is taken instead.
-    """
-    out_dir = Path(out_dir)
-    candidates = [out_dir / LAST_DIR] + [p for p in out_dir.glob(f"{STATE_PREFIX}*") if not p.is_symlink()]
-    complete = []
-    for folder in candidates:
-        try:
-            step = int(json.loads((folder / PROGRESS_FILE).read_text())["step"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # missing (not yet complete) or damaged
-        complete.append((step, (folder / PROGRESS_FILE).stat().st_mtime_ns, folder))
-    return max(complete)[2] if complete else None
-
-
-def _switch_last(out_dir: Path, folder: Path) -> None:
-    """Point ``out_dir/last`` at ``folder`` atomically, then delete the older state folders."""
-    link = out_dir / LAST_DIR
-    new_link = out_dir / f"{STATE_PREFIX}link-{os.getpid()}"
-    new_link.unlink(missing_ok=True)
-    new_link.symlink_to(folder.name)  # relative, so the run folder can be moved
-    if link.is_dir() and not link.is_symlink():  # a last/ folder written by an earlier version
-        os.replace(link, tempfile.mkdtemp(dir=out_dir, prefix=f"{STATE_PREFIX}legacy-"))  # still a candidate
-    os.replace(new_link, link)
-    for old in out_dir.glob(f"{STATE_PREFIX}*"):
-        if old.is_symlink():
-            old.unlink(missing_ok=True)  # a link left by a killed run
-        elif old != folder:
-            shutil.rmtree(old, ignore_errors=True)
-
-
 def threading_is_not_main() -> bool:
     import threading
 
     return threading.current_thread() is not threading.main_thread()
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
+def evaluation_protocol(input_size: tuple[int, int] | list[int], full_resolution: bool) -> dict[str, Any]:
+    """How an evaluation scored: the network's input (width, height), and the labels' resolution."""
+    return {"input_size": list(input_size), "labels": "native resolution, predictions upsampled"
+            if full_resolution else "resized to the input size (nearest)"}
+
+
+def inference_form(model: nn.Module) -> nn.Module:
+    """The exact inference form (BatchNorm folded, ...) where there is one, else the model as it is."""
+    from segdemo.models.fast import prepare_for_inference
+
+    try:
+        return prepare_for_inference(model)
+    except (TypeError, ValueError):  # another network, or one with SyncBatchNorm
+        return model
 
 
 @torch.inference_mode()
 def evaluate(
     models: nn.Module | list[nn.Module], dataset, device: str | torch.device = "cpu", batch_size: int = 4,
-    limit: int = 0,
+    limit: int = 0, precision: torch.dtype = torch.float32, num_workers: int = 0,
+    mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
 ) -> ConfusionMatrix:
-    """Confusion matrix over ``dataset`` (normalised images, trainId labels).
+    """Confusion matrix over ``dataset`` (uint8 items from ``as_uint8=True`` datasets, normalised here with
+    ``mean`` / ``std``, or float items already normalised), through each model's inference form.
 
-    Several models are an ensemble: their softmax outputs are averaged (FDA's multi-band transfer).
+    Several models are an ensemble: their softmax outputs are averaged (FDA's multi-band transfer). Labels of
+    another size than the images (``label_size``) are scored at theirs, the logits upsampled. Under
+    torch.distributed every rank scores its share of the images and the matrices are summed.
     """
     models = [models] if isinstance(models, nn.Module) else list(models)
     device = torch.device(device)
     for model in models:
         model.eval()
+    runners = [inference_form(model) for model in models]
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     matrix = ConfusionMatrix(device=device)
     count = min(limit, len(dataset)) if limit else len(dataset)
-    loader = DataLoader(torch.utils.data.Subset(dataset, range(count)), batch_size=batch_size, num_workers=0)
+    subset = torch.utils.data.Subset(dataset, range(rank, count, world))
+    loader = DataLoader(subset, batch_size=batch_size, num_workers=num_workers, pin_memory=device.type == "cuda")
+    autocast = torch.autocast(device.type, dtype=precision, enabled=precision != torch.float32)
     for images, labels in loader:
-        images = images.to(device)
-        if len(models) == 1:
-            scores = models[0](images)
-        else:
-            scores = sum(torch.softmax(model(images), dim=1) for model in models)
-        matrix.update(scores.argmax(dim=1), labels.to(device))
-    return matrix
+        images = images.to(device, non_blocking=True)
+        if images.dtype == torch.uint8:
+            images = normalize(images.float().div_(255.0), mean or IMAGENET_MEAN, std or IMAGENET_STD)
+        labels = labels.to(device, non_blocking=True).long()
+        with autocast:
+            logits = [runner(images).float() for runner in runners]
+        if labels.shape[-2:] != logits[0].shape[-2:]:
+            logits = [F.interpolate(x, size=labels.shape[-2:], mode="bilinear", align_corners=False) for x in logits]
+        scores = logits[0] if len(logits) == 1 else sum(torch.softmax(x, dim=1) for x in logits)
+        matrix.update(scores.argmax(dim=1), labels)
+    return matrix.all_reduce()
 
 
 def init_distributed() -> tuple[int, int]:

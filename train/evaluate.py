@@ -7,9 +7,9 @@ from pathlib import Path
 import torch
 
 from segdemo.checkpoints import CheckpointError, load_model, update_metadata
-from segdemo.datasets import Cityscapes, DatasetError
+from segdemo.datasets import NATIVE, Cityscapes, DatasetError
 from segdemo.results import format_table, report_row
-from train.engine import data_kind, evaluate
+from train.engine import data_kind, evaluate, evaluation_protocol
 
 
 class EvaluationError(RuntimeError):
@@ -21,9 +21,15 @@ def _device(device: str | None) -> torch.device:
 
 
 def evaluate_checkpoints(
-    checkpoints: list[Path], cityscapes: Path, device: str | None = None, limit: int = 0, write: bool = True
+    checkpoints: list[Path], cityscapes: Path, device: str | None = None, limit: int = 0, write: bool = True,
+    full_resolution: bool = False, workers: int = 0,
 ) -> str:
-    """Evaluate one checkpoint (or the MBT ensemble of several) and return the printed report."""
+    """Evaluate one checkpoint (or the MBT ensemble of several) and return the printed report.
+
+    ``full_resolution`` scores against the labels at their native size (Cityscapes' 2048 x 1024), the
+    predictions upsampled; otherwise labels are resized to the checkpoint's input size. On a GPU the
+    networks run in half precision where the device has it (bfloat16 or float16 autocast).
+    """
     dev = _device(device)
     try:
         loaded = [load_model(path, device=dev) for path in checkpoints]
@@ -36,12 +42,19 @@ def evaluate_checkpoints(
             raise EvaluationError("MBT needs checkpoints with the same input size and normalisation")
     height, width = first["input_size"]
     try:
-        dataset = Cityscapes(cityscapes, "val", size=(width, height), mean=first["mean"], std=first["std"])
+        dataset = Cityscapes(cityscapes, "val", size=(width, height), as_uint8=True,
+                             label_size=NATIVE if full_resolution else None)
     except DatasetError as exc:
         raise EvaluationError(str(exc)) from exc
     count = min(limit, len(dataset)) if limit else len(dataset)
+    precision = torch.float32
+    if dev.type == "cuda":
+        from train.engine import amp_dtype_for
+
+        precision = amp_dtype_for(torch.cuda.get_device_capability(dev))
     try:
-        matrix = evaluate([model for model, _ in loaded], dataset, dev, batch_size=2, limit=count)
+        matrix = evaluate([model for model, _ in loaded], dataset, dev, batch_size=2, limit=count,
+                          precision=precision, num_workers=workers, mean=first["mean"], std=first["std"])
     except DatasetError as exc:  # a corrupt val image or label, found while reading it: named, no traceback
         raise EvaluationError(str(exc)) from exc
     summary = matrix.summary()
@@ -61,7 +74,8 @@ def evaluate_checkpoints(
         path = checkpoints[0]
         if path.is_dir() or path.suffix == ".safetensors":
             update_metadata(path, metrics={
-                "eval_data": eval_data, "eval_size": [width, height], "miou": summary["miou"],
+                "eval_data": eval_data, "eval_kind": kind, "eval_size": [width, height],
+                "protocol": evaluation_protocol((width, height), full_resolution), "miou": summary["miou"],
                 "pixel_accuracy": summary["pixel_accuracy"], "iou": summary["iou"],
                 "selected_by": first.get("metrics", {}).get("selected_by", "evaluate"),
             })
