@@ -8,6 +8,7 @@ interpreter would spend most of its life importing, and twenty of them would mak
 
 from __future__ import annotations
 
+import errno
 import json
 import multiprocessing
 import os
@@ -340,3 +341,51 @@ def test_resume_converts_the_state_of_an_earlier_version(tiny_data, tmp_path, ea
     assert main(run_args(tiny_data, out, "iterations=2", "--resume")) == 0
     assert (out / "last").is_file() and not (out / "last").is_symlink() and check_resume_state(out) == 2
     assert read_metadata(out)["steps"] == 2
+
+
+def test_saves_and_resumes_where_symbolic_links_are_refused(tiny_data, tmp_path, monkeypatch):
+    """Google Drive as Colab mounts it, exFAT disks and some network shares refuse symbolic links (errno 95):
+    the resume state must need none."""
+    from train.config import apply_overrides, get_variant
+    from train.engine import Trainer, build_data
+
+    def refuse(*_args, **_kwargs):
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(os, "symlink", refuse)  # Path.symlink_to goes through it too
+    config = apply_overrides(get_variant("bisenet_gta5"), [*TINY, "iterations=4", "checkpoint_every=1"])
+    out = tmp_path / "drive" / "run"
+
+    def trainer(resume: bool = False) -> Trainer:
+        data = build_data(config, tiny_data / "gta5", tiny_data / "cityscapes")
+        return Trainer(config, data, out, device="cpu", resume=resume, progress=False)
+
+    trainer().run(stop_after=2)
+    assert (out / "last").is_file() and not (out / "last").is_symlink()
+    assert check_resume_state(out) == 2
+    resumed = trainer(resume=True)
+    assert resumed.step == 2
+    resumed.run()
+    assert check_resume_state(out) == 4 and read_metadata(out)["steps"] == 4
+    assert list(out.glob(".last-*")) == [named_folder(out)]
+
+
+@pytest.mark.parametrize("minutes", [1e-9, 0.0])
+def test_checkpoint_minutes_saves_on_a_timer_between_epoch_saves(tiny_data, tmp_path, minutes):
+    from train.config import apply_overrides, get_variant
+    from train.engine import Trainer, build_data
+    from train.resume import read_progress
+
+    assert get_variant("bisenet_gta5").checkpoint_minutes == 10.0  # the default: hours-long epochs save anyway
+    config = apply_overrides(get_variant("bisenet_gta5"), [*TINY, "iterations=4", "checkpoint_every=1000",
+                                                           f"checkpoint_minutes={minutes}"])
+    trainer = Trainer(config, build_data(config, tiny_data / "gta5", tiny_data / "cityscapes"), tmp_path,
+                      device="cpu", progress=False)
+    seen = []
+
+    def record(step: int, _total: int) -> None:  # called before the step's save
+        seen.append(read_progress(tmp_path)[1]["step"] if resume_folder(tmp_path) else None)
+
+    trainer.run(on_step=record)
+    # 1e-9 minutes: every step's state was saved on the timer; 0: the timer is off and nothing was saved early.
+    assert seen == ([None, 1, 2, 3] if minutes else [None, None, None, None])

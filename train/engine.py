@@ -308,6 +308,8 @@ class Trainer:
             self.model.load_state_dict(_initial_weights(config))
         if config.sync_bn and self.world > 1:
             self.model = sync_batchnorm(self.model)
+            if self.device.type != "cuda" and any(isinstance(m, nn.SyncBatchNorm) for m in self.model.modules()):
+                raise TrainingError("sync_bn=true needs CUDA devices: PyTorch's SyncBatchNorm runs on GPUs only")
         self.model = self.model.to(self.device, memory_format=self.memory_format)
         self.teacher = self._make_teacher() if config.method == "dacs" else None
         self.optimizer = build_optimizer(config, self.model, self.device)
@@ -631,8 +633,12 @@ class Trainer:
                 f"stopped without saving them. {self._kept_checkpoint()} Try a lower lr (now {self.config.lr})."
             )
         self.last_save = time.monotonic()
-        if not self.is_main:
-            return
+        if self.is_main:
+            self._write_resume_state()
+        if self.control is not None:
+            dist.barrier(group=self.control)  # no rank goes on (or reads the state) before it is complete
+
+    def _write_resume_state(self) -> None:
         folder = resume.new_state_folder(self.out_dir, self.step)
         save_checkpoint(self.model, folder, self._metadata())
         state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),

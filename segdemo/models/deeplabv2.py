@@ -89,8 +89,8 @@ class DeepLabV2(nn.Module):
 
     def train(self, mode: bool = True) -> DeepLabV2:
         super().train(mode)
-        for m in self.modules():  # frozen BN: running statistics never update
-            if isinstance(m, nn.BatchNorm2d):
+        for m in self.modules():  # frozen BN: running statistics never update (SyncBatchNorm copies too)
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.eval()
         return self
 
