@@ -9,7 +9,8 @@ the table gives its max |logit difference| and how many pixels keep their fp32 l
 
 Training (BiSeNet, 1024 x 512 crops, batch 16, Adam, the two auxiliary losses): the step alone on
 batches already on the GPU (fp32, AMP, AMP + channels_last, + torch.compile); the data loader alone
-(procedural Cityscapes-layout photos at 2048 x 1024, decoded, resized, flipped by worker processes);
+(procedural Cityscapes-layout photos at 2048 x 1024 in the sample cache at 1024 x 512, read by worker
+processes in an endless random order, flipped on the GPU);
 and the two together, which is what training gets.
 
     python -m benchmarks.gpu                            # everything (a few minutes on an H100)
@@ -43,6 +44,7 @@ from benchmarks.cpu_inference import scene_input, template_with_weights
 from segdemo.checkpoints import load_model
 from segdemo.models import build_model
 from segdemo.models.fast import prepare_for_inference
+from train.engine import PRECISION_NAMES, amp_dtype_for
 
 LATENCY_TARGET_MS = {"bisenet": 1.5, "deeplabv2": 15.0}  # the issue's H100 targets
 REPORT_P100_MS = {"bisenet": 17.14, "deeplabv2": 246.0}
@@ -217,7 +219,7 @@ def train_step_runner(device: torch.device, batch: int, amp: bool, channels_last
     forward = torch.compile(model) if compile_model else model
     mean = torch.tensor([0.485, 0.456, 0.406], device=device).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225], device=device).view(1, 3, 1, 1)
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    dtype = amp_dtype_for(torch.cuda.get_device_capability(device))  # as the trainer picks it
     scaler = torch.amp.GradScaler("cuda", enabled=amp and dtype == torch.float16)
 
     def step(images: Tensor, labels: Tensor) -> None:
@@ -234,21 +236,28 @@ def train_step_runner(device: torch.device, batch: int, amp: bool, channels_last
     return step
 
 
-def procedural_loader(root: Path, batch: int, workers: int):
-    from torch.utils.data import DataLoader
+def procedural_loader(root: Path, batch: int, workers: int, cache: Path):
+    """The training loader as ``train`` builds it: uint8 samples from the sample cache, workers kept alive, an
+    endless random order over the photos (so every worker stays busy, however few photos there are)."""
+    from torch.utils.data import DataLoader, RandomSampler
 
-    from segdemo.augment import build_augmentation
     from segdemo.datasets import Cityscapes
 
-    data = Cityscapes(root / "cityscapes", "train", size=(1024, 512), transform=build_augmentation("aug1"),
-                      normalize=False)
-    return DataLoader(data, batch_size=batch, shuffle=True, num_workers=workers, pin_memory=True, drop_last=True,
+    data = Cityscapes(root / "cityscapes", "train", size=(1024, 512), as_uint8=True, cache_dir=cache)
+    for i in range(len(data)):  # fill the cache: what `python -m train cache` or a first epoch does
+        data[i]
+    sampler = RandomSampler(data, replacement=True, num_samples=2**31 - 1)
+    return DataLoader(data, batch_size=batch, sampler=sampler, num_workers=workers, pin_memory=True, drop_last=True,
                       persistent_workers=workers > 0)
 
 
-def endless(loader):
-    while True:
-        yield from loader
+def on_gpu(batch: tuple[Tensor, Tensor], device: torch.device) -> tuple[Tensor, Tensor]:
+    """A uint8 batch on the GPU as the trainer prepares it: [0, 1] floats, labels as class ids, Aug1's flips."""
+    from segdemo.augment import BatchAugment
+
+    images = batch[0].to(device, non_blocking=True).float().div_(255.0)
+    labels = batch[1].to(device, non_blocking=True).long()
+    return BatchAugment("aug1")(images, labels, torch.Generator(device=device).manual_seed(0))
 
 
 def images_per_second(run: Callable[[], None], steps: int, batch: int, warmup: int = 5) -> float:
@@ -292,28 +301,26 @@ def training_section(args: argparse.Namespace, device: torch.device) -> tuple[st
         generate(folder, seed=0, n_source=0, n_target_train=args.loader_images, n_target_val=0, size=(2048, 1024))
         notes.append(f"{args.loader_images} procedural 2048 x 1024 photos generated in "
                      f"{time.perf_counter() - start:.0f} s (read over and over, from the page cache).")
-        loader = procedural_loader(Path(folder), batch, args.workers)
-        batches = endless(loader)
+        loader = procedural_loader(Path(folder), batch, args.workers, Path(folder) / "cache")
+        batches = iter(loader)
 
         def load_only() -> None:
-            image_batch, label_batch = next(batches)
-            image_batch.to(device, non_blocking=True), label_batch.to(device, non_blocking=True)
+            on_gpu(next(batches), device)
 
         try:
             loader_rate = images_per_second(load_only, args.steps, batch, warmup=3)
         except RuntimeError as exc:  # e.g. a small /dev/shm in a container: workers cannot hand batches over
             notes.append(f"the data loader failed: {str(exc).splitlines()[0]} (is /dev/shm large enough?)")
             loader_rate = 0.0
-        rows.append([(f"data loader alone ({args.workers} workers, decode + resize to 1024 x 512 + flip, "
-                     "copy to the GPU)"), f"{loader_rate:.0f}"])
+        rows.append([(f"data loader alone ({args.workers} workers reading uint8 1024 x 512 samples from the "
+                     "sample cache, copy to the GPU, flips there)"), f"{loader_rate:.0f}"])
         best = max(rates, key=rates.get) if rates else None
         together = 0.0
         if best is not None and loader_rate > 0:
             step = steps[best]
 
             def load_and_step() -> None:
-                image_batch, label_batch = next(batches)
-                step(image_batch.to(device, non_blocking=True), label_batch.to(device, non_blocking=True))
+                step(*on_gpu(next(batches), device))
 
             together = images_per_second(load_and_step, args.steps, batch, warmup=3)
             rows.append([f"**training: data loader + step ({best})**", f"**{together:.0f}**"])
@@ -321,7 +328,8 @@ def training_section(args: argparse.Namespace, device: torch.device) -> tuple[st
     lines = [
         section_header("BiSeNet training throughput, 1024 x 512 crops", describe_device(device)),
         (f"Batch {batch}, Adam, main + two auxiliary cross-entropy losses, AMP = "
-         f"{'bf16' if torch.cuda.is_bf16_supported() else 'fp16'} autocast; {args.steps} timed steps after warm-up."),
+         f"{PRECISION_NAMES[amp_dtype_for(torch.cuda.get_device_capability(device))]} autocast; {args.steps} timed "
+         "steps after warm-up."),
         "",
         markdown_table(["what", "images / s"], rows),
         "",
@@ -345,7 +353,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=30, help="timed training steps / loader batches (default 30)")
     parser.add_argument("--workers", type=int, default=max(1, min(16, (torch.multiprocessing.cpu_count() or 2) - 1)),
                         help="data loader worker processes (default: CPU count - 1, at most 16)")
-    parser.add_argument("--loader-images", type=int, default=48, help="procedural photos for the loader")
+    parser.add_argument("--loader-images", type=int, default=48,
+                        help="procedural photos for the loader, read over and over (default 48)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
 

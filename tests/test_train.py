@@ -240,3 +240,52 @@ def test_demo_trains_what_a_variant_starts_from_and_reuses_only_matching_checkpo
         assert read_metadata(out / "bisenet_gta5_aug12")["input_size"] == [40, 64]
     finally:
         torch.set_num_threads(threads)
+
+
+def test_evaluation_at_the_labels_full_resolution_and_the_recorded_protocol(tiny_data, tmp_path, capsys):
+    from segdemo.datasets import Cityscapes
+    from train.engine import evaluate
+
+    gta5, cityscapes = str(tiny_data / "gta5"), str(tiny_data / "cityscapes")
+    out = tmp_path / "ck"
+    # Trained and scored at 32x16 while the val labels are 64x32: full resolution scores every native pixel.
+    assert main(["run", "bisenet_gta5", "--gta5", gta5, "--cityscapes", cityscapes, "--out", str(out),
+                 "--device", "cpu", *TINY, "gta5_size=32x16", "cityscapes_size=32x16", "iterations=1",
+                 "eval_full_resolution=true"]) == 0
+    metrics = read_metadata(out)["metrics"]
+    assert metrics["eval_kind"] == "procedural" and metrics["protocol"]["input_size"] == [32, 16]
+    assert metrics["protocol"]["labels"] == "native resolution, predictions upsampled"
+
+    model, meta = load_model(out)
+    native = Cityscapes(cityscapes, "val", size=(32, 16), label_size="native", as_uint8=True)
+    counted = int(evaluate(model, native, "cpu", mean=meta["mean"], std=meta["std"]).matrix.sum())
+    labelled = sum(int((native.load_raw(i)[1] != 255).sum()) for i in range(len(native)))
+    assert counted == labelled and labelled > 4 * 32 * 16  # every native labelled pixel, once
+
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--cityscapes", cityscapes, "--device", "cpu"]) == 0
+    assert read_metadata(out)["metrics"]["protocol"]["labels"] == "resized to the input size (nearest)"
+    assert main(["evaluate", str(out), "--cityscapes", cityscapes, "--device", "cpu", "--full-resolution"]) == 0
+    assert read_metadata(out)["metrics"]["protocol"]["labels"].startswith("native")
+
+
+def test_cache_cli_fills_what_a_run_then_reads(tiny_data, tmp_path, capsys, monkeypatch):
+    from segdemo import datasets
+
+    gta5, cityscapes = str(tiny_data / "gta5"), str(tiny_data / "cityscapes")
+    cache = tmp_path / "cache"
+    assert main(["cache", "bisenet_gta5_dacs", "--gta5", gta5, "--cityscapes", cityscapes, "--cache", str(cache),
+                 "--workers", "0", *TINY]) == 0
+    printed = capsys.readouterr().out
+    assert "labeled: 8 samples" in printed and "target: 8 samples" in printed and "val: 4 samples" in printed
+    assert len(list(cache.glob("*/*.npz"))) == 20
+
+    def no_decoding(path):
+        raise AssertionError(f"decoded {path}: the cache was not used")
+
+    monkeypatch.setattr(datasets, "_read_image", no_decoding)
+    assert main(["run", "bisenet_gta5_dacs", "--gta5", gta5, "--cityscapes", cityscapes, "--out",
+                 str(tmp_path / "ck"), "--device", "cpu", *TINY, "iterations=2", f"cache_dir={cache}"]) == 0
+    assert main(["cache", "bisenet_gta5", "--gta5", gta5, "--cityscapes", cityscapes, "--cache", str(cache),
+                 "--workers", "0", *TINY]) == 0  # everything already there: nothing decoded
+    assert "0 new entries" in capsys.readouterr().out

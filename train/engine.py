@@ -482,7 +482,7 @@ class Trainer:
 
             bar = tqdm(total=self.total, initial=self.step, desc=config.variant, unit="step", dynamic_ncols=True)
         self.model.train()
-        started, first_step, seen = time.perf_counter(), self.step, 0
+        started, first_step, seen, looping = time.perf_counter(), self.step, 0, True
         try:
             while self.step < self.total:
                 losses = self._train_step(labeled, target)
@@ -505,10 +505,12 @@ class Trainer:
                     raise KeyboardInterrupt(self.stop_requested or "stopped on another rank")
                 if self.step == stop_at and stop_at < self.total:
                     return self.out_dir
+            self.seconds, looping = time.perf_counter() - started, False  # the training loop alone
             self._evaluate_and_keep_best()
             self._save_resume_state()
         finally:
-            self.seconds = time.perf_counter() - started
+            if looping:
+                self.seconds = time.perf_counter() - started
             self.data_wait_seconds = labeled.wait_seconds + (target.wait_seconds if target is not None else 0.0)
             if bar is not None:
                 bar.close()
