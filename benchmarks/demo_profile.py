@@ -99,10 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         markdown_table(["variant", "loading ms / batch", "training step ms", "save ms x count", "evaluation s",
                         "estimated s", "not training"], rows),
         "",
-        (f"Loading is {100 * min(load_shares):.0f}-{100 * max(load_shares):.0f}% of a step and stays in the "
-         "training process: that keeps every random draw keyed to the step, so an interrupted demo resumes "
-         "bit-exactly (a loader worker would keep its own random stream). Resume states were saved every 40 "
-         "steps before this profile and every 100 now; evaluation runs once, at the end."),
+        (f"Loading (decoding and resizing to uint8) is {100 * min(load_shares):.0f}-{100 * max(load_shares):.0f}% "
+         "of a step. The demo loads in its training process: on two cores a loader process would only compete "
+         "with training for them. Augmentation is part of the step (on the batch, keyed to the step), so an "
+         "interrupted demo resumes exactly either way. Evaluation runs once, at the end."),
     ]
     section = "\n".join(lines)
     print(section)
