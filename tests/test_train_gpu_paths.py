@@ -289,3 +289,12 @@ def test_the_training_form_is_channels_last_with_a_fused_optimiser(tiny_data, tm
     assert trainer.optimizer.defaults["fused"] is True
     plain = trainer_for(tiny_config("bisenet_gta5", "channels_last=false"), tiny_data, tmp_path / "b")
     assert plain.model.context_path.conv1.weight.is_contiguous()
+
+
+def test_loaders_hand_over_uint8_and_the_target_images_come_without_labels(tiny_data):
+    data = build_data(tiny_config("bisenet_gta5_dacs"), tiny_data / "gta5", tiny_data / "cityscapes")
+    image, label = data.labeled[0]
+    assert image.dtype == torch.uint8 and label.dtype == torch.uint8 and data.labeled.has_labels
+    (target,) = data.target[0]  # FDA and DACS use no target labels: none are read
+    assert target.dtype == torch.uint8 and not data.target.has_labels
+    assert data.val.has_labels and data.val[0][0].dtype == torch.uint8

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import pkgutil
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 METHODS = ("none", "fda", "dacs")
@@ -70,7 +70,6 @@ class Config:
     max_nonfinite_steps: int = 20  # stop when the loss is NaN or inf this many steps in a row (each is skipped)
     bad_samples: str = "stop"  # a corrupt image or label: "stop" with its path, or "skip" it with a warning
     log_every: int = 20
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -137,7 +136,7 @@ def _parse_value(template: Any, text: str) -> Any:
 
 def apply_overrides(config: Config, overrides: list[str]) -> Config:
     """Apply ``field=value`` strings, e.g. ``["lr=2.5e-4", "optimizer=sgd", "gta5_size=640x360"]``."""
-    known = {f.name: f for f in fields(Config) if f.name not in ("variant", "description", "extra")}
+    known = {f.name: f for f in fields(Config) if f.name not in ("variant", "description")}
     changes: dict[str, Any] = {}
     for item in overrides:
         name, sep, text = item.partition("=")
