@@ -41,6 +41,22 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
     return ModuleScheduling(config, log)
 
 
+# The settings of every tiny training run in the tests: 64 x 32, batch 2, loading in the process, a line per
+# step, and no periodic saves (a test that needs them asks with checkpoint_every=N).
+TINY = ["gta5_size=64x32", "cityscapes_size=64x32", "batch_size=2", "num_workers=0", "log_every=1",
+        "checkpoint_every=1000"]
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A procedural tree for tiny runs (read only): 8 GTA5-layout images, 8 + 4 Cityscapes-layout ones, 64 x 32."""
+    from segdemo import synthetic
+
+    root = tmp_path_factory.mktemp("procedural")
+    synthetic.generate(root, seed=3, n_source=8, n_target_train=8, n_target_val=4, size=(64, 32))
+    return root
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     if not SHARED.is_dir():

@@ -5,27 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, TINY
 
-from segdemo import synthetic
 from segdemo.checkpoints import load_model, read_metadata
 from train.__main__ import main
 from train.config import apply_overrides, get_variant, variants
 from train.engine import Trainer, TrainingError, build_data, build_optimizer, build_scheduler, describe_data
 from train.resume import read_progress
-
-TINY = ["gta5_size=64x32", "cityscapes_size=64x32", "batch_size=2", "num_workers=0", "log_every=1"]
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("procedural")
-    synthetic.generate(root, seed=3, n_source=8, n_target_train=8, n_target_val=4, size=(64, 32))
-    return root
 
 
 def tiny_config(variant: str, *extra: str):

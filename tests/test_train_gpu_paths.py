@@ -8,23 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY
 
-from segdemo import synthetic
 from train import engine
 from train.config import apply_overrides, get_variant
 from train.engine import Batches, Trainer, amp_dtype_for, build_data, loader_workers, training_precision
 from train.resume import named_folder, read_progress
 
-TINY = ["gta5_size=64x32", "cityscapes_size=64x32", "batch_size=2", "num_workers=0", "log_every=1"]
-
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("procedural")
-    synthetic.generate(root, seed=3, n_source=8, n_target_train=8, n_target_val=4, size=(64, 32))
-    return root
 
 
 def tiny_config(variant: str, *extra: str):

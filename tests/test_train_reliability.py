@@ -23,26 +23,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY as TINY_RUN
 
-from segdemo import synthetic
 from segdemo.checkpoints import load_model, read_metadata
 from train.__main__ import main
 from train.resume import named_folder, resume_folder
 
 TOTAL = 24  # steps of every run here: 3 epochs of the 8-image tree at batch size 2
-TINY = ["gta5_size=64x32", "cityscapes_size=64x32", "batch_size=2", "num_workers=0", "log_every=1",
-        f"iterations={TOTAL}"]
+TINY = [*TINY_RUN, f"iterations={TOTAL}"]
 KILLS = 20
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("procedural")
-    synthetic.generate(root, seed=3, n_source=8, n_target_train=8, n_target_val=4, size=(64, 32))
-    return root
 
 
 def run_args(data: Path, out: Path, *extra: str) -> list[str]:

@@ -499,11 +499,12 @@ class Trainer:
                 if on_step is not None:
                     on_step(self.step, self.total)
                 stop, timed_save = self._agree_on_stop_and_save()
-                if stop or timed_save or self.step % save_every == 0 or self.step == stop_at:
+                stopping_early = self.step == stop_at < self.total  # the end itself saves after the evaluation
+                if stop or timed_save or stopping_early or (self.step % save_every == 0 and self.step < self.total):
                     self._save_resume_state()
                 if stop:
                     raise KeyboardInterrupt(self.stop_requested or "stopped on another rank")
-                if self.step == stop_at and stop_at < self.total:
+                if stopping_early:
                     return self.out_dir
             self.seconds, looping = time.perf_counter() - started, False  # the training loop alone
             self._evaluate_and_keep_best()
