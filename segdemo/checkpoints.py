@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -32,6 +33,9 @@ IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 DEFAULT_INPUT_SIZE = [512, 1024]  # [height, width], Cityscapes evaluation size in the report
 TEMPLATE_SUFFIXES = (".pth", ".pt", ".tar", ".ckpt")
+MAX_TENSOR_BYTES = 1 << 30
+"""Most tensor data a checkpoint file may hold (1 GiB): DeepLabV2's weights are 176 MB, with Adam's two moments
+530 MB. What a file claims is checked against this before any of it is read."""
 
 
 class CheckpointError(ValueError):
@@ -155,18 +159,58 @@ def _load_ours(path: Path) -> tuple[nn.Module, dict[str, Any]]:
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
         raise CheckpointError(f"{folder} has no {WEIGHTS_FILE}")
+    model = build_model(meta["model"], meta["num_classes"])
     try:
+        # The header first: names and shapes are checked against the network before any tensor is read.
+        with safe_open(weights, framework="pt") as header:
+            names = header.keys()  # a safe_open handle is not iterable itself
+            shapes = {key: tuple(header.get_slice(key).get_shape()) for key in names}
+        _check_shapes(model, shapes, weights, meta["model"])
         state = load_file(weights)
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"cannot read {weights}: {exc} (truncated or not a safetensors file?)") from exc
-    model = build_model(meta["model"], meta["num_classes"])
     _load_strict(model, state, weights, meta["model"])
     return model, {**default_metadata(meta["model"]), **meta}
 
 
-def _load_template(path: Path) -> tuple[nn.Module, dict[str, Any]]:
+def _claimed_bytes(path: Path) -> int:
+    """How many bytes of tensor data ``path`` says it holds, read from its directory alone (nothing inflated).
+
+    A torch.save (zip) file lists each tensor's storage with its size; torch.save never compresses them, so a
+    compressed one means a file made by hand to inflate (a few MB that claim gigabytes) and is refused. A
+    legacy (non-zip) file stores its tensors as they are: its size is what it holds.
+    """
+    if not zipfile.is_zipfile(path):
+        return path.stat().st_size
+    with zipfile.ZipFile(path) as archive:
+        entries = [e for e in archive.infolist() if "/data/" in e.filename or e.filename.startswith("data/")]
+    packed = [e.filename for e in entries if e.compress_type != zipfile.ZIP_STORED]
+    if packed:
+        raise CheckpointError(
+            f"{path.name}: its tensors are compressed ({packed[0]}), which torch.save never does: a file built "
+            "to inflate when read is refused. Save the state dict again with torch.save."
+        )
+    return sum(e.file_size for e in entries)
+
+
+def _read_state_file(path: Path) -> Any:
+    """``torch.load(weights_only=True)`` of a course-template file with bounded memory: what the file claims is
+    checked first, and a zip file is memory-mapped, so only the tensors the network takes are ever read."""
+    claimed = _claimed_bytes(path)
+    if claimed > MAX_TENSOR_BYTES:
+        raise CheckpointError(
+            f"{path.name} holds {claimed / 2**20:,.0f} MB of tensors, more than a checkpoint of these networks can "
+            f"({MAX_TENSOR_BYTES >> 20:,} MB with an optimiser's state): refused before reading it"
+        )
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+        except RuntimeError as exc:
+            if "mmap" not in str(exc):
+                raise
+            return torch.load(path, map_location="cpu", weights_only=True)  # a file mmap cannot map, checked above
+    except CheckpointError:
+        raise
     except Exception as exc:
         # weights_only refuses pickles that would build arbitrary objects (and so run code); a
         # truncated file fails here too. Either way the file is not executed.
@@ -175,7 +219,10 @@ def _load_template(path: Path) -> tuple[nn.Module, dict[str, Any]]:
             "Only tensors are accepted (torch.load with weights_only=True); "
             "the file may be truncated or contain pickled code."
         ) from exc
-    state = _unwrap_state_dict(obj, path)
+
+
+def _load_template(path: Path) -> tuple[nn.Module, dict[str, Any]]:
+    state = _unwrap_state_dict(_read_state_file(path), path)
     name = _detect_architecture(state, path)
     if name == "bisenet":
         state = {ours: v for k, v in state.items() if (ours := template_key_to_ours(k)) is not None}
@@ -227,11 +274,12 @@ def _detect_architecture(state: Mapping[str, torch.Tensor], path: Path) -> str:
     )
 
 
-def _load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], path: Path, name: str) -> None:
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+def _check_shapes(model: nn.Module, shapes: Mapping[str, tuple[int, ...]], path: Path, name: str) -> None:
+    """Every name and shape of the network, and nothing else (from a header or memory-mapped tensors)."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = [k for k in expected if k not in shapes]
+    unexpected = [k for k in shapes if k not in expected]
+    wrong = [k for k in expected if k in shapes and tuple(shapes[k]) != expected[k]]
     problems = []
     if missing:
         problems.append(f"{len(missing)} missing (first: {', '.join(missing[:3])})")
@@ -239,10 +287,14 @@ def _load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], path: Path
         problems.append(f"{len(unexpected)} unknown (first: {', '.join(unexpected[:3])})")
     if wrong:
         k = wrong[0]
-        problems.append(f"{len(wrong)} of another shape (e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)})")
+        problems.append(f"{len(wrong)} of another shape (e.g. {k}: {tuple(shapes[k])} vs {expected[k]})")
     if problems:
         raise CheckpointError(f"{path} does not fit the {name} architecture: " + "; ".join(problems))
-    model.load_state_dict(state, strict=True)
+
+
+def _load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], path: Path, name: str) -> None:
+    _check_shapes(model, {k: tuple(v.shape) for k, v in state.items()}, path, name)
+    model.load_state_dict(state, strict=True)  # copies: memory-mapped tensors are read here, and only these
 
 
 # ---------------------------------------------------------------------------------------------
@@ -311,15 +363,8 @@ def _train_kind(meta: Mapping[str, Any]) -> str:
 
 
 def _peek_template(path: Path) -> str:
-    """The architecture of a template file, read without building a model (memory-mapped if possible)."""
-    try:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError:  # legacy (non-zip) files cannot be memory-mapped
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"cannot load {path.name} as a plain state dict: {str(exc).splitlines()[0]}") from exc
-    return _detect_architecture(_unwrap_state_dict(obj, path), path)
+    """The architecture of a template file, read without building a model (memory-mapped, size checked first)."""
+    return _detect_architecture(_unwrap_state_dict(_read_state_file(path), path), path)
 
 
 def describe_checkpoint(path: str | Path, root: str | Path | None = None) -> dict[str, Any]:

@@ -1,9 +1,13 @@
 import json
 import pickle
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
 
 import pytest
 import torch
-from conftest import assert_same_logits, fixed_input
+from conftest import REPO, assert_same_logits, fixed_input
 
 from benchmarks.baseline import TemplateBiSeNet, TemplateDeepLabV2, randomize_
 from segdemo.checkpoints import (
@@ -185,3 +189,71 @@ def test_metadata_without_a_required_field_is_refused(tmp_path, field):
     (tmp_path / "ck" / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match=f"meta.json lacks the field '{field}'"):
         load_model(tmp_path / "ck")
+
+
+# A fresh interpreter loads each file and reports how much its peak memory grew: VmHWM, the peak resident set
+# of its own address space (ru_maxrss would start at the parent's peak: it survives exec).
+_MEMORY_PROBE = """
+import json, sys
+import torch
+from segdemo.checkpoints import CheckpointError, import_template_checkpoint, load_model
+
+def peak_kib():
+    fields = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+    return int(fields["VmHWM"].split()[0])
+
+out = {}
+for path in sys.argv[2:]:
+    before = peak_kib()
+    try:
+        if path.endswith(".upload"):
+            with open(path, "rb") as f:
+                import_template_checkpoint(f.read(), "checkpoint.pth", sys.argv[1])
+        else:
+            load_model(path)
+        outcome = "loaded"
+    except CheckpointError as exc:
+        outcome = str(exc)
+    out[path] = {"growth_mb": (peak_kib() - before) / 1024, "outcome": outcome}
+print(json.dumps(out))
+"""
+
+
+def _deflated(path: Path, state: dict) -> Path:
+    """``state`` saved by torch.save, then repacked with its tensors deflated: small on disk, large when read."""
+    plain = path.with_suffix(".plain")
+    torch.save(state, plain)
+    with zipfile.ZipFile(plain) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as packed:
+        for entry in source.infolist():
+            packed.writestr(entry.filename, source.read(entry.filename))
+    plain.unlink()
+    return path
+
+
+def test_checkpoint_files_that_claim_much_more_are_refused_before_they_are_read(tmp_path, template_bisenet):
+    from safetensors.torch import save_file
+
+    claim = 50_000_000  # floats: 200 MB when read
+    deflated = _deflated(tmp_path / "zeros.pth", {"conv.weight": torch.zeros(claim)})
+    assert deflated.stat().st_size < 2_000_000
+    upload = tmp_path / "zeros.upload"
+    upload.write_bytes(deflated.read_bytes())  # the same file through the Home page's import
+    padded = tmp_path / "padded.pth"  # a real template state dict plus one huge tensor it does not need
+    torch.save({**template_bisenet.state_dict(), "extra.weight": torch.zeros(claim)}, padded)
+    folder = tmp_path / "ours"
+    save_checkpoint(build_model("bisenet"), folder, default_metadata("bisenet"))
+    tensors = {k: v.contiguous() for k, v in build_model("bisenet").state_dict().items()}
+    save_file({**tensors, "extra.weight": torch.zeros(claim)}, folder / "model.safetensors")
+    files = [deflated, upload, padded, folder]
+    result = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, str(tmp_path / "root"), *map(str, files)],
+                            cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    for path in files:
+        entry = report[str(path)]
+        assert entry["outcome"] != "loaded", path
+        assert entry["growth_mb"] < 60, (path, entry)  # never the 200 MB the file claims
+    assert "compressed" in report[str(deflated)]["outcome"] and "compressed" in report[str(upload)]["outcome"]
+    assert "1 unknown (first: extra.weight)" in report[str(padded)]["outcome"]
+    assert "1 unknown (first: extra.weight)" in report[str(folder)]["outcome"]
+    assert not list((tmp_path / "root" / "uploads").glob("*.pth"))  # nothing kept from the refused upload
