@@ -1,4 +1,5 @@
-"""What this machine's CPU is and can do: its name for the records, and whether it computes bfloat16 natively.
+"""What this machine has: its CPU's name for the records, whether it computes bfloat16 natively, and which
+devices a command line may name.
 
 bfloat16 autocast on the CPU is fast only where the CPU has bfloat16 instructions (AVX512-BF16 on recent AMD
 EPYC and Intel Xeon, AMX on Intel Xeon since Sapphire Rapids, BF16 on recent Arm cores). Elsewhere oneDNN
@@ -10,6 +11,8 @@ from __future__ import annotations
 import functools
 import platform
 from pathlib import Path
+
+import torch
 
 CPUINFO = Path("/proc/cpuinfo")
 # The /proc/cpuinfo flags (x86) or features (Arm) that mean bfloat16 arithmetic in hardware.
@@ -44,3 +47,22 @@ def cpu_flags() -> frozenset[str]:
 def native_bfloat16() -> bool:
     """True where the CPU has bfloat16 instructions, so bfloat16 autocast speeds a step up."""
     return bool(cpu_flags() & BFLOAT16_FLAGS)
+
+
+def resolve_device(name: str | torch.device | None) -> torch.device:
+    """The device a command line names ("cpu", "cuda", "cuda:1"), or ValueError with one sentence saying why
+    it cannot be used: an unknown name, or a GPU this machine does not have."""
+    text = "cpu" if name is None else str(name)
+    try:
+        device = torch.device(text)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {text!r}: use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {text!r}: this machine has no CUDA GPU that PyTorch can use; use cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {text!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                             f"numbered from 0")
+    elif device.type != "cpu":
+        raise ValueError(f"device {text!r}: only cpu and cuda are supported")
+    return device

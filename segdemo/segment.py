@@ -5,8 +5,14 @@
 For every image it writes ``OUT/<stem>_mask.png`` (trainIds 0-18, palette PNG) and ``OUT/<stem>_overlay.png``.
 Files are decoded exactly as the app decodes uploads (:func:`segdemo.inference.load_image`: the same limits
 and the same one-sentence messages). A file that cannot be used gets one line on stderr naming it, and the
-others are still segmented. Exit status: 0 all segmented, 1 some files could not be used, 2 bad arguments
-or a checkpoint that cannot be loaded.
+others are still segmented.
+
+Nothing of the user's is written over: before anything runs, an output that would replace one of the input
+images is refused, always, and so is one that would replace an existing file this tool did not write (its PNGs
+say so in their ``Software`` text), unless ``--overwrite`` is given. Its own earlier outputs are replaced.
+
+Exit status: 0 all segmented, 1 some files could not be used, 2 bad arguments, outputs that would replace
+other files, or a checkpoint that cannot be loaded.
 """
 
 from __future__ import annotations
@@ -22,10 +28,11 @@ import numpy as np
 from torch import nn
 
 from segdemo.checkpoints import CheckpointError, atomic_write, load_model
+from segdemo.hardware import resolve_device
 from segdemo.inference import MAX_UPLOAD_BYTES, Prediction, load_image, predict
-from segdemo.viz import label_png_bytes, overlay, to_png_bytes
+from segdemo.viz import label_png_bytes, overlay, to_png_bytes, written_by_segdemo
 
-__all__ = ["main", "segment_file"]
+__all__ = ["conflicts", "main", "output_paths", "segment_file"]
 
 DEFAULT_ALPHA = 0.55  # the app's default overlay opacity
 
@@ -46,15 +53,36 @@ def segment_file(
     """
     image = load_image(source, max_bytes=max_bytes)
     prediction = predict(model, meta, image)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    mask_path, overlay_path = out / f"{name}_mask.png", out / f"{name}_overlay.png"
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    mask_path, overlay_path = output_paths(out_dir, name)
     # Atomic: an interrupted run never leaves half a PNG under the final name.
     mask = label_png_bytes(prediction.train_ids)
     atomic_write(mask_path, lambda tmp: Path(tmp).write_bytes(mask))
     picture = to_png_bytes(overlay(np.asarray(image), prediction.train_ids, alpha))
     atomic_write(overlay_path, lambda tmp: Path(tmp).write_bytes(picture))
     return prediction, mask_path, overlay_path
+
+
+def output_paths(out_dir: str | os.PathLike[str], name: str) -> tuple[Path, Path]:
+    """``(<out>/<name>_mask.png, <out>/<name>_overlay.png)``."""
+    out = Path(out_dir)
+    return out / f"{name}_mask.png", out / f"{name}_overlay.png"
+
+
+def conflicts(inputs: list[Path], outputs: list[Path], overwrite: bool = False) -> list[str]:
+    """Why each output may not be written: it is one of the inputs, or an existing file this tool did not write
+    (allowed with ``overwrite``). Empty when every output is safe to write."""
+    resolved = {path.resolve() for path in inputs}
+    problems = []
+    for path in outputs:
+        if path.resolve() in resolved:
+            problems.append(f"{path} is one of the input images: it would be written over (choose another --out)")
+        elif path.is_dir():
+            problems.append(f"{path} is a folder: an output cannot be written there (choose another --out)")
+        elif path.exists() and not overwrite and not written_by_segdemo(path):
+            problems.append(f"{path} already exists and was not written by this tool: it would be replaced "
+                            "(pass --overwrite to replace it, or choose another --out)")
+    return problems
 
 
 def _unique_names(paths: list[Path]) -> list[str]:
@@ -88,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-mb", type=_megabytes, default=MAX_UPLOAD_BYTES, dest="max_bytes",
                         help=f"refuse larger files (default {MAX_UPLOAD_BYTES // 2**20})")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing files of the same names that this tool did not write (never inputs)")
     return parser
 
 
@@ -96,13 +126,20 @@ def main(argv: list[str] | None = None) -> int:
     if not 0.0 <= args.alpha <= 1.0:
         print(f"error: --alpha must be in [0, 1], got {args.alpha}", file=sys.stderr)
         return 2
+    names = _unique_names(args.images)
+    problems = conflicts(args.images, [p for name in names for p in output_paths(args.out, name)], args.overwrite)
+    if problems:
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        print("nothing was written", file=sys.stderr)
+        return 2
     try:
-        model, meta = load_model(args.checkpoint, device=args.device)
-    except CheckpointError as exc:
+        model, meta = load_model(args.checkpoint, device=resolve_device(args.device))
+    except (CheckpointError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     failed = 0
-    for path, name in zip(args.images, _unique_names(args.images)):
+    for path, name in zip(args.images, names):
         try:
             prediction, mask_path, _ = segment_file(path, model, meta, args.out, name, args.alpha, args.max_bytes)
         except (ValueError, RuntimeError) as exc:  # ImageError: the file; others: the model on this image

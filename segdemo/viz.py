@@ -10,11 +10,13 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from segdemo.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES, PALETTE
 
@@ -29,6 +31,7 @@ __all__ = [
     "side_by_side",
     "spectrum_image",
     "to_png_bytes",
+    "written_by_segdemo",
 ]
 
 DISAGREEMENT_COLOR = (255, 0, 255)
@@ -193,8 +196,32 @@ def to_png_bytes(array: np.ndarray) -> bytes:
         raise ValueError(f"cannot encode an empty image of shape {array.shape}")
     buf = io.BytesIO()
     # fromarray picks L / RGB / RGBA from the shape of a uint8 array.
-    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL,
+                                                     pnginfo=_signature())
     return buf.getvalue()
+
+
+PNG_SOFTWARE = "segdemo"
+"""The PNG ``Software`` text of every PNG this project writes: how ``segdemo.segment`` knows its own files."""
+PNG_LABELS_KEY = "segdemo-labels"
+"""A label PNG's text entry saying how its values are meant ("trainIds"), so that reading it back is never a guess."""
+
+
+def _signature(labels: str | None = None) -> PngInfo:
+    info = PngInfo()
+    info.add_text("Software", PNG_SOFTWARE)
+    if labels is not None:
+        info.add_text(PNG_LABELS_KEY, labels)
+    return info
+
+
+def written_by_segdemo(path: str | Path) -> bool:
+    """True for a PNG this project wrote (its ``Software`` text says so); False for anything else."""
+    try:
+        with Image.open(path) as image:
+            return image.format == "PNG" and image.info.get("Software") == PNG_SOFTWARE
+    except (OSError, ValueError, SyntaxError):
+        return False
 
 
 def _label_palette() -> list[int]:
@@ -224,7 +251,7 @@ def label_png_bytes(train_ids: np.ndarray) -> bytes:
     # would instead quantise the values to a web palette and change them).
     image.putpalette(_label_palette())
     buf = io.BytesIO()
-    image.save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    image.save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL, pnginfo=_signature("trainIds"))
     return buf.getvalue()
 
 

@@ -278,3 +278,27 @@ def test_cache_cli_fills_what_a_run_then_reads(tiny_data, tmp_path, capsys, monk
     assert main(["cache", "bisenet_gta5", "--gta5", gta5, "--cityscapes", cityscapes, "--cache", str(cache),
                  "--workers", "0", *TINY]) == 0  # everything already there: nothing decoded
     assert "0 new entries" in capsys.readouterr().out
+
+
+def test_bad_out_folders_and_devices_get_one_line_and_exit_2(tiny_data, tmp_path, capsys):
+    gta5, cityscapes = str(tiny_data / "gta5"), str(tiny_data / "cityscapes")
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    cases = [
+        (["--out", str(a_file)], "is a file, not a folder"),
+        (["--out", "/sys/segdemo-run"], "cannot write there"),  # sysfs: not even root creates folders there
+        (["--out", str(tmp_path / "ok"), "--device", "bogus"], "unknown device 'bogus'"),
+    ]
+    if not torch.cuda.is_available():
+        cases.append((["--out", str(tmp_path / "ok"), "--device", "cuda"], "no CUDA GPU"))
+    for extra, message in cases:
+        code = main(["run", "bisenet_gta5", "--gta5", gta5, "--cityscapes", cityscapes, *TINY, "iterations=1",
+                     *extra])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and err.startswith("error: ") and message in err, err
+        assert "\n" not in err and "Traceback" not in err
+    assert a_file.read_text() == "mine" and not (tmp_path / "ok" / "model.safetensors").exists()
+    assert main(["evaluate", str(tmp_path), "--cityscapes", cityscapes, "--device", "bogus"]) == 2
+    assert "unknown device 'bogus'" in capsys.readouterr().err
+    assert main(["profile", "bisenet", "--size", "64x128", "--device", "bogus"]) == 2
+    assert "unknown device 'bogus'" in capsys.readouterr().err

@@ -100,6 +100,50 @@ def test_cli_with_a_bad_checkpoint_or_arguments(checkpoint, tmp_path, capsys):
     assert read_png(tmp_path / "o" / "street-2_mask.png").shape == (10, 20)
 
 
+
+def test_cli_never_writes_over_an_input_or_a_file_it_did_not_make(checkpoint, tmp_path, capsys):
+    folder = tmp_path / "D"
+    folder.mkdir()
+    photo().save(folder / "street.png")
+    photo(20, 10).save(folder / "street_mask.png")  # the user's own file, also given as an input
+    inputs = {p.name: p.read_bytes() for p in folder.iterdir()}
+    args = [str(folder / "street.png"), str(folder / "street_mask.png"), "--checkpoint", str(checkpoint),
+            "--out", str(folder)]
+    for extra in ([], ["--overwrite"]):  # an input is never written over, not even with --overwrite
+        assert main([*args, *extra]) == 2
+        err = capsys.readouterr().err
+        assert f"error: {folder / 'street_mask.png'} is one of the input images" in err and "Traceback" not in err
+        assert "nothing was written" in err
+        assert {p.name: p.read_bytes() for p in folder.iterdir()} == inputs
+
+    # An existing file the tool did not write: refused, named, and replaced only with --overwrite.
+    out = tmp_path / "out"
+    out.mkdir()
+    mine = out / "street_overlay.png"
+    photo(8, 8).save(mine)
+    single = [str(folder / "street.png"), "--checkpoint", str(checkpoint), "--out", str(out)]
+    assert main(single) == 2
+    err = capsys.readouterr().err
+    assert f"{mine} already exists and was not written by this tool" in err and "--overwrite" in err
+    assert read_png(mine).shape == (8, 8, 3) and not (out / "street_mask.png").exists()
+    assert main([*single, "--overwrite"]) == 0
+    assert read_png(mine).shape == (48, 64, 3)
+    # Its own outputs from an earlier run are replaced without asking.
+    assert main(single) == 0
+
+
+def test_cli_names_a_bad_device_in_one_line(checkpoint, tmp_path, capsys):
+    image = tmp_path / "street.png"
+    photo().save(image)
+    for device, message in (("bogus", "unknown device 'bogus'"), ("cuda:7", "device 'cuda:7'")):
+        if device.startswith("cuda") and torch.cuda.device_count() > 7:
+            continue
+        assert main([str(image), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o"),
+                     "--device", device]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and message in err and "\n" not in err and "Traceback" not in err
+
+
 # --- the same decode-and-segment path, with hypothesis --------------------------------------------------------
 
 _PREFIXES = [b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"GIF89a", b"RIFF\x10\0\0\0WEBPVP8 ", b"BM", b"II*\0"]

@@ -30,14 +30,18 @@ def cmd_list(_args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from segdemo.datasets import DatasetError
+    from segdemo.hardware import resolve_device
     from train.engine import Trainer, TrainingError, build_data, describe_data, init_distributed
+    from train.resume import prepare_run_folder
 
     try:
         config = apply_overrides(get_variant(args.variant), args.overrides)
+        device = str(resolve_device(args.device)) if args.device else None
+        prepare_run_folder(args.out)
         init_distributed()
         data = build_data(config, args.gta5, args.cityscapes)
         trainer = Trainer(
-            config, data, args.out, device=args.device, resume=args.resume,
+            config, data, args.out, device=device, resume=args.resume,
             train_data_info=describe_data(config, args.gta5, args.cityscapes),
         )
         out = trainer.run()

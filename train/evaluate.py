@@ -8,6 +8,7 @@ import torch
 
 from segdemo.checkpoints import CheckpointError, load_model, update_metadata
 from segdemo.datasets import NATIVE, Cityscapes, DatasetError
+from segdemo.hardware import resolve_device
 from segdemo.results import format_table, report_row
 from train.engine import data_kind, evaluate, evaluation_protocol
 
@@ -17,7 +18,10 @@ class EvaluationError(RuntimeError):
 
 
 def _device(device: str | None) -> torch.device:
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        return resolve_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except ValueError as exc:
+        raise EvaluationError(str(exc)) from None
 
 
 def evaluate_checkpoints(
@@ -90,9 +94,7 @@ def profile_table(model_name: str, size: tuple[int, int], device: str, runs: int
     from segdemo.models import build_model
     from segdemo.profiling import count_flops, count_parameters, measure_latency
 
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda asked for, but no CUDA device is available")
+    dev = resolve_device(device)
     height, width = size
     model = build_model(model_name).to(dev).eval()
     params = count_parameters(model)

@@ -37,6 +37,21 @@ RUN_KEYS = ("variant", "model", "labeled", "method", "augment", "gta5_size", "ci
             "epochs", "iterations", "optimizer", "lr", "schedule", "seed", "init_from")
 
 
+def prepare_run_folder(out_dir: str | Path) -> Path:
+    """Create ``out_dir`` if needed and check that files can be written there; ValueError in one sentence if
+    not (a file of that name, a read-only disk, a system folder), before any work is done."""
+    out = Path(out_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder: give the folder the run should be kept in")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"--out {out}: cannot write there ({exc.strerror or exc}); choose another folder") from None
+    return out
+
+
 def jsonable(value: Any) -> Any:
     """Tuples as lists, as JSON stores them, so a saved config compares equal to the live one."""
     if isinstance(value, Mapping):
