@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,15 @@ def checkpoints(usable_only: bool = True) -> list[dict[str, Any]]:
     return [i for i in infos if not i["error"]] if usable_only else infos
 
 
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~:$&])")
+
+
+def literal(text: Any) -> str:
+    """``text`` to show as itself inside Markdown (messages, captions): every character Markdown, Streamlit's
+    directives (``:red[...]``, emoji) or LaTeX would interpret is escaped. For every user-supplied name."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+
+
 def label(info: dict[str, Any]) -> str:
     """One short line naming a checkpoint, its network and what it was trained on."""
     return f"{info['name']} ({info['model'] or '?'}, {info['train_data']} data)"
@@ -137,7 +147,7 @@ def load(info: dict[str, Any]) -> tuple[torch.nn.Module, dict[str, Any]] | None:
     try:
         return _load(info["path"], ckpt.checkpoint_fingerprint(info["path"]), device())
     except (ckpt.CheckpointError, OSError) as exc:
-        st.error(f"Cannot load {info['name']}: {exc}")
+        st.error(f"Cannot load {literal(info['name'])}: {literal(exc)}")
         return None
 
 
@@ -154,10 +164,10 @@ def predict_with(info: dict[str, Any], image: np.ndarray) -> Prediction | None:
     if load(info) is None:
         return None
     try:
-        with st.spinner(f"Segmenting with {info['name']} ..."):
+        with st.spinner(f"Segmenting with {literal(info['name'])} ..."):
             return _predict(info["path"], ckpt.checkpoint_fingerprint(info["path"]), device(), image)
     except (ValueError, RuntimeError) as exc:
-        st.error(f"{info['name']} could not segment this image: {exc}")
+        st.error(f"{literal(info['name'])} could not segment this image: {literal(exc)}")
         return None
 
 
@@ -222,7 +232,7 @@ def read_image(upload: Any) -> np.ndarray | None:
     try:
         return np.asarray(load_image(upload, max_bytes=image_upload_limit_mb() * 2**20))
     except ImageError as exc:
-        st.error(f"{upload.name}: {exc}")
+        st.error(f"{literal(upload.name)}: {literal(exc)}")
         return None
 
 
@@ -258,7 +268,7 @@ def image_input(key: str, title: str, default_domain: str, with_label: bool = Fa
             train_ids, encoding = load_label(label_upload.getvalue(), size=image.shape[:2])
             st.caption(f"label read as {encoding}")
         except ImageError as exc:
-            st.error(f"{label_upload.name}: {exc}")
+            st.error(f"{literal(label_upload.name)}: {literal(exc)}")
             return None
     return Picked(image, train_ids, upload.name)
 

@@ -60,11 +60,11 @@ pasted = ", ".join(common.class_names(mix.classes)) or "none"
 st.markdown(f"**Pasted classes** ({len(mix.classes)} of {len(present)}): {pasted}")
 
 columns = st.columns(4)
-columns[0].image(source.image, caption=f"source: {source.name}", width="stretch")
+columns[0].image(source.image, caption=f"source: {common.literal(source.name)}", width="stretch")
 columns[1].image(colorize(source.label), caption="source label", width="stretch")
-columns[2].image(mix.target, caption=f"target: {target.name}", width="stretch")
+columns[2].image(mix.target, caption=f"target: {common.literal(target.name)}", width="stretch")
 if prediction is not None:
-    columns[3].image(colorize(prediction.train_ids), caption=f"pseudo-label ({teacher['name']})", width="stretch")
+    columns[3].image(colorize(prediction.train_ids), caption=f"pseudo-label ({common.literal(teacher['name'])})", width="stretch")
 else:
     columns[3].caption("pseudo-label: needs a teacher checkpoint")
 

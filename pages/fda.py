@@ -31,8 +31,8 @@ b = preview["b"]
 window = f"{2 * b + 1} x {2 * b + 1} frequencies swapped" if beta > 0 else "nothing swapped (β = 0)"
 
 columns = st.columns(3)
-columns[0].image(source.image, caption=f"source: {source.name}", width="stretch")
-columns[1].image(preview["target"], caption=f"target: {target.name} (resized to the source)", width="stretch")
+columns[0].image(source.image, caption=f"source: {common.literal(source.name)}", width="stretch")
+columns[1].image(preview["target"], caption=f"target: {common.literal(target.name)} (resized to the source)", width="stretch")
 columns[2].image(preview["result"], caption=f"source in the target's style, β = {beta:.3f} ({window})",
                  width="stretch")
 

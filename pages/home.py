@@ -130,9 +130,11 @@ if upload is not None:
         try:
             path, meta = import_template_checkpoint(upload.getvalue(), upload.name, root)
         except CheckpointError as exc:
-            done[upload.file_id] = ("error", f"{upload.name} was not imported: {exc}")
+            message = f"{common.literal(upload.name)} was not imported: {common.literal(exc)}"
+            done[upload.file_id] = ("error", message)
         else:
-            done[upload.file_id] = ("ok", f"Imported {upload.name} as `{path.name}` ({meta['model']}).")
+            message = f"Imported {common.literal(upload.name)} as {common.literal(path.name)} ({meta['model']})."
+            done[upload.file_id] = ("ok", message)
             st.rerun()  # list it in the table above
     kind, text = done[upload.file_id]
     (st.success if kind == "ok" else st.error)(text)

@@ -82,8 +82,9 @@ with deltas:
         a = left.selectbox("From", rows, index=0, key="results_delta_a")
         b = right.selectbox("To", rows, index=min(1, len(rows) - 1), key="results_delta_b")
         if view.loc[a, "data"] != view.loc[b, "data"]:
-            st.warning(f"{a} and {b} were measured on different data ({view.loc[a, 'measured on']} vs "
-                       f"{view.loc[b, 'measured on']}): the difference says little.")
+            st.warning(f"{common.literal(a)} and {common.literal(b)} were measured on different data "
+                       f"({common.literal(view.loc[a, 'measured on'])} vs {common.literal(view.loc[b, 'measured on'])}): "
+                       "the difference says little.")
         change = delta_frame(view, a, b)
         st.dataframe(common.for_display(change, {a: ".2f", b: ".2f", "delta": "+.2f"}), width="stretch")
         figure = px.bar(change.reset_index(), x="metric", y="delta", labels={"delta": f"{b} − {a} (IoU points)"})

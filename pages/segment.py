@@ -65,7 +65,7 @@ def video_section() -> None:
                                             max_frames=int(max_frames), progress=report)
             except ImageError as exc:
                 bar.empty()
-                st.error(f"{upload.name}: {exc}")
+                st.error(f"{common.literal(upload.name)}: {common.literal(exc)}")
                 return
             st.session_state["seg_video_result"] = {"job": job, "data": out.read_bytes(), "frames": frames,
                                                     "suffix": suffix, "name": Path(upload.name).stem}
@@ -119,11 +119,12 @@ for start in range(0, len(panels), per_row):
     for column, (title, picture, prediction) in zip(st.columns(per_row), panels[start:start + per_row]):
         with column:
             if prediction is None:
-                st.image(picture, caption=title, width="stretch")
+                st.image(picture, caption=common.literal(title), width="stretch")
                 continue
             h, w = prediction.input_size
             st.image(picture, width="stretch", caption=(
-                f"{title} · {prediction.seconds * 1000:.0f} ms on {prediction.device} (model input {w} x {h})"))
+                f"{common.literal(title)} · {prediction.seconds * 1000:.0f} ms on {prediction.device} "
+                f"(model input {w} x {h})"))
             safe = title.replace("/", "_")
             a, b = st.columns(2)
             a.download_button("Mask PNG", label_png_bytes(prediction.train_ids), f"{name}_{safe}_mask.png",
@@ -156,4 +157,4 @@ if len(predictions) >= 2:
         _, fraction = disagreement(a_ids, b_ids)
         st.metric("Pixels where they disagree", f"{fraction:.1%}")
         st.image(disagreement_image(image, a_ids, b_ids), width="stretch",
-                 caption=f"magenta: {first} and {second} predict different classes")
+                 caption=f"magenta: {common.literal(first)} and {common.literal(second)} predict different classes")

@@ -552,8 +552,11 @@ def segment_video(
         raise ValueError(f"alpha must be a number in [0, 1], got {alpha!r}")
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"max_frames must be at least 1 (or None for all), got {max_frames}")
+    # The messages name no file: the caller names the user's file (a page saves an upload under its own name).
     if not in_path.is_file():
-        raise ImageError(f"the video {in_path.name} does not exist")
+        raise ImageError("the video does not exist")
+    if in_path.stat().st_size == 0:
+        raise ImageError("the file is empty (0 bytes)")
     fourcc = video_codec(out_path.suffix)
     if fourcc is None:
         known = ", ".join(s for s in _VIDEO_CODECS if video_codec(s))
@@ -564,7 +567,7 @@ def segment_video(
     capture = cv2.VideoCapture(str(in_path), cv2.CAP_FFMPEG)
     try:
         if not capture.isOpened():
-            raise ImageError(f"{in_path.name} is not a video OpenCV can read")
+            raise ImageError("this is not a video OpenCV can read (mp4, webm, avi, mov, mkv)")
         fps = capture.get(cv2.CAP_PROP_FPS)
         fps = fps if math.isfinite(fps) and 0 < fps <= 1000 else 25.0
         total = max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0), 0)
@@ -572,9 +575,7 @@ def segment_video(
             total = min(total, max_frames) if total else max_frames
         ok, frame = capture.read()
         if not ok or frame is None:
-            raise ImageError(
-                f"{in_path.name} has no frame OpenCV can decode (damaged or an unsupported codec)"
-            )
+            raise ImageError("the video has no frame OpenCV can decode (damaged, or an unsupported codec)")
         height, width = frame.shape[:2]
         check_dimensions(width, height, max_pixels=max_pixels)
         out_w, out_h = width - width % 2, height - height % 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -122,7 +123,12 @@ def rerun(at):
 
 
 def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
+    """The elements' Markdown as a reader sees it: backslash escapes (pages.common.literal) resolved."""
+    return "\n".join(shown(str(e.value)) for e in elements)
+
+
+def shown(markdown: str) -> str:
+    return re.sub(r"\\(.)", r"\1", markdown)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import media_bytes, open_page, rerun, texts
+from conftest import media_bytes, open_page, rerun, shown, texts
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -87,7 +87,8 @@ def image_urls(at: AppTest) -> list[str]:
 
 
 def captions(at: AppTest) -> list[str]:
-    return [c for image in at.image for c in image.captions]
+    """The image captions as a reader sees them (Markdown escapes resolved)."""
+    return [shown(c) for image in at.image for c in image.captions]
 
 
 def sample_png(domain: str = "target", index: int = 0, size: tuple[int, int] = (160, 80)) -> bytes:
@@ -224,6 +225,20 @@ def test_home_rejects_a_bad_upload_and_keeps_nothing(empty, content, message):
     assert not any((empty / "uploads").iterdir())
 
 
+@pytest.mark.parametrize("name", ["[link](http:__example.com) **bold**.pth", "back\\slash_and_`code`:smile:.pth"])
+def test_user_supplied_names_are_shown_as_literal_text(empty, name):
+    at = open_page()
+    at.file_uploader(key="home_upload").upload(name, b"not a checkpoint")
+    rerun(at)
+    raw = "\n".join(str(e.value) for e in at.error)
+    assert shown(raw).startswith(f"{name} was not imported")  # what the reader sees: the name as it is
+    # No Markdown survives: every character that would make a link, emphasis, code or an emoji is escaped.
+    for special in "[]()*`:\\":
+        if special in name:
+            assert f"\\{special}" in raw, special
+    assert "**bold**" not in raw and "](" not in raw
+
+
 # ---------------------------------------------------------------------------------------------
 # Segment
 # ---------------------------------------------------------------------------------------------
@@ -329,15 +344,21 @@ def test_segment_video_is_returned_playable_with_a_download(ckpts, media, tmp_pa
     assert ok and frame.shape == (48, 96, 3)
 
 
-def test_segment_unreadable_video_gives_a_message(ckpts):
+@pytest.mark.parametrize("name, content, message", [
+    ("clip.mp4", b"\x00" * 100, "clip.mp4: this is not a video OpenCV can read"),
+    ("zero.mp4", b"", "zero.mp4: the file is empty (0 bytes)"),
+])
+def test_segment_unreadable_video_gives_a_message(ckpts, name, content, message):
     at = open_page("segment")
     at.radio(key="seg_input").set_value("Upload a video clip")
     rerun(at)
-    at.file_uploader(key="seg_video").upload("clip.mp4", b"\x00" * 100, "video/mp4")
+    at.file_uploader(key="seg_video").upload(name, content, "video/mp4")
     rerun(at)
     element(at, "button", "Segment the video").click()
     rerun(at)
-    assert "clip.mp4" in texts(at.error) and not at.get("video")
+    errors = texts(at.error)
+    # Only the user's file is named (the page saves it under another name to decode it).
+    assert errors.startswith(message) and "input" not in errors and not at.get("video")
 
 
 def test_segment_without_checkpoints_explains(empty):

@@ -564,8 +564,13 @@ def test_segment_video_odd_size_is_trimmed_to_even(tmp_path, colour_model):
 def test_segment_video_bad_inputs(tmp_path, colour_model):
     fake = tmp_path / "clip.mp4"
     fake.write_text("not a video at all\n" * 50)
-    with pytest.raises(ImageError, match="clip.mp4"):
+    with pytest.raises(ImageError, match="^this is not a video OpenCV can read") as info:
         segment_video(fake, *colour_model, tmp_path / "out.webm")
+    assert "clip.mp4" not in str(info.value)  # the caller names the user's file, not the name it was saved as
+    empty = tmp_path / "zero.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(ImageError, match=r"^the file is empty \(0 bytes\)$"):
+        segment_video(empty, *colour_model, tmp_path / "out.webm")
     with pytest.raises(ImageError, match="does not exist"):
         segment_video(tmp_path / "missing.mp4", *colour_model, tmp_path / "out.webm")
     src = tmp_path / "ok.avi"
