@@ -15,7 +15,7 @@ import streamlit as st
 import torch
 
 from segdemo import checkpoints as ckpt
-from segdemo.dacs import load_label
+from segdemo.dacs import LABEL_ENCODINGS, AmbiguousLabelError, load_label
 from segdemo.inference import MAX_UPLOAD_BYTES, ImageError, Prediction, load_image, predict
 from segdemo.labels import CLASS_NAMES
 from segdemo.synthetic import render_scene, scene_rng
@@ -250,11 +250,15 @@ def image_input(key: str, title: str, default_domain: str, with_label: bool = Fa
         image, train_ids = sample(domain, int(index))
         return Picked(image, train_ids, f"procedural {domain} sample {int(index)}")
     upload = st.file_uploader("Image", type=IMAGE_TYPES, key=f"{key}_upload", max_upload_size=image_upload_limit_mb())
-    label_upload = None
+    label_upload, encoding = None, "auto"
     if with_label:
         label_upload = st.file_uploader(
-            "Its label map (PNG: trainIds, Cityscapes/GTA5 label ids, or palette colours)", type=["png"],
-            key=f"{key}_label", max_upload_size=image_upload_limit_mb(),
+            "Its label map (PNG, TIFF or BMP: trainIds, Cityscapes/GTA5 label ids, or palette colours)",
+            type=["png", "tif", "tiff", "bmp"], key=f"{key}_label", max_upload_size=image_upload_limit_mb(),
+        )
+        encoding = st.selectbox(
+            "Read the label's values as", LABEL_ENCODINGS, key=f"{key}_label_encoding",
+            help="auto decides from the whole set of values and asks when they could mean either",
         )
     if upload is None:
         st.info("Upload an image, or choose a procedural sample.")
@@ -265,8 +269,11 @@ def image_input(key: str, title: str, default_domain: str, with_label: bool = Fa
     train_ids = None
     if label_upload is not None:
         try:
-            train_ids, encoding = load_label(label_upload.getvalue(), size=image.shape[:2])
-            st.caption(f"label read as {encoding}")
+            train_ids, used = load_label(label_upload.getvalue(), size=image.shape[:2], encoding=encoding)
+            st.caption(f"label read as {used}")
+        except AmbiguousLabelError as exc:
+            st.warning(f"{literal(label_upload.name)}: {literal(exc)} (\"Read the label's values as\", above).")
+            return None
         except ImageError as exc:
             st.error(f"{literal(label_upload.name)}: {literal(exc)}")
             return None

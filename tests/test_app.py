@@ -486,6 +486,15 @@ def test_dacs_uploaded_image_with_label_and_a_mismatched_label(empty):
     at.file_uploader(key="dacs_source_label").clear().upload("small.png", label_png_bytes(label[:32, :64]))
     rerun(at)
     assert "must match" in texts(at.error) and not at.image
+    # A plain PNG of ids 0-18 could be trainIds or label ids: the page asks, and reads it as the user says.
+    plain = io.BytesIO()
+    Image.fromarray(np.where(label == 255, 0, label).astype(np.uint8)).save(plain, format="PNG")
+    at.file_uploader(key="dacs_source_label").clear().upload("ids.png", plain.getvalue(), "image/png")
+    rerun(at)
+    assert "both a trainId and a Cityscapes label id" in texts(at.warning) and not at.image
+    at.selectbox(key="dacs_source_label_encoding").set_value("trainIds")
+    rerun(at)
+    assert "label read as trainIds" in texts(at.caption) and len(at.image) == 6
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,10 +28,18 @@ from segdemo.checkpoints import (
     load_model,
     save_checkpoint,
 )
-from segdemo.dacs import class_mix, load_label, mask_image, mix_preview, present_classes, weight_image
+from segdemo.dacs import (
+    AmbiguousLabelError,
+    class_mix,
+    load_label,
+    mask_image,
+    mix_preview,
+    present_classes,
+    weight_image,
+)
 from segdemo.fda import fda_preview, fda_source_to_target, resize_to, translate_image
-from segdemo.inference import ImageError
-from segdemo.labels import CLASS_NAMES, PALETTE, TRAIN_ID_TO_LABEL_ID, colorize
+from segdemo.inference import ImageError, load_image
+from segdemo.labels import CLASS_NAMES, PALETTE, TRAIN_ID_TO_LABEL_ID, colorize, id_to_train_id
 from segdemo.models import build_model
 from segdemo.results import (
     all_result_rows,
@@ -307,7 +315,7 @@ def test_load_label_reads_the_three_encodings(scene):
 
 @pytest.mark.parametrize("data, message", [
     (b"", "empty"),
-    (b"\xff\xd8\xff\xe0 not a png", "must be a PNG"),
+    (b"\xff\xd8\xff\xe0 not a png", "must be a lossless image"),
     ("truncated", "could not be decoded"),
 ])
 def test_load_label_refuses_what_is_not_a_label_png(data, message):
@@ -315,6 +323,68 @@ def test_load_label_refuses_what_is_not_a_label_png(data, message):
         data = _png(np.random.default_rng(0).integers(0, 19, (64, 64), dtype=np.uint8))[:200]
     with pytest.raises(ImageError, match=message):
         load_label(data)
+
+
+def test_a_label_with_a_stray_value_is_refused_never_remapped():
+    label = np.random.default_rng(0).integers(0, 19, (32, 64)).astype(np.uint8)
+    label[0, :8] = 255
+    label[5, 7] = 100  # one stray value: neither a trainId nor a label id
+    with pytest.raises(ImageError, match=r"holds 100: neither trainIds .* nor label ids"):
+        load_label(_png(label))
+    label[5, 7] = 30  # only a label id, beside 255, only a trainId: no convention fits, no guess
+    with pytest.raises(ImageError, match=r"mixes the two conventions \(255 only as trainIds, 30 only as label ids\)"):
+        load_label(_png(label))
+    with pytest.raises(ImageError, match="read as trainIds, the label map holds 30"):
+        load_label(_png(label), encoding="trainIds")
+
+
+def test_a_label_that_means_either_makes_the_user_choose(scene):
+    label = np.random.default_rng(1).integers(0, 19, (32, 64)).astype(np.uint8)  # no 255, all 0-18
+    with pytest.raises(AmbiguousLabelError, match="both a trainId and a Cityscapes label id"):
+        load_label(_png(label))
+    as_train, kind = load_label(_png(label), encoding="trainIds")
+    assert kind == "trainIds" and np.array_equal(as_train, label)
+    as_ids, kind = load_label(_png(label), encoding="label ids")
+    assert kind == "label ids" and np.array_equal(as_ids, id_to_train_id(label))
+    # The app's own mask PNGs say they hold trainIds: no question asked.
+    assert load_label(label_png_bytes(label))[1] == "trainIds"
+    with pytest.raises(ImageError, match="cannot be read as trainIds"):
+        load_label(_png(colorize(scene[1])), encoding="trainIds")
+    with pytest.raises(ValueError, match="encoding must be one of"):
+        load_label(_png(label), encoding="guess")
+
+
+MODES = ["1", "L", "LA", "P", "PA", "I;16", "I", "F", "RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_mode_pil_opens_works_or_gets_one_sentence_as_image_and_as_label(mode):
+    values = (np.arange(24 * 32).reshape(24, 32) % 19).astype(np.uint8)
+    values[0, 0] = 255  # an ignore pixel: unambiguously trainIds
+    wide = {"I": np.int32, "F": np.float32, "I;16": np.uint16}  # fromarray picks these modes from the dtype
+    picture = Image.fromarray(values.astype(wide[mode])) if mode in wide else Image.fromarray(values).convert(mode)
+    assert picture.mode == mode
+    saved = 0
+    for fmt in ("PNG", "TIFF", "WEBP"):
+        buffer = io.BytesIO()
+        try:
+            picture.save(buffer, format=fmt)
+        except (OSError, ValueError, KeyError):
+            continue  # this format cannot hold this mode
+        saved += 1
+        data = buffer.getvalue()
+        try:
+            assert load_image(data).mode == "RGB"
+        except ImageError as exc:  # a clear sentence, never another exception
+            assert str(exc) and "Traceback" not in str(exc)
+        try:
+            ids, kind = load_label(data)
+        except ImageError as exc:
+            assert str(exc) and "\n" not in str(exc)
+            continue
+        assert ids.shape == (24, 32) and ids.dtype == np.uint8
+        if kind == "trainIds":
+            assert np.array_equal(ids, values) or mode in ("P", "PA")  # palette conversion may requantise
 
 
 def test_load_label_checks_the_size(scene):
