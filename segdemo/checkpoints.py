@@ -8,6 +8,7 @@ executes code from the file: safetensors holds only tensors, and ``.pth`` files 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -32,6 +33,7 @@ META_FILE = "meta.json"
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 DEFAULT_INPUT_SIZE = [512, 1024]  # [height, width], Cityscapes evaluation size in the report
+MAX_INPUT_SIDE = 4096  # Cityscapes' full 2048 x 1024 twice over; larger would only fill the memory
 TEMPLATE_SUFFIXES = (".pth", ".pt", ".tar", ".ckpt")
 MAX_TENSOR_BYTES = 1 << 30
 """Most tensor data a checkpoint file may hold (1 GiB): DeepLabV2's weights are 176 MB, with Adam's two moments
@@ -144,18 +146,41 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
     return model.to(device).eval(), meta
 
 
+def validate_metadata(meta: Mapping[str, Any], where: str | Path) -> None:
+    """Raise :class:`CheckpointError` unless what ``meta.json`` says is usable: a known network with the 19
+    classes, an input size it runs at (two sides, multiples of 8, at most :data:`MAX_INPUT_SIDE`), and a mean
+    and a standard deviation of three finite numbers (deviations above 0). Checked when a checkpoint is
+    listed and when it is loaded, so a bad one is never offered as usable and never crashes a page."""
+    for key in ("model", "num_classes"):
+        if key not in meta:
+            raise CheckpointError(f"{where} lacks the field {key!r}")
+    if meta["model"] not in MODEL_NAMES:
+        raise CheckpointError(f"{where}: unknown model {meta['model']!r} (known: {', '.join(MODEL_NAMES)})")
+    if meta["num_classes"] != NUM_CLASSES:
+        raise CheckpointError(
+            f"{where}: {meta['num_classes']} classes, but this tool works with the {NUM_CLASSES} Cityscapes classes"
+        )
+    size = meta.get("input_size", DEFAULT_INPUT_SIZE)
+    if not (isinstance(size, (list, tuple)) and len(size) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in size)):
+        raise CheckpointError(f"{where}: input_size {size!r} is not [height, width]")
+    if not all(8 <= v <= MAX_INPUT_SIDE and v % 8 == 0 for v in size):
+        raise CheckpointError(
+            f"{where}: input_size {size[0]} x {size[1]} cannot be used: both sides must be multiples of 8 from 8 to "
+            f"{MAX_INPUT_SIDE} (the networks upsample their 1/8 features x8)")
+    for key in ("mean", "std"):
+        values = meta.get(key, IMAGENET_MEAN if key == "mean" else IMAGENET_STD)
+        numbers = isinstance(values, (list, tuple)) and len(values) == 3 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+        if not numbers or (key == "std" and min(values) <= 0):
+            raise CheckpointError(f"{where}: {key} {values!r} is not three finite numbers"
+                                  f"{' above 0' if key == 'std' else ''}")
+
+
 def _load_ours(path: Path) -> tuple[nn.Module, dict[str, Any]]:
     folder = path if path.is_dir() else path.parent
     meta = read_metadata(folder)
-    for key in ("model", "num_classes"):
-        if key not in meta:
-            raise CheckpointError(f"{folder / META_FILE} lacks the field {key!r}")
-    if meta["model"] not in MODEL_NAMES:
-        raise CheckpointError(f"{folder}: unknown model {meta['model']!r} (known: {', '.join(MODEL_NAMES)})")
-    if meta["num_classes"] != NUM_CLASSES:
-        raise CheckpointError(
-            f"{folder}: {meta['num_classes']} classes, but this tool works with the {NUM_CLASSES} Cityscapes classes"
-        )
+    validate_metadata(meta, folder / META_FILE)
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
         raise CheckpointError(f"{folder} has no {WEIGHTS_FILE}")
@@ -398,8 +423,7 @@ def describe_checkpoint(path: str | Path, root: str | Path | None = None) -> dic
                 measured_on=metrics.get("eval_data") if "miou" in metrics else None,
                 eval_kind=eval_kind(metrics),
             )
-            if meta.get("model") not in MODEL_NAMES:
-                raise CheckpointError(f"{path.name}: unknown model {meta.get('model')!r}")
+            validate_metadata(meta, path.name)
         else:
             info.update(variant="template import", model=_peek_template(path), input_size=list(DEFAULT_INPUT_SIZE))
     except CheckpointError as exc:

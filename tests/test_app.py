@@ -239,6 +239,22 @@ def test_user_supplied_names_are_shown_as_literal_text(empty, name):
     assert "**bold**" not in raw and "](" not in raw
 
 
+def test_a_checkpoint_with_unusable_metadata_is_shown_with_its_reason_and_never_selected(empty, bisenet_state):
+    model = build_model("bisenet")
+    model.load_state_dict(bisenet_state)
+    save_checkpoint(model, empty / "bisenet_gta5_dacs", default_metadata("bisenet", input_size=[500, 1000],
+                                                                         variant="bisenet_gta5_dacs"))
+    at = open_page()
+    row = at.dataframe[0].value.set_index("name").loc["bisenet_gta5_dacs"]
+    assert "multiples of 8" in row["status"]
+    assert {m.label: m.value for m in at.metric}["Usable checkpoints"] == "0"
+    for page in ("segment", "fda", "dacs"):  # no crash, and the checkpoint is not offered
+        at = open_page(page)
+        offered = [str(o) for widget in [*at.selectbox, *at.multiselect] for o in widget.options]
+        assert not at.exception and not any("bisenet_gta5_dacs" in o for o in offered), (page, offered)
+    assert "needs a checkpoint" in texts(open_page("segment").info)
+
+
 # ---------------------------------------------------------------------------------------------
 # Segment
 # ---------------------------------------------------------------------------------------------

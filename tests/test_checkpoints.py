@@ -1,5 +1,6 @@
 import json
 import pickle
+import re
 import subprocess
 import sys
 import zipfile
@@ -131,6 +132,25 @@ def test_missing_or_broken_metadata(tmp_path):
         load_model(tmp_path / "ck")
     (tmp_path / "ck" / "meta.json").write_text(json.dumps({"model": "unet", "num_classes": 19}))
     with pytest.raises(CheckpointError, match="unknown model 'unet'"):
+        load_model(tmp_path / "ck")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("input_size", [500, 1000], "multiples of 8"),
+    ("input_size", [0, 0], "multiples of 8 from 8"),
+    ("input_size", [60000, 60000], "to 4096"),
+    ("input_size", "512x1024", "is not [height, width]"),
+    ("mean", [0.5, 0.5], "mean [0.5, 0.5] is not three finite numbers"),
+    ("std", [0.2, 0.0, 0.2], "above 0"),
+    ("num_classes", 10, "10 classes"),
+])
+def test_unusable_metadata_is_refused_when_listed_and_when_loaded(tmp_path, field, value, message):
+    from segdemo.checkpoints import describe_checkpoint
+
+    save_checkpoint(build_model("bisenet"), tmp_path / "ck", default_metadata("bisenet", **{field: value}))
+    info = describe_checkpoint(tmp_path / "ck", tmp_path)
+    assert info["error"] and message in info["error"]  # listed with its reason, so never offered as usable
+    with pytest.raises(CheckpointError, match=re.escape(message)):
         load_model(tmp_path / "ck")
 
 
