@@ -24,6 +24,8 @@ from segdemo.viz import legend
 REPO = Path(__file__).resolve().parents[1]
 CHECKPOINTS_ENV = "SEGDEMO_CHECKPOINTS"
 MAX_UPLOAD_ENV = "SEGDEMO_MAX_UPLOAD_MB"
+MAX_CHECKPOINT_ENV = "SEGDEMO_MAX_CHECKPOINT_MB"
+UPLOADS_QUOTA_ENV = "SEGDEMO_UPLOADS_QUOTA_MB"
 SAMPLE_SIZE = (640, 320)  # (width, height) of the bundled procedural samples
 SAMPLE_SEED = 0
 SAMPLE_COUNT = 100
@@ -214,17 +216,32 @@ class Picked:
     name: str
 
 
+def _megabytes(variable: str, default_bytes: int) -> int:
+    """A positive whole number of megabytes from the environment ``variable``, else ``default_bytes`` in MB."""
+    try:
+        value = int(os.environ.get(variable, "").strip())
+    except ValueError:
+        value = 0
+    return value if value > 0 else default_bytes // 2**20
+
+
 def image_upload_limit_mb() -> int:
     """The largest image upload in MB: ``$SEGDEMO_MAX_UPLOAD_MB``, else segdemo's ``MAX_UPLOAD_BYTES`` (50).
 
     The browser refuses larger files (the image uploaders get it as ``max_upload_size``) and
     :func:`read_image` checks again, for clients that are not a browser."""
-    text = os.environ.get(MAX_UPLOAD_ENV, "").strip()
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    return value if value > 0 else MAX_UPLOAD_BYTES // 2**20
+    return _megabytes(MAX_UPLOAD_ENV, MAX_UPLOAD_BYTES)
+
+
+def checkpoint_upload_limit_mb() -> int:
+    """The largest checkpoint import in MB: ``$SEGDEMO_MAX_CHECKPOINT_MB``, else 400 (the browser refuses larger,
+    and the import checks again)."""
+    return _megabytes(MAX_CHECKPOINT_ENV, ckpt.MAX_IMPORT_BYTES)
+
+
+def uploads_quota_mb() -> int:
+    """What ``checkpoints/uploads/`` may hold in all, in MB: ``$SEGDEMO_UPLOADS_QUOTA_MB``, else 2048."""
+    return _megabytes(UPLOADS_QUOTA_ENV, ckpt.UPLOADS_QUOTA_BYTES)
 
 
 def read_image(upload: Any) -> np.ndarray | None:

@@ -4,7 +4,14 @@ import streamlit as st
 
 from pages import common
 from segdemo import jobs
-from segdemo.checkpoints import TEMPLATE_SUFFIXES, CheckpointError, import_template_checkpoint
+from segdemo.checkpoints import (
+    TEMPLATE_SUFFIXES,
+    CheckpointError,
+    import_template_checkpoint,
+    imported_checkpoints,
+    remove_imported_checkpoint,
+    uploads_size,
+)
 from segdemo.results import checkpoints_frame
 
 common.ensure_navigation()
@@ -120,15 +127,20 @@ if running:
 st.fragment(run_every=2.0 if running else None)(demo_panel)()
 
 st.subheader("Import a course-template checkpoint")
+limit_mb, quota_mb = common.checkpoint_upload_limit_mb(), common.uploads_quota_mb()
 upload = st.file_uploader(
     "A BiSeNet or DeepLabV2 state dict from the course template (`.pth`); it is checked, then kept in "
     f"`{root / 'uploads'}`", type=[s.lstrip(".") for s in TEMPLATE_SUFFIXES], key="home_upload",
+    max_upload_size=limit_mb,
 )
+st.caption(f"At most {limit_mb} MB a file; the imported checkpoints may take {quota_mb} MB in all "
+           f"(now {uploads_size(root) / 2**20:.0f} MB).")
 if upload is not None:
     done = st.session_state.setdefault("home_imported", {})
     if upload.file_id not in done:
         try:
-            path, meta = import_template_checkpoint(upload.getvalue(), upload.name, root)
+            path, meta = import_template_checkpoint(upload.getvalue(), upload.name, root,
+                                                    max_bytes=limit_mb * 2**20, quota_bytes=quota_mb * 2**20)
         except CheckpointError as exc:
             message = f"{common.literal(upload.name)} was not imported: {common.literal(exc)}"
             done[upload.file_id] = ("error", message)
@@ -138,6 +150,20 @@ if upload is not None:
             st.rerun()  # list it in the table above
     kind, text = done[upload.file_id]
     (st.success if kind == "ok" else st.error)(text)
+imported = imported_checkpoints(root)
+if imported:
+    left, right = st.columns([3, 1])
+    chosen = left.selectbox("Imported checkpoints", [p.name for p in imported], key="home_remove_choice")
+    if right.button("Remove it", key="home_remove"):
+        try:
+            remove_imported_checkpoint(root / "uploads" / chosen, root)
+        except CheckpointError as exc:
+            st.error(common.literal(exc))
+        else:
+            st.session_state["home_removed"] = chosen
+            st.rerun()
+if st.session_state.get("home_removed"):
+    st.success(f"Removed {common.literal(st.session_state.pop('home_removed'))}.")
 
 st.subheader("More checkpoints")
 st.markdown("With the real data sets (see the README and `docs/training.md`):")

@@ -442,9 +442,25 @@ def _safe_file_name(filename: str, suffix: str) -> str:
     return stem[:80] + suffix
 
 
-def import_template_checkpoint(data: bytes, filename: str, root: str | Path) -> tuple[Path, dict[str, Any]]:
+MAX_IMPORT_BYTES = 400 * 2**20
+"""Largest course-template file the app imports (DeepLabV2's weights are 176 MB)."""
+UPLOADS_QUOTA_BYTES = 2 * 2**30
+"""Most that ``checkpoints/uploads/`` may hold in all; past it an import is refused until one is removed."""
+
+
+def uploads_size(root: str | Path) -> int:
+    """Bytes the imported checkpoints under ``root/uploads`` take."""
+    folder = Path(root) / UPLOADS_DIR
+    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) if folder.is_dir() else 0
+
+
+def import_template_checkpoint(
+    data: bytes, filename: str, root: str | Path, max_bytes: int = MAX_IMPORT_BYTES,
+    quota_bytes: int = UPLOADS_QUOTA_BYTES,
+) -> tuple[Path, dict[str, Any]]:
     """Validate an uploaded course-template file and keep it as ``root/uploads/<name>``.
 
+    A file over ``max_bytes``, or one that would take ``root/uploads`` over ``quota_bytes``, is refused first.
     The bytes are written to a hidden temporary file and loaded with :func:`load_model`; only a
     file that loads is renamed into place (a new name if another file already has it; the same
     bytes uploaded twice are kept once). Anything else raises :class:`CheckpointError` and leaves
@@ -458,6 +474,14 @@ def import_template_checkpoint(data: bytes, filename: str, root: str | Path) -> 
         )
     if not data:
         raise CheckpointError(f"{filename} is empty (0 bytes)")
+    if len(data) > max_bytes:
+        raise CheckpointError(f"{filename} is {len(data) / 2**20:,.0f} MB; the limit for an import is "
+                              f"{max_bytes / 2**20:,.0f} MB")
+    used = uploads_size(root)
+    if used + len(data) > quota_bytes:
+        raise CheckpointError(
+            f"{filename} ({len(data) / 2**20:,.0f} MB) does not fit: the imported checkpoints take "
+            f"{used / 2**20:,.0f} MB of the {quota_bytes / 2**20:,.0f} MB allowed. Remove one first")
     folder = Path(root) / UPLOADS_DIR
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=".upload-", suffix=suffix)
@@ -483,3 +507,21 @@ def import_template_checkpoint(data: bytes, filename: str, root: str | Path) -> 
         tmp.unlink(missing_ok=True)
     meta["train_data"] = {**meta["train_data"], "file": str(dest)}
     return dest, meta
+
+
+def remove_imported_checkpoint(path: str | Path, root: str | Path) -> None:
+    """Delete an imported checkpoint: a file directly in ``root/uploads``, nothing else (CheckpointError)."""
+    folder = (Path(root) / UPLOADS_DIR).resolve()
+    target = Path(path).resolve()
+    if target.parent != folder or not target.is_file() or target.suffix.lower() not in TEMPLATE_SUFFIXES:
+        raise CheckpointError(f"{Path(path).name} is not an imported checkpoint in {folder}; only those can be removed")
+    target.unlink()
+
+
+def imported_checkpoints(root: str | Path) -> list[Path]:
+    """The files in ``root/uploads`` that the app imported, sorted by name."""
+    folder = Path(root) / UPLOADS_DIR
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and p.suffix.lower() in TEMPLATE_SUFFIXES and not p.name.startswith("."))

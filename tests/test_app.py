@@ -22,7 +22,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from segdemo import jobs
-from segdemo.checkpoints import default_metadata, save_checkpoint
+from segdemo.checkpoints import CheckpointError, default_metadata, save_checkpoint
 from segdemo.labels import CLASS_NAMES
 from segdemo.models import build_model
 from segdemo.synthetic import render_scene, scene_rng
@@ -205,6 +205,51 @@ def test_home_imports_a_course_template_file(empty, template_bytes):
     assert (empty / "uploads" / "bisenet_trained.pth").read_bytes() == template_bytes
     table = at.dataframe[0].value
     assert list(table["name"]) == ["uploads/bisenet_trained.pth"] and list(table["model"]) == ["bisenet"]
+
+
+def test_home_imports_within_a_size_limit_and_a_quota_and_removes_an_import(empty, template_bytes, monkeypatch):
+    size_mb = len(template_bytes) / 2**20
+    monkeypatch.setenv("SEGDEMO_UPLOADS_QUOTA_MB", str(int(size_mb * 1.5)))  # room for one, not two
+    at = open_page()
+    assert "At most 400 MB a file" in texts(at.caption)
+    at.file_uploader(key="home_upload").upload("first.pth", template_bytes)
+    rerun(at)
+    assert "Imported first.pth" in texts(at.success)
+    other = template_bytes[:-8] + b"\0" * 8  # other bytes (the zip's last record), so not the same file twice
+    at.file_uploader(key="home_upload").clear().upload("second.pth", other)
+    rerun(at)
+    assert "second.pth was not imported" in texts(at.error) and "Remove one first" in texts(at.error)
+    assert [p.name for p in (empty / "uploads").iterdir()] == ["first.pth"]
+    # Remove it from the page: gone from disk and from the list; then the second one fits.
+    at.selectbox(key="home_remove_choice").set_value("first.pth")
+    element(at, "button", "Remove it").click()
+    rerun(at)
+    assert "Removed first.pth" in texts(at.success) and not any((empty / "uploads").iterdir())
+    monkeypatch.setenv("SEGDEMO_MAX_CHECKPOINT_MB", "1")  # and a file over the size limit is refused
+    at = open_page()
+    at.file_uploader(key="home_upload").upload("big.pth", template_bytes)
+    rerun(at)
+    assert "the limit for an import is 1 MB" in texts(at.error) and not any((empty / "uploads").iterdir())
+
+
+def test_only_imported_checkpoints_can_be_removed(tmp_path, template_bytes):
+    from segdemo.checkpoints import (
+        import_template_checkpoint,
+        imported_checkpoints,
+        remove_imported_checkpoint,
+        uploads_size,
+    )
+
+    path, _ = import_template_checkpoint(template_bytes, "mine.pth", tmp_path)
+    assert imported_checkpoints(tmp_path) == [path] and uploads_size(tmp_path) == len(template_bytes)
+    save_checkpoint(build_model("bisenet"), tmp_path / "trained", default_metadata("bisenet"))
+    for outside in (tmp_path / "trained" / "model.safetensors", tmp_path / "uploads" / ".." / "trained",
+                    tmp_path / "uploads" / "missing.pth"):
+        with pytest.raises(CheckpointError, match="only those can be removed"):
+            remove_imported_checkpoint(outside, tmp_path)
+    assert (tmp_path / "trained" / "model.safetensors").is_file()
+    remove_imported_checkpoint(path, tmp_path)
+    assert imported_checkpoints(tmp_path) == [] and uploads_size(tmp_path) == 0
 
 
 @pytest.mark.parametrize("content, message", [
