@@ -65,18 +65,29 @@ def default_metadata(model_name: str, **fields: Any) -> dict[str, Any]:
     return meta
 
 
+def fsync_path(path: str | Path) -> None:
+    """Flush a file's (or a folder's) content to the disk: after it, a power cut cannot take it back."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_write(path: str | Path, write: Callable[[str], Any]) -> None:
-    """``write(tmp)`` a temporary file in ``path``'s folder, then rename it to ``path``: readers (and a run
-    killed half-way) never see half a file under the final name."""
+    """``write(tmp)`` a temporary file in ``path``'s folder, flush it to the disk, rename it to ``path``, then
+    flush the folder: readers, a run killed half-way and a power cut never see half a file under the name."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
+        fsync_path(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_path(path.parent)  # the rename itself
 
 
 def save_checkpoint(model: nn.Module, out_dir: str | Path, meta: Mapping[str, Any]) -> Path:

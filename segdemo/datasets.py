@@ -109,7 +109,8 @@ class BadSampleWarning(UserWarning):
 
 BAD_SAMPLE_POLICIES: tuple[str, ...] = ("stop", "skip")
 """What a dataset does with a sample it cannot use: raise :class:`DatasetError` naming the file ("stop", the
-default) or warn (:class:`BadSampleWarning`, naming the file) and give the next usable sample ("skip")."""
+default) or warn (:class:`BadSampleWarning`, naming the file) and return None ("skip"), which
+:func:`collate_usable` leaves out of the batch."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -639,27 +640,25 @@ class _SegmentationDataset(Dataset):
             self.cache.put(key, pixels, train_ids)
         return pixels, train_ids
 
-    def _load_usable(self, i: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """Pair ``i``, or with ``on_bad_sample="skip"`` the next pair that loads (warning once per bad file).
-
-        The replacement depends only on ``i`` and the files, so a resumed run sees the same samples.
-        """
+    def _load_usable(self, i: int) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """Pair ``i``; with ``on_bad_sample="skip"``, None for a pair that cannot be used (warning once per
+        file). Nothing takes its place, so no other sample is seen twice in an epoch."""
         if self.on_bad_sample == "stop":
             return self._resized(i)
-        for offset in range(len(self.files)):
-            j = (i + offset) % len(self.files)
-            try:
-                return self._resized(j)
-            except DatasetError as err:
-                image_path = self.files[j][0]
-                if image_path not in self.skipped:
-                    self.skipped[image_path] = str(err)
-                    warnings.warn(f"{self.name}: skipping a bad sample: {err}", BadSampleWarning, stacklevel=3)
-        raise DatasetError(f"{self.name} at {self.root}: none of the {len(self.files)} samples can be read; "
-                           f"the first problem: {next(iter(self.skipped.values()))}")
+        try:
+            return self._resized(i)
+        except DatasetError as err:
+            image_path = self.files[i][0]
+            if image_path not in self.skipped:
+                self.skipped[image_path] = str(err)
+                warnings.warn(f"{self.name}: skipping a bad sample: {err}", BadSampleWarning, stacklevel=3)
+            return None
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
-        pixels, train_ids = self._load_usable(self._index(index))
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...] | None:
+        loaded = self._load_usable(self._index(index))
+        if loaded is None:
+            return None  # skipped (on_bad_sample="skip"): collate_usable leaves it out of the batch
+        pixels, train_ids = loaded
         img = torch.from_numpy(np.array(pixels)).permute(2, 0, 1).contiguous()  # a copy: cache entries are read-only
         mask = None if train_ids is None else torch.from_numpy(np.array(train_ids))
         if self.transform is not None:
@@ -690,6 +689,15 @@ class _SegmentationDataset(Dataset):
         return (x.contiguous(),) if y is None else (x.contiguous(), y.to(torch.int64).contiguous())
 
 
+def collate_usable(samples: list[tuple[torch.Tensor, ...] | None]) -> tuple[torch.Tensor, ...] | None:
+    """``default_collate`` of the samples that are not None (the ones ``on_bad_sample="skip"`` left out); None
+    when there is none. A batch with a skipped sample is one sample smaller; nothing is duplicated."""
+    from torch.utils.data import default_collate
+
+    usable = [sample for sample in samples if sample is not None]
+    return default_collate(usable) if usable else None
+
+
 class GTA5(_SegmentationDataset):
     """GTA5 (Richter et al. 2016): ``root/images/NNNNN.png`` + ``root/labels/NNNNN.png`` of label ids 0-34.
 
@@ -708,8 +716,8 @@ class GTA5(_SegmentationDataset):
             from there on later epochs.
         on_bad_sample: "stop" raises :class:`DatasetError` naming the file of a pair that cannot be used
             (truncated or corrupt image or label, label values outside the convention); "skip" warns
-            (:class:`BadSampleWarning`, naming the file, once per file) and returns the next usable pair.
-            Never a silently wrong label.
+            (:class:`BadSampleWarning`, naming the file, once per file) and returns None, which
+            :func:`collate_usable` leaves out of its batch. Never a silently wrong label.
 
     Some real GTA5 pairs have an image and a label of different sizes: :meth:`size_mismatches`
     lists them, and loading one resizes the label to the image (nearest) with a

@@ -381,3 +381,36 @@ def test_checkpoint_minutes_saves_on_a_timer_between_epoch_saves(tiny_data, tmp_
     trainer.run(on_step=record)
     # 1e-9 minutes: every step's state was saved on the timer; 0: the timer is off and nothing was saved early.
     assert seen == ([None, 1, 2, 3] if minutes else [None, None, None, None])
+
+
+def test_a_state_is_flushed_to_the_disk_before_last_names_it(tiny_data, tmp_path, monkeypatch):
+    """A power cut must not tear a state: every file of it, and its folder, reach the disk (fsync) before the
+    rename that makes ``last`` name it."""
+    from train.config import apply_overrides, get_variant
+    from train.engine import Trainer, build_data
+
+    synced: set[str] = set()
+    checked: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        synced.add(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    def replace(src, dst) -> None:
+        src, dst = os.path.abspath(src), os.path.abspath(dst)
+        if os.path.basename(dst) == "last":
+            folder = Path(dst).parent / Path(src).read_text().strip()
+            unsynced = [str(p) for p in [folder, *folder.iterdir()] if str(p) not in synced]
+            assert not unsynced, f"not on the disk before last named {folder.name}: {unsynced}"
+            checked.append(folder.name)
+        real_replace(src, dst)
+        if src in synced:
+            synced.add(dst)  # the flushed content, now under its final name
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    config = apply_overrides(get_variant("bisenet_gta5_dacs"), [*TINY, "iterations=3", "checkpoint_every=1"])
+    data = build_data(config, tiny_data / "gta5", tiny_data / "cityscapes")
+    Trainer(config, data, tmp_path / "run", device="cpu", progress=False).run()
+    assert len(checked) == 3  # steps 1 and 2, and the final state

@@ -27,9 +27,18 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Sampler
 
 from segdemo.augment import BatchAugment, dacs_strong
-from segdemo.checkpoints import default_metadata, save_checkpoint
+from segdemo.checkpoints import atomic_write, default_metadata, save_checkpoint
 from segdemo.dacs import batch_statistics, class_mix, confidence_weight, ema_update
-from segdemo.datasets import GTA5, IMAGENET_MEAN, IMAGENET_STD, NATIVE, Cityscapes, DatasetError, normalize
+from segdemo.datasets import (
+    GTA5,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    NATIVE,
+    Cityscapes,
+    DatasetError,
+    collate_usable,
+    normalize,
+)
 from segdemo.fda import entropy_loss, fda_source_to_target
 from segdemo.labels import IGNORE_INDEX
 from segdemo.metrics import ConfusionMatrix
@@ -172,7 +181,8 @@ class Batches:
         self.sampler.set_epoch(self.epoch, skip)
         workers = loader_workers(config)
         self.loader = DataLoader(dataset, batch_size=config.batch_size, sampler=self.sampler, drop_last=True,
-                                 num_workers=workers, persistent_workers=workers > 0, pin_memory=pin_memory)
+                                 num_workers=workers, persistent_workers=workers > 0, pin_memory=pin_memory,
+                                 collate_fn=collate_usable)
         self._iterator: Iterator | None = None
         self.wait_seconds = 0.0
 
@@ -186,7 +196,11 @@ class Batches:
                 if self._iterator is None:
                     self._iterator = iter(self.loader)
                 try:
-                    return next(self._iterator)
+                    batch = next(self._iterator)
+                    if batch is None:  # every sample of it was skipped (bad_samples=skip)
+                        raise DatasetError(f"every sample of a batch of {self.loader.batch_size} could not be used "
+                                           "(bad_samples=skip); the data set is damaged: see the warnings above")
+                    return batch
                 except StopIteration:
                     self.epoch += 1
                     self.sampler.set_epoch(self.epoch, 0)
@@ -368,6 +382,11 @@ class Trainer:
         images, labels = self._to_device(batch[0]), batch[1].to(self.device, non_blocking=True).long()
         return self.augment(images, labels, self._generator(1))
 
+    @staticmethod
+    def _at_least_two(*tensors: Tensor) -> tuple[Tensor, ...]:
+        """A batch that skipped samples (bad_samples=skip) down to one is shown it twice: BatchNorm needs two."""
+        return tuple(t.repeat(2, *[1] * (t.dim() - 1)) if t.shape[0] == 1 else t for t in tensors)
+
     def _no_sync(self):
         """For a backward pass whose gradients another backward pass of the same step adds to: DDP all-reduces
         once, after the last one."""
@@ -439,14 +458,15 @@ class Trainer:
     def _train_step(self, labeled: Batches, target: Batches | None) -> dict[str, Tensor]:
         """One optimiser step on the next batch(es): no host synchronisation."""
         torch.manual_seed((self.config.seed * 1_000_003 + self.step) * 1_009 + self.rank)  # anything else random
-        images, labels = self._labeled_batch(next(labeled))
+        images, labels = self._at_least_two(*self._labeled_batch(next(labeled)))
         self.optimizer.zero_grad(set_to_none=True)
         if self.config.method == "none":
             losses = self.supervised_step(images, labels)
         else:
-            target_images = self._to_device(next(target)[0])
+            (target_images,) = self._at_least_two(self._to_device(next(target)[0]))
+            count = min(images.shape[0], target_images.shape[0])  # pixel by pixel: as many of each
             step = self.fda_step if self.config.method == "fda" else self.dacs_step
-            losses = step(images, labels, target_images)
+            losses = step(images[:count], labels[:count], target_images[:count])
         self.scaler.step(self.optimizer)  # skipped on the device when a gradient is NaN or inf
         self.scaler.update(None if self.precision == torch.float16 else 1.0)
         self.scheduler.step()
@@ -648,7 +668,7 @@ class Trainer:
                  "scaler": self.scaler.state_dict()}
         if self.teacher is not None:
             state["teacher"] = self.teacher.state_dict()
-        torch.save(state, folder / resume.TRAINER_FILE)
+        atomic_write(folder / resume.TRAINER_FILE, lambda tmp: torch.save(state, tmp))
         resume.write_progress(folder, {
             "step": self.step, "total": self.total, "best_miou": self.best_miou, "history": self.history,
             "config": self.config.as_dict(), "precision": PRECISION_NAMES[self.precision], "world_size": self.world,
@@ -772,9 +792,13 @@ def evaluate(
     matrix = ConfusionMatrix(device=device)
     count = min(limit, len(dataset)) if limit else len(dataset)
     subset = torch.utils.data.Subset(dataset, range(rank, count, world))
-    loader = DataLoader(subset, batch_size=batch_size, num_workers=num_workers, pin_memory=device.type == "cuda")
+    loader = DataLoader(subset, batch_size=batch_size, num_workers=num_workers, pin_memory=device.type == "cuda",
+                        collate_fn=collate_usable)
     autocast = torch.autocast(device.type, dtype=precision, enabled=precision != torch.float32)
-    for images, labels in loader:
+    for batch in loader:
+        if batch is None:  # every image of it skipped (bad_samples=skip): nothing to score
+            continue
+        images, labels = batch
         images = images.to(device, non_blocking=True)
         if images.dtype == torch.uint8:
             images = normalize(images.float().div_(255.0), mean or IMAGENET_MEAN, std or IMAGENET_STD)
