@@ -16,6 +16,10 @@ SHARED = REPO.parent / "shared"
 # contend for the cores; run without xdist, the suite uses two threads in one process.
 XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 torch.set_num_threads(1 if XDIST_WORKER else 2)
+# Checkpoint files are not flushed to the disk in tests (a second per resume state; nothing here must survive a
+# power cut). tests/test_train_reliability.py::test_a_state_is_flushed_to_the_disk_before_last_names_it turns
+# it back on. Subprocesses (the CLI, the app servers) inherit it.
+os.environ["SEGDEMO_FSYNC"] = "0"
 
 # Long-running modules first, so that neither worker is left alone with one of them at the end.
 SLOW_FIRST = ("tests/e2e/", "tests/test_train_reliability.py", "tests/test_train.py", "tests/test_bad_samples.py")

@@ -408,6 +408,7 @@ def test_a_state_is_flushed_to_the_disk_before_last_names_it(tiny_data, tmp_path
         if src in synced:
             synced.add(dst)  # the flushed content, now under its final name
 
+    monkeypatch.setenv("SEGDEMO_FSYNC", "1")  # the suite turns flushing off (tests/conftest.py)
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "replace", replace)
     config = apply_overrides(get_variant("bisenet_gta5_dacs"), [*TINY, "iterations=3", "checkpoint_every=1"])
