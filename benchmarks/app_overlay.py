@@ -40,13 +40,14 @@ from benchmarks.common import (
     write_section,
 )
 from segdemo.checkpoints import default_metadata, load_model, save_checkpoint
-from segdemo.inference import load_image, predict
+from segdemo.images import load_image
+from segdemo.inference import predict
 from segdemo.models import build_model
 from segdemo.synthetic import render_scene, scene_rng
-from segdemo.viz import label_png_bytes, overlay, to_png_bytes
+from segdemo.viz import OVERLAY_ALPHA, label_png_bytes, overlay, to_png_bytes
 
 TARGET_SECONDS = 2.0
-ALPHA = 0.55  # the page's default overlay opacity
+ALPHA = OVERLAY_ALPHA  # the page's default overlay opacity
 
 
 def photo_bytes(index: int, size: tuple[int, int], image_format: str) -> bytes:

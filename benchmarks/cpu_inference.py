@@ -36,7 +36,7 @@ from benchmarks.common import (
     trained_like,
     write_section,
 )
-from segdemo.checkpoints import IMAGENET_MEAN, IMAGENET_STD, load_model
+from segdemo.checkpoints import load_model
 from segdemo.inference import preprocess
 from segdemo.models import build_model
 from segdemo.models.bisenet import template_key_to_ours
@@ -48,6 +48,7 @@ from segdemo.models.fast import (
     prepare_for_inference,
     runner_for,
 )
+from segdemo.normalization import IMAGENET_MEAN, IMAGENET_STD
 from segdemo.profiling import count_flops
 from segdemo.synthetic import render_scene, scene_rng
 

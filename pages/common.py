@@ -14,9 +14,12 @@ import numpy as np
 import streamlit as st
 import torch
 
-from segdemo import checkpoints as ckpt
+from segdemo import catalogue
+from segdemo.catalogue import CheckpointEntry, checkpoint_fingerprint
+from segdemo.checkpoints import CheckpointError
 from segdemo.dacs import LABEL_ENCODINGS, AmbiguousLabelError, load_label
-from segdemo.inference import MAX_UPLOAD_BYTES, ImageError, Prediction, load_image, predict
+from segdemo.images import MAX_UPLOAD_BYTES, ImageError, load_image
+from segdemo.inference import Prediction, Segmenter
 from segdemo.labels import CLASS_NAMES
 from segdemo.synthetic import render_scene, scene_rng
 from segdemo.viz import legend
@@ -96,16 +99,16 @@ def device_label() -> str:
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def _describe(path: str, root: str, fingerprint: tuple[int, int]) -> dict[str, Any]:
+def _describe(path: str, root: str, fingerprint: tuple[int, int]) -> CheckpointEntry:
     # fingerprint (mtime, size) is part of the key: a rewritten checkpoint is described afresh.
-    return ckpt.describe_checkpoint(path, root)
+    return catalogue.describe_checkpoint(path, root)
 
 
-def checkpoints(usable_only: bool = True) -> list[dict[str, Any]]:
-    """The checkpoints under :func:`checkpoint_root` (see ``describe_checkpoint``), sorted by name."""
+def checkpoints(usable_only: bool = True) -> list[CheckpointEntry]:
+    """The checkpoints under :func:`checkpoint_root`, sorted by name (described once per modification)."""
     root = checkpoint_root()
-    infos = [_describe(str(p), str(root), ckpt.checkpoint_fingerprint(p)) for p in ckpt.discover_checkpoints(root)]
-    return [i for i in infos if not i["error"]] if usable_only else infos
+    entries = [_describe(str(p), str(root), checkpoint_fingerprint(p)) for p in catalogue.discover_checkpoints(root)]
+    return [e for e in entries if e.usable] if usable_only else entries
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~:$&])")
@@ -117,59 +120,40 @@ def literal(text: Any) -> str:
     return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
 
 
-def label(info: dict[str, Any]) -> str:
-    """One short line naming a checkpoint, its network and what it was trained on."""
-    return f"{info['name']} ({info['model'] or '?'}, {info['train_data']} data)"
-
-
-def preferred_order(infos: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Checkpoints in the order pages pre-select them: adapted GTA5 models first (the report's
-    best, DACS, then FDA), then the rest by name."""
-    def rank(info: dict[str, Any]) -> tuple[int, str]:
-        variant = str(info.get("variant") or "")
-        order = ["bisenet_gta5_dacs", "bisenet_gta5_fda", "bisenet_gta5_aug12"]
-        return (order.index(variant) if variant in order else len(order), info["name"])
-
-    return sorted(infos, key=rank)
-
-
 @st.cache_resource(max_entries=6, show_spinner="Loading the checkpoint ...")
-def _load(path: str, fingerprint: tuple[int, int], device_name: str) -> tuple[torch.nn.Module, dict[str, Any]]:
-    model, meta = ckpt.load_model(path, device=device_name)
-    # One prediction at the checkpoint's input size: it builds the fast inference form (ONNX Runtime
-    # on the CPU) and pays the first pass's one-off costs (kernel selection, allocations), which would
-    # otherwise be shown as the first image's time.
-    height, width = meta["input_size"]
-    predict(model, meta, np.zeros((height, width, 3), dtype=np.uint8))
-    return model, meta
+def _load(path: str, fingerprint: tuple[int, int], device_name: str) -> Segmenter:
+    segmenter = Segmenter.from_checkpoint(path, device=device_name)
+    # Builds the fast inference form (ONNX Runtime on the CPU) and pays the first pass's one-off costs, which
+    # would otherwise be shown as the first image's time.
+    segmenter.warm_up()
+    return segmenter
 
 
-def load(info: dict[str, Any]) -> tuple[torch.nn.Module, dict[str, Any]] | None:
-    """The model and metadata of a checkpoint, loaded once per (path, modification); errors shown."""
+def load(entry: CheckpointEntry) -> Segmenter | None:
+    """A checkpoint's :class:`Segmenter`, loaded once per (path, modification); errors shown."""
     try:
-        return _load(info["path"], ckpt.checkpoint_fingerprint(info["path"]), device())
-    except (ckpt.CheckpointError, OSError) as exc:
-        st.error(f"Cannot load {literal(info['name'])}: {literal(exc)}")
+        return _load(entry.path, checkpoint_fingerprint(entry.path), device())
+    except (CheckpointError, OSError) as exc:
+        st.error(f"Cannot load {literal(entry.name)}: {literal(exc)}")
         return None
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _predict(path: str, fingerprint: tuple[int, int], device_name: str, image: np.ndarray) -> Prediction:
-    model, meta = _load(path, fingerprint, device_name)
-    return predict(model, meta, image)
+    return _load(path, fingerprint, device_name).segment(image)
 
 
-def predict_with(info: dict[str, Any], image: np.ndarray) -> Prediction | None:
+def predict_with(entry: CheckpointEntry, image: np.ndarray) -> Prediction | None:
     """A checkpoint's prediction on an image (cached per checkpoint and image content); errors shown.
 
     The time in the result is that of the first computation for this image."""
-    if load(info) is None:
+    if load(entry) is None:
         return None
     try:
-        with st.spinner(f"Segmenting with {literal(info['name'])} ..."):
-            return _predict(info["path"], ckpt.checkpoint_fingerprint(info["path"]), device(), image)
+        with st.spinner(f"Segmenting with {literal(entry.name)} ..."):
+            return _predict(entry.path, checkpoint_fingerprint(entry.path), device(), image)
     except (ValueError, RuntimeError) as exc:
-        st.error(f"{literal(info['name'])} could not segment this image: {literal(exc)}")
+        st.error(f"{literal(entry.name)} could not segment this image: {literal(exc)}")
         return None
 
 
@@ -181,17 +165,17 @@ def no_checkpoints_notice(what: str) -> None:
     st.page_link(HOME, label="Go to Home", icon=":material/home:")
 
 
-def pick_checkpoint(key: str, text: str, optional: bool = True, help: str | None = None) -> dict[str, Any] | None:
+def pick_checkpoint(key: str, text: str, optional: bool = True, help: str | None = None) -> CheckpointEntry | None:
     """A select box of the usable checkpoints (first: "none" when ``optional``); the chosen one or None."""
-    infos = preferred_order(checkpoints())
-    if not infos:
+    entries = catalogue.preferred_order(checkpoints())
+    if not entries:
         st.caption(f"No checkpoint in `{checkpoint_root()}` (see Home).")
         return None
-    by_name = {i["name"]: i for i in infos}
+    by_name = {e.name: e for e in entries}
     options = ([NONE] if optional else []) + list(by_name)
     choice = st.selectbox(
         text, options, index=1 if optional else 0, key=key, help=help,
-        format_func=lambda name: "none" if name == NONE else label(by_name[name]),
+        format_func=lambda name: "none" if name == NONE else by_name[name].title,
     )
     return by_name.get(choice)
 
@@ -236,12 +220,12 @@ def image_upload_limit_mb() -> int:
 def checkpoint_upload_limit_mb() -> int:
     """The largest checkpoint import in MB: ``$SEGDEMO_MAX_CHECKPOINT_MB``, else 400 (the browser refuses larger,
     and the import checks again)."""
-    return _megabytes(MAX_CHECKPOINT_ENV, ckpt.MAX_IMPORT_BYTES)
+    return _megabytes(MAX_CHECKPOINT_ENV, catalogue.MAX_IMPORT_BYTES)
 
 
 def uploads_quota_mb() -> int:
     """What ``checkpoints/uploads/`` may hold in all, in MB: ``$SEGDEMO_UPLOADS_QUOTA_MB``, else 2048."""
-    return _megabytes(UPLOADS_QUOTA_ENV, ckpt.UPLOADS_QUOTA_BYTES)
+    return _megabytes(UPLOADS_QUOTA_ENV, catalogue.UPLOADS_QUOTA_BYTES)
 
 
 def read_image(upload: Any) -> np.ndarray | None:

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from pages import common
-from segdemo.dacs import mask_image, mix_preview, present_classes, weight_image
+from segdemo.dacs import CONFIDENCE_THRESHOLD, mask_image, mix_preview, present_classes, weight_image
 from segdemo.labels import CLASS_NAMES, colorize
 
 common.ensure_navigation()
@@ -45,7 +45,7 @@ else:
     classes = [CLASS_NAMES.index(n) for n in names]
 with right:
     teacher = common.pick_checkpoint("dacs_checkpoint", "Teacher checkpoint (for the pseudo-label)")
-    threshold = st.slider("Confidence threshold", 0.5, 0.999, 0.968, 0.001, format="%.3f", key="dacs_threshold")
+    threshold = st.slider("Confidence threshold", 0.5, 0.999, CONFIDENCE_THRESHOLD, 0.001, format="%.3f", key="dacs_threshold")
 prediction = common.predict_with(teacher, target.image) if teacher is not None else None
 if teacher is None:
     st.info("The pseudo-label needs a teacher checkpoint: without one the target part of the mixed label "

@@ -4,7 +4,7 @@ import streamlit as st
 
 from pages import common
 from segdemo.fda import fda_preview
-from segdemo.viz import disagreement, overlay
+from segdemo.viz import OVERLAY_ALPHA, disagreement, overlay
 
 common.ensure_navigation()
 
@@ -27,34 +27,34 @@ if source is None or target is None:
 beta = st.slider("β", 0.0, 0.15, 0.01, 0.005, format="%.3f", key="fda_beta")
 zoom = st.toggle("Zoom the spectra on the low frequencies (4x)", key="fda_zoom")
 preview = fda_preview(source.image, target.image, beta, zoom=4.0 if zoom else 1.0)
-b = preview["b"]
+b = preview.b
 window = f"{2 * b + 1} x {2 * b + 1} frequencies swapped" if beta > 0 else "nothing swapped (β = 0)"
 
 columns = st.columns(3)
 columns[0].image(source.image, caption=f"source: {common.literal(source.name)}", width="stretch")
-columns[1].image(preview["target"], caption=f"target: {common.literal(target.name)} (resized to the source)", width="stretch")
-columns[2].image(preview["result"], caption=f"source in the target's style, β = {beta:.3f} ({window})",
+columns[1].image(preview.target, caption=f"target: {common.literal(target.name)} (resized to the source)", width="stretch")
+columns[2].image(preview.result, caption=f"source in the target's style, β = {beta:.3f} ({window})",
                  width="stretch")
 
 st.subheader("Log-amplitude spectra")
 st.caption("Zero frequency in the centre; the red box is the swapped window (viridis: dark = weak, yellow = strong).")
 columns = st.columns(3)
 for column, key in zip(columns, ("source", "target", "result")):
-    column.image(preview["spectra"][key], caption=f"{key} spectrum", width="stretch")
+    column.image(preview.spectra[key], caption=f"{key} spectrum", width="stretch")
 
 st.subheader("What a model sees")
-info = common.pick_checkpoint("fda_checkpoint", "Checkpoint (optional)",
+entry = common.pick_checkpoint("fda_checkpoint", "Checkpoint (optional)",
                               help="Segment the source before and after translation.")
-if info is None:
+if entry is None:
     st.caption("Choose a checkpoint to compare its prediction on the source before and after FDA.")
     st.stop()
-before = common.predict_with(info, source.image)
-after = common.predict_with(info, preview["result"])
+before = common.predict_with(entry, source.image)
+after = common.predict_with(entry, preview.result)
 if before is None or after is None:
     st.stop()
 _, changed = disagreement(before.train_ids, after.train_ids)
 columns = st.columns(2)
-columns[0].image(overlay(source.image, before.train_ids, 0.55), caption="prediction on the source", width="stretch")
-columns[1].image(overlay(preview["result"], after.train_ids, 0.55), caption="prediction after translation",
+columns[0].image(overlay(source.image, before.train_ids, OVERLAY_ALPHA), caption="prediction on the source", width="stretch")
+columns[1].image(overlay(preview.result, after.train_ids, OVERLAY_ALPHA), caption="prediction after translation",
                  width="stretch")
 st.metric("Pixels whose class changed", f"{changed:.1%}")

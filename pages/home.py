@@ -4,14 +4,13 @@ import streamlit as st
 
 from pages import common
 from segdemo import jobs
-from segdemo.checkpoints import (
-    TEMPLATE_SUFFIXES,
-    CheckpointError,
+from segdemo.catalogue import (
     import_template_checkpoint,
     imported_checkpoints,
     remove_imported_checkpoint,
     uploads_size,
 )
+from segdemo.checkpoints import TEMPLATE_SUFFIXES, CheckpointError
 from segdemo.results import checkpoints_frame
 
 common.ensure_navigation()
@@ -27,18 +26,18 @@ st.markdown(
     "recover: 23.1 %, 26.4 % and 32.1 % in the report."
 )
 
-infos = common.checkpoints(usable_only=False)
-usable = [i for i in infos if not i["error"]]
+entries = common.checkpoints(usable_only=False)
+usable = [e for e in entries if e.usable]
 left, middle, right = st.columns(3)
 left.metric("Usable checkpoints", len(usable))
 middle.metric("Device", common.device())
-right.metric("Evaluated", sum(1 for i in usable if i["miou"] is not None))
+right.metric("Evaluated", sum(1 for e in usable if e.miou is not None))
 st.caption(f"Device: {common.device_label()} · checkpoint folder: `{root}`")
 
 st.subheader("Checkpoints")
-if infos:
+if entries:
     st.dataframe(
-        checkpoints_frame(infos), hide_index=True, width="stretch",
+        checkpoints_frame(entries), hide_index=True, width="stretch",
         column_config={"mIoU": st.column_config.NumberColumn("mIoU", format="%.2f")},
     )
     st.caption(

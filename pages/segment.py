@@ -6,24 +6,33 @@ from pathlib import Path
 import streamlit as st
 
 from pages import common
-from segdemo.inference import ImageError, browser_video_suffix, segment_video
-from segdemo.viz import disagreement, disagreement_image, label_png_bytes, overlay, to_png_bytes
+from segdemo.catalogue import preferred_order
+from segdemo.images import ImageError
+from segdemo.video import browser_video_suffix, segment_video
+from segdemo.viz import (
+    OVERLAY_ALPHA,
+    disagreement,
+    disagreement_image,
+    label_png_bytes,
+    overlay,
+    to_png_bytes,
+)
 
 common.ensure_navigation()
 
 st.title("Segment a street scene")
-infos = common.preferred_order(common.checkpoints())
-if not infos:
+entries = preferred_order(common.checkpoints())
+if not entries:
     common.no_checkpoints_notice("Segmenting")
     st.stop()
-by_name = {i["name"]: i for i in infos}
+by_name = {e.name: e for e in entries}
 
 left, right = st.columns([5, 2])
 chosen = left.multiselect(
-    "Checkpoints (several: side by side)", list(by_name), default=[infos[0]["name"]], key="seg_checkpoints",
-    format_func=lambda name: common.label(by_name[name]),
+    "Checkpoints (several: side by side)", list(by_name), default=[entries[0].name], key="seg_checkpoints",
+    format_func=lambda name: by_name[name].title,
 )
-alpha = right.slider("Overlay opacity", 0.0, 1.0, 0.55, 0.05, key="seg_alpha")
+alpha = right.slider("Overlay opacity", 0.0, 1.0, OVERLAY_ALPHA, 0.05, key="seg_alpha")
 input_column, source_column = st.columns([2, 5])
 kind = input_column.radio("Input", ["Procedural sample", "Upload a photo", "Upload a video clip"], key="seg_input")
 if not chosen:
@@ -36,21 +45,20 @@ def video_section() -> None:
     """Upload a clip, segment it frame by frame with the first chosen checkpoint, play and offer it."""
     upload = st.file_uploader("A short video clip", type=["mp4", "webm", "avi", "mov", "mkv", "m4v"],
                               key="seg_video")
-    info = selected[0]
+    entry = selected[0]
     if len(selected) > 1:
-        info = by_name[st.selectbox("Checkpoint for the video", chosen, key="seg_video_ckpt",
-                                    format_func=lambda name: common.label(by_name[name]))]
+        entry = by_name[st.selectbox("Checkpoint for the video", chosen, key="seg_video_ckpt",
+                                    format_func=lambda name: by_name[name].title)]
     max_frames = st.number_input("At most this many frames", 1, 1500, 150, key="seg_video_frames",
                                  help="Longer clips are cut; every frame runs through the model.")
     if upload is None:
         st.info("Upload a clip (mp4, webm, avi, mov, mkv).")
         return
-    job = (upload.file_id, info["path"], alpha, int(max_frames))
+    job = (upload.file_id, entry.path, alpha, int(max_frames))
     if st.button("Segment the video", type="primary", key="seg_video_run"):
-        loaded = common.load(info)
-        if loaded is None:
+        segmenter = common.load(entry)
+        if segmenter is None:
             return
-        model, meta = loaded
         bar = st.progress(0.0, text="segmenting frames ...")
 
         def report(i: int, n: int) -> None:
@@ -61,7 +69,7 @@ def video_section() -> None:
             source = Path(folder) / f"input{Path(upload.name).suffix.lower() or '.mp4'}"
             source.write_bytes(upload.getvalue())
             try:
-                out, frames = segment_video(source, model, meta, Path(folder) / f"segmented{suffix}", alpha=alpha,
+                out, frames = segment_video(source, segmenter, Path(folder) / f"segmented{suffix}", alpha=alpha,
                                             max_frames=int(max_frames), progress=report)
             except ImageError as exc:
                 bar.empty()
@@ -105,10 +113,10 @@ else:
     name = Path(upload.name).stem
 
 predictions = {}
-for info in selected:
-    prediction = common.predict_with(info, image)
+for entry in selected:
+    prediction = common.predict_with(entry, image)
     if prediction is not None:
-        predictions[info["name"]] = prediction
+        predictions[entry.name] = prediction
 if not predictions:
     st.stop()
 

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,15 +21,15 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import segdemo
+from segdemo.files import atomic_write
 from segdemo.labels import CLASS_NAMES, NUM_CLASSES
 from segdemo.models import MODEL_NAMES, build_model
 from segdemo.models.bisenet import template_key_to_ours
+from segdemo.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "meta.json"
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
 DEFAULT_INPUT_SIZE = [512, 1024]  # [height, width], Cityscapes evaluation size in the report
 MAX_INPUT_SIDE = 4096  # Cityscapes' full 2048 x 1024 twice over; larger would only fill the memory
 TEMPLATE_SUFFIXES = (".pth", ".pt", ".tar", ".ckpt")
@@ -63,38 +61,6 @@ def default_metadata(model_name: str, **fields: Any) -> dict[str, Any]:
     }
     meta.update(fields)
     return meta
-
-
-FSYNC_ENV = "SEGDEMO_FSYNC"
-"""``SEGDEMO_FSYNC=0`` skips :func:`fsync_path` (durability against power cuts) for disposable runs: the test
-suite sets it, since flushing a 150 MB resume state takes about a second; the test of the flushing unsets it."""
-
-
-def fsync_path(path: str | Path) -> None:
-    """Flush a file's (or a folder's) content to the disk: after it, a power cut cannot take it back."""
-    if os.environ.get(FSYNC_ENV, "1") == "0":
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: str | Path, write: Callable[[str], Any]) -> None:
-    """``write(tmp)`` a temporary file in ``path``'s folder, flush it to the disk, rename it to ``path``, then
-    flush the folder: readers, a run killed half-way and a power cut never see half a file under the name."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        fsync_path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_path(path.parent)  # the rename itself
 
 
 def save_checkpoint(model: nn.Module, out_dir: str | Path, meta: Mapping[str, Any]) -> Path:
@@ -305,6 +271,12 @@ def _unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def peek_template(path: str | Path) -> str:
+    """The architecture of a template file, read without building a model (memory-mapped, size checked first)."""
+    path = Path(path)
+    return _detect_architecture(_unwrap_state_dict(_read_state_file(path), path), path)
+
+
 def _detect_architecture(state: Mapping[str, torch.Tensor], path: Path) -> str:
     keys = state.keys()
     if any(k.startswith(("saptial_path.", "spatial_path.")) for k in keys):
@@ -338,208 +310,3 @@ def _check_shapes(model: nn.Module, shapes: Mapping[str, tuple[int, ...]], path:
 def _load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], path: Path, name: str) -> None:
     _check_shapes(model, {k: tuple(v.shape) for k, v in state.items()}, path, name)
     model.load_state_dict(state, strict=True)  # copies: memory-mapped tensors are read here, and only these
-
-
-# ---------------------------------------------------------------------------------------------
-# App-facing helpers: finding and describing checkpoints, importing an uploaded template file
-# ---------------------------------------------------------------------------------------------
-
-UPLOADS_DIR = "uploads"
-"""Sub-folder of the checkpoint root where uploaded course-template files are kept."""
-_SKIPPED_DIRS = ("last", "tb")  # resume states and TensorBoard logs inside our checkpoint folders
-DATA_KINDS = ("procedural", "real", "mixed", "unknown")
-
-
-def discover_checkpoints(root: str | Path) -> list[Path]:
-    """Our checkpoint folders and course-template files (``.pth`` ...) under ``root``, sorted.
-
-    Resume states (``last/``), TensorBoard folders, hidden files (half-written uploads) and
-    anything inside one of our checkpoint folders are skipped.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        folder = Path(dirpath)
-        if META_FILE in filenames and WEIGHTS_FILE in filenames and folder.name not in _SKIPPED_DIRS:
-            found.append(folder)
-            dirnames[:] = []  # its last/ and tb/ hold training state, not checkpoints
-            continue
-        dirnames[:] = sorted(d for d in dirnames if d not in _SKIPPED_DIRS and not d.startswith("."))
-        found += [
-            folder / f for f in filenames
-            if Path(f).suffix.lower() in TEMPLATE_SUFFIXES and not f.startswith(".")
-        ]
-    return sorted(found)
-
-
-def checkpoint_fingerprint(path: str | Path) -> tuple[int, int]:
-    """``(latest mtime in ns, total size)`` of a checkpoint's files: changes whenever it is rewritten."""
-    path = Path(path)
-    files = [path / META_FILE, path / WEIGHTS_FILE] if path.is_dir() else [path]
-    stats = [f.stat() for f in files if f.exists()]
-    return (max((s.st_mtime_ns for s in stats), default=0), sum(s.st_size for s in stats))
-
-
-def eval_kind(metrics: Mapping[str, Any] | None) -> str:
-    """"procedural", "real" or "unknown": what an evaluation in a checkpoint's metrics was measured on.
-
-    ``train evaluate`` and the trainer write ``eval_data`` as "<kind> cityscapes-layout val, N images".
-    """
-    if not metrics or "miou" not in metrics:
-        return "unknown"
-    if metrics.get("eval_kind") in DATA_KINDS:
-        return str(metrics["eval_kind"])
-    text = str(metrics.get("eval_data", "")).strip().lower()
-    if "procedural" in text:
-        return "procedural"
-    if text.startswith("real"):
-        return "real"
-    return "unknown"
-
-
-def _train_kind(meta: Mapping[str, Any]) -> str:
-    data = meta.get("train_data")
-    kind = data.get("kind") if isinstance(data, Mapping) else None
-    return kind if kind in DATA_KINDS else "unknown"
-
-
-def _peek_template(path: Path) -> str:
-    """The architecture of a template file, read without building a model (memory-mapped, size checked first)."""
-    return _detect_architecture(_unwrap_state_dict(_read_state_file(path), path), path)
-
-
-def describe_checkpoint(path: str | Path, root: str | Path | None = None) -> dict[str, Any]:
-    """What the app lists about one checkpoint, without loading its weights.
-
-    Keys: ``name`` (path relative to ``root``), ``path``, ``format`` ("folder" | "template"),
-    ``variant``, ``model``, ``train_data`` (procedural / real / mixed / unknown), ``miou`` (or None),
-    ``iou`` (per-class IoU by class name, or None), ``measured_on`` (the evaluation's data, or None), ``eval_kind``, ``input_size``, ``steps`` and
-    ``error`` (None, or why the checkpoint cannot be used).
-    """
-    path = Path(path)
-    try:
-        name = str(path.relative_to(root)) if root is not None else path.name
-    except ValueError:
-        name = path.name
-    info: dict[str, Any] = {
-        "name": name, "path": str(path), "format": "folder" if path.is_dir() else "template",
-        "variant": None, "model": None, "train_data": "unknown", "miou": None, "iou": None, "measured_on": None,
-        "eval_kind": "unknown", "input_size": None, "steps": None, "error": None,
-    }
-    try:
-        if path.is_dir():
-            meta = read_metadata(path)
-            if not (path / WEIGHTS_FILE).is_file():
-                raise CheckpointError(f"{path} has no {WEIGHTS_FILE}")
-            metrics = meta.get("metrics") if isinstance(meta.get("metrics"), Mapping) else {}
-            info.update(
-                variant=meta.get("variant"), model=meta.get("model"), train_data=_train_kind(meta),
-                input_size=meta.get("input_size", DEFAULT_INPUT_SIZE), steps=meta.get("steps"),
-                miou=metrics.get("miou"), iou=metrics.get("iou") if isinstance(metrics.get("iou"), Mapping) else None,
-                measured_on=metrics.get("eval_data") if "miou" in metrics else None,
-                eval_kind=eval_kind(metrics),
-            )
-            validate_metadata(meta, path.name)
-        else:
-            info.update(variant="template import", model=_peek_template(path), input_size=list(DEFAULT_INPUT_SIZE))
-    except CheckpointError as exc:
-        info["error"] = str(exc)
-    return info
-
-
-def list_checkpoints(root: str | Path) -> list[dict[str, Any]]:
-    """:func:`describe_checkpoint` for everything :func:`discover_checkpoints` finds under ``root``."""
-    return [describe_checkpoint(p, root) for p in discover_checkpoints(root)]
-
-
-def _safe_file_name(filename: str, suffix: str) -> str:
-    stem = Path(str(filename).replace("\\", "/")).stem  # never trust folders in an uploaded name
-    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem).strip("._") or "checkpoint"
-    return stem[:80] + suffix
-
-
-MAX_IMPORT_BYTES = 400 * 2**20
-"""Largest course-template file the app imports (DeepLabV2's weights are 176 MB)."""
-UPLOADS_QUOTA_BYTES = 2 * 2**30
-"""Most that ``checkpoints/uploads/`` may hold in all; past it an import is refused until one is removed."""
-
-
-def uploads_size(root: str | Path) -> int:
-    """Bytes the imported checkpoints under ``root/uploads`` take."""
-    folder = Path(root) / UPLOADS_DIR
-    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) if folder.is_dir() else 0
-
-
-def import_template_checkpoint(
-    data: bytes, filename: str, root: str | Path, max_bytes: int = MAX_IMPORT_BYTES,
-    quota_bytes: int = UPLOADS_QUOTA_BYTES,
-) -> tuple[Path, dict[str, Any]]:
-    """Validate an uploaded course-template file and keep it as ``root/uploads/<name>``.
-
-    A file over ``max_bytes``, or one that would take ``root/uploads`` over ``quota_bytes``, is refused first.
-    The bytes are written to a hidden temporary file and loaded with :func:`load_model`; only a
-    file that loads is renamed into place (a new name if another file already has it; the same
-    bytes uploaded twice are kept once). Anything else raises :class:`CheckpointError` and leaves
-    nothing behind. Returns ``(path, metadata)``.
-    """
-    suffix = Path(str(filename)).suffix.lower()
-    if suffix not in TEMPLATE_SUFFIXES:
-        raise CheckpointError(
-            f"{filename}: expected a course-template state dict ({', '.join(TEMPLATE_SUFFIXES)}); "
-            "our own checkpoints are folders written by `python -m train`"
-        )
-    if not data:
-        raise CheckpointError(f"{filename} is empty (0 bytes)")
-    if len(data) > max_bytes:
-        raise CheckpointError(f"{filename} is {len(data) / 2**20:,.0f} MB; the limit for an import is "
-                              f"{max_bytes / 2**20:,.0f} MB")
-    used = uploads_size(root)
-    if used + len(data) > quota_bytes:
-        raise CheckpointError(
-            f"{filename} ({len(data) / 2**20:,.0f} MB) does not fit: the imported checkpoints take "
-            f"{used / 2**20:,.0f} MB of the {quota_bytes / 2**20:,.0f} MB allowed. Remove one first")
-    folder = Path(root) / UPLOADS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=".upload-", suffix=suffix)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        try:
-            _, meta = load_model(tmp)
-        except CheckpointError as exc:
-            raise CheckpointError(str(exc).replace(str(tmp), filename)) from None
-        name = _safe_file_name(filename, suffix)
-        dest, n = folder / name, 1
-        while dest.exists():
-            if dest.stat().st_size == len(data) and dest.read_bytes() == data:
-                tmp.unlink()
-                break
-            dest = folder / f"{Path(name).stem}-{n}{suffix}"
-            n += 1
-        else:
-            os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-    meta["train_data"] = {**meta["train_data"], "file": str(dest)}
-    return dest, meta
-
-
-def remove_imported_checkpoint(path: str | Path, root: str | Path) -> None:
-    """Delete an imported checkpoint: a file directly in ``root/uploads``, nothing else (CheckpointError)."""
-    folder = (Path(root) / UPLOADS_DIR).resolve()
-    target = Path(path).resolve()
-    if target.parent != folder or not target.is_file() or target.suffix.lower() not in TEMPLATE_SUFFIXES:
-        raise CheckpointError(f"{Path(path).name} is not an imported checkpoint in {folder}; only those can be removed")
-    target.unlink()
-
-
-def imported_checkpoints(root: str | Path) -> list[Path]:
-    """The files in ``root/uploads`` that the app imported, sorted by name."""
-    folder = Path(root) / UPLOADS_DIR
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and p.suffix.lower() in TEMPLATE_SUFFIXES and not p.name.startswith("."))

@@ -22,8 +22,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from segdemo.inference import ImageError
-from segdemo.labels import IGNORE_INDEX, NUM_CLASSES
+from segdemo.images import ImageError
+from segdemo.labels import (
+    IGNORE_INDEX,
+    MAX_ANY_LABEL_ID,
+    NUM_CLASSES,
+    LabelValuesError,
+    ids_to_train_ids,
+    listed_values,
+    present_values,
+)
 
 __all__ = [
     "LABEL_ENCODINGS",
@@ -44,6 +52,8 @@ __all__ = [
 ]
 
 
+CONFIDENCE_THRESHOLD = 0.968
+"""DACS's (and the report's) pseudo-label confidence threshold: pixels at least this sure count."""
 _LABEL_VALUES = 256  # label maps hold uint8 values: trainIds 0-18 and 255 = ignore
 
 
@@ -137,7 +147,7 @@ def class_mix(
     return ClassMixResult(image=image, label=label, mask=mask, chosen=chosen)
 
 
-def pixel_weight(teacher_probs: torch.Tensor, mask: torch.Tensor, threshold: float = 0.968) -> torch.Tensor:
+def pixel_weight(teacher_probs: torch.Tensor, mask: torch.Tensor, threshold: float = CONFIDENCE_THRESHOLD) -> torch.Tensor:
     """Per-pixel weight of the loss on a ClassMix-ed pseudo-label, from the teacher's class probabilities.
 
     ``teacher_probs``: ``N x C x H x W`` softmax probabilities of the teacher on the target images; see
@@ -148,7 +158,7 @@ def pixel_weight(teacher_probs: torch.Tensor, mask: torch.Tensor, threshold: flo
     return confidence_weight(teacher_probs.max(dim=1).values, mask, threshold)
 
 
-def confidence_weight(confidence: torch.Tensor, mask: torch.Tensor, threshold: float = 0.968) -> torch.Tensor:
+def confidence_weight(confidence: torch.Tensor, mask: torch.Tensor, threshold: float = CONFIDENCE_THRESHOLD) -> torch.Tensor:
     """Per-pixel weight of the loss on a ClassMix-ed pseudo-label.
 
     Pasted source pixels (``mask`` True / > 0.5) carry ground truth and get weight 1. Every other
@@ -283,7 +293,7 @@ def mix_preview(
     seed: int = 0,
     pseudo_label: np.ndarray | None = None,
     confidence: np.ndarray | None = None,
-    threshold: float = 0.968,
+    threshold: float = CONFIDENCE_THRESHOLD,
 ) -> MixPreview:
     """One DACS ClassMix on 8-bit images, for display.
 
@@ -361,7 +371,6 @@ LABEL_ENCODINGS = ("auto", "trainIds", "label ids", "colours")
 """How :func:`load_label` reads a label map's values; "auto" decides from the whole set of values."""
 LABEL_FORMATS = ("PNG", "TIFF", "BMP", "PPM")
 """Lossless formats a label map may come in (JPEG and WebP would change the ids at class borders)."""
-MAX_LABEL_ID = 34  # Cityscapes' label ids stop at 33, GTA5's at 34 (licence plate, ignored)
 
 
 class AmbiguousLabelError(ImageError):
@@ -392,46 +401,28 @@ def _label_values(picture: Any) -> tuple[np.ndarray, str]:
 
 def _read_ids(values: np.ndarray, encoding: str, declared: str | None) -> tuple[np.ndarray, str]:
     """trainIds from a map of ids, read as ``encoding`` (see :data:`LABEL_ENCODINGS`); never a silent remap."""
-    from segdemo.labels import id_to_train_id
-
-    present = np.unique(values.astype(np.int64))
-    is_train_id = (present >= 0) & ((present < NUM_CLASSES) | (present == IGNORE_INDEX))
-    is_label_id = (present >= 0) & (present <= MAX_LABEL_ID)
-
-    def listed(mask: np.ndarray) -> str:
-        bad = present[~mask]
-        return ", ".join(str(int(v)) for v in bad[:5]) + (", ..." if len(bad) > 5 else "")
-
     if encoding == "colours":
         raise ImageError("the label map holds ids (a grey or palette image), not colours")
-    if encoding == "auto":
-        if declared == "trainIds" and is_train_id.all():
-            encoding = "trainIds"  # a mask this app wrote says how it is meant
-        elif is_train_id.all() and is_label_id.all() and IGNORE_INDEX not in present:
-            raise AmbiguousLabelError(
-                f"every value of the label map ({listed(np.zeros_like(present, bool))}) is both a trainId and a "
-                "Cityscapes label id, so it could mean two different sets of classes: choose how to read it")
-        elif is_train_id.all():
-            encoding = "trainIds"
-        elif is_label_id.all():
-            encoding = "label ids"
-        elif not (is_train_id | is_label_id).all():
-            raise ImageError(
-                f"the label map holds {listed(is_train_id | is_label_id)}: neither trainIds (0-{NUM_CLASSES - 1}, "
-                f"{IGNORE_INDEX}) nor label ids (0-{MAX_LABEL_ID}); no class is guessed")
-        else:
-            raise ImageError(
-                f"the label map mixes the two conventions ({listed(is_label_id)} only as trainIds, "
-                f"{listed(is_train_id)} only as label ids); no class is guessed")
-    if encoding == "trainIds":
-        if not is_train_id.all():
-            raise ImageError(f"read as trainIds, the label map holds {listed(is_train_id)}, which are none "
-                             f"(0-{NUM_CLASSES - 1} or {IGNORE_INDEX})")
-        return values.astype(np.uint8), "trainIds"
-    if not is_label_id.all():
-        raise ImageError(f"read as label ids, the label map holds {listed(is_label_id)}, which are none "
-                         f"(0-{MAX_LABEL_ID})")
-    return id_to_train_id(values.astype(np.int64)), "label ids"
+    try:
+        return ids_to_train_ids(values, encoding, declared)
+    except LabelValuesError as exc:
+        error = AmbiguousLabelError if exc.reason == "ambiguous" else ImageError
+        raise error(_LABEL_PROBLEMS[exc.reason].format(
+            values=listed_values(exc.values), others=listed_values(exc.others),
+            present=listed_values(present_values(values)),
+            train=f"0-{NUM_CLASSES - 1}, {IGNORE_INDEX}", ids=f"0-{MAX_ANY_LABEL_ID}",
+        )) from None
+
+
+_LABEL_PROBLEMS = {
+    "ambiguous": "every value of the label map ({present}) is both a trainId and a Cityscapes label id, so it could "
+    "mean two different sets of classes: choose how to read it",
+    "neither": "the label map holds {values}: neither trainIds ({train}) nor label ids ({ids}); no class is guessed",
+    "mixed": "the label map mixes the two conventions ({values} only as trainIds, {others} only as label ids); "
+    "no class is guessed",
+    "not trainIds": "read as trainIds, the label map holds {values}, which are none ({train})",
+    "not label ids": "read as label ids, the label map holds {values}, which are none ({ids})",
+}
 
 
 def load_label(source: Any, size: tuple[int, int] | None = None, encoding: str = "auto") -> tuple[np.ndarray, str]:
@@ -445,13 +436,13 @@ def load_label(source: Any, size: tuple[int, int] | None = None, encoding: str =
     :class:`AmbiguousLabelError` when every value is both (no 255, all of them 0-18), so that the user says
     which. Values that fit neither are refused, never remapped. Any mode PIL decodes (grey, palette, 16-bit,
     with alpha, RGB, ...) works or gets one sentence. ``size`` = (height, width) the label must have.
-    Problems raise :class:`segdemo.inference.ImageError`.
+    Problems raise :class:`segdemo.images.ImageError`.
     """
     import io
 
     from PIL import Image, UnidentifiedImageError
 
-    from segdemo.inference import check_dimensions
+    from segdemo.images import check_dimensions
     from segdemo.labels import PALETTE
     from segdemo.viz import PNG_LABELS_KEY
 

@@ -37,10 +37,11 @@ How a label's values are read is decided per file:
 
 * ``*_labelTrainIds.png``: trainIds; every value must be in 0-18 or 255.
 * ``*_labelIds.png``: label ids 0-34, mapped with :func:`segdemo.labels.id_to_train_id`.
-* same-name label: trainIds if every value is in 0-18 or 255, otherwise label ids if every value
-  is <= 34, otherwise an error. (A label-id map that only uses ids <= 18 would be read as
-  trainIds; real label-id maps always contain ids > 18 such as sky = 23, so this does not happen
-  in practice, but rename such files to ``*_gtFine_labelIds.png`` to be explicit.)
+* same-name label: decided by :func:`segdemo.labels.ids_to_train_ids` (the rule the app's label uploads
+  follow too): trainIds if every value is in 0-18 or 255 and 255 occurs, label ids if every value is
+  <= 34 and one is above 18, otherwise an error. A map with only values 0-18 and no 255 could be either
+  and is refused with a message to rename it ``*_gtFine_labelTrainIds.png`` or ``*_gtFine_labelIds.png``
+  (real trainId maps nearly always hold ignore pixels, real label-id maps ids such as sky = 23).
 """
 
 from __future__ import annotations
@@ -60,11 +61,18 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
-from .labels import IGNORE_INDEX, NUM_CLASSES, id_to_train_id
+from .labels import (
+    IGNORE_INDEX,
+    LABEL_IDS,
+    MAX_ANY_LABEL_ID,
+    NUM_CLASSES,
+    TRAIN_IDS,
+    LabelValuesError,
+    ids_to_train_ids,
+    listed_values,
+)
+from .normalization import IMAGENET_MEAN, IMAGENET_STD, normalize
 from .sample_cache import SampleCache
-
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 GTA5_SIZE: tuple[int, int] = (1280, 720)
 """(width, height) the report trains GTA5 at."""
@@ -72,9 +80,6 @@ CITYSCAPES_SIZE: tuple[int, int] = (1024, 512)
 """(width, height) the report evaluates Cityscapes at."""
 NATIVE = "native"
 """``label_size`` that keeps labels at their native resolution."""
-
-MAX_GTA5_LABEL_ID = 34
-"""Largest label id allowed in a label-id map: Cityscapes stops at 33, GTA5 also uses 34 (-> ignore)."""
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -116,41 +121,6 @@ default) or warn (:class:`BadSampleWarning`, naming the file) and return None ("
 # ----------------------------------------------------------------------------------------------
 # Normalisation helpers
 # ----------------------------------------------------------------------------------------------
-
-
-def _channel_stats(
-    x: torch.Tensor, mean: Sequence[float], std: Sequence[float]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    if not x.is_floating_point():
-        # Normalising uint8 would silently give garbage: the caller forgot to scale to [0, 1].
-        raise TypeError(f"expected a floating point tensor in [0, 1], got dtype {x.dtype}")
-    if x.ndim < 3 or x.shape[-3] != len(mean) or len(mean) != len(std):
-        raise ValueError(
-            f"expected a (N x) {len(mean)} x H x W tensor matching mean/std of length {len(mean)}/{len(std)}, "
-            f"got shape {tuple(x.shape)}"
-        )
-    mean_t = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)
-    std_t = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
-    return mean_t, std_t
-
-
-def normalize(
-    batch: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
-) -> torch.Tensor:
-    """Return ``(batch - mean) / std`` per channel for a float N x 3 x H x W (or 3 x H x W) tensor in [0, 1].
-
-    Works on any device and dtype; the input is not modified.
-    """
-    mean_t, std_t = _channel_stats(batch, mean, std)
-    return (batch - mean_t) / std_t
-
-
-def denormalize(
-    batch: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
-) -> torch.Tensor:
-    """Invert :func:`normalize`: return ``batch * std + mean`` (values in [0, 1] again, not clamped)."""
-    mean_t, std_t = _channel_stats(batch, mean, std)
-    return batch * std_t + mean_t
 
 
 # ----------------------------------------------------------------------------------------------
@@ -212,37 +182,25 @@ def _read_label(path: Path) -> np.ndarray:
     return values
 
 
-def _present_values(values: np.ndarray) -> np.ndarray:
-    """Sorted distinct values of a label map (bincount is much faster than np.unique for uint8)."""
-    if values.dtype == np.uint8:
-        return np.flatnonzero(np.bincount(values.ravel(), minlength=256))
-    return np.unique(values)
-
-
 def _to_train_ids(values: np.ndarray, kind: str, path: Path) -> np.ndarray:
     """Turn a raw label map into uint8 trainIds, checking its values against the file's convention."""
-    present = _present_values(values)
-    train_ok = (present >= 0) & ((present < NUM_CLASSES) | (present == IGNORE_INDEX))
-    ids_ok = (present >= 0) & (present <= MAX_GTA5_LABEL_ID)
-    if kind == _AUTO:  # same-name label: trainIds if they fit, else label ids (module docstring)
-        kind = _TRAIN_IDS if train_ok.all() else _LABEL_IDS if ids_ok.all() else _AUTO
-    if kind == _TRAIN_IDS and train_ok.all():
-        return values.astype(np.uint8, copy=False)
-    if kind == _LABEL_IDS and ids_ok.all():
-        return id_to_train_id(values)
-    train_text = f"trainIds 0-{NUM_CLASSES - 1} or {IGNORE_INDEX}"
-    ids_text = f"label ids 0-{MAX_GTA5_LABEL_ID}"
-    ok, expected = {
-        _TRAIN_IDS: (train_ok, train_text),
-        _LABEL_IDS: (ids_ok, ids_text),
-        _AUTO: (ids_ok, f"{train_text}, or {ids_text}"),
-    }[kind]
-    bad = present[~ok]
-    shown = ", ".join(str(int(v)) for v in bad[:5]) + (", ..." if len(bad) > 5 else "")
-    raise DatasetError(
-        f"label {path} contains unexpected value(s) {shown}: expected {expected}. Re-extract the file from "
-        f"the dataset archive (labels must be id maps, not colour-coded or resized with interpolation)"
-    )
+    encoding = {_TRAIN_IDS: TRAIN_IDS, _LABEL_IDS: LABEL_IDS, _AUTO: "auto"}[kind]
+    try:
+        return ids_to_train_ids(values, encoding)[0]
+    except LabelValuesError as exc:
+        if exc.reason == "ambiguous":
+            raise DatasetError(
+                f"label {path} holds only values 0-{NUM_CLASSES - 1} ({listed_values(exc.values)}), which read as "
+                "trainIds and as label ids mean different classes: name it X_gtFine_labelTrainIds.png or "
+                "X_gtFine_labelIds.png to say which"
+            ) from None
+        train_text = f"trainIds 0-{NUM_CLASSES - 1} or {IGNORE_INDEX}"
+        ids_text = f"label ids 0-{MAX_ANY_LABEL_ID}"
+        expected = {_TRAIN_IDS: train_text, _LABEL_IDS: ids_text, _AUTO: f"{train_text}, or {ids_text}"}[kind]
+        raise DatasetError(
+            f"label {path} contains unexpected value(s) {listed_values(exc.values)}: expected {expected}. Re-extract "
+            "the file from the dataset archive (labels must be id maps, not colour-coded or resized with interpolation)"
+        ) from None
 
 
 # ----------------------------------------------------------------------------------------------

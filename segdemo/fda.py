@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -309,15 +309,28 @@ def _crop_centre(spec: np.ndarray, window: tuple[int, int, int, int], zoom: floa
     return crop, (t - top, lft - left, b - top, r - left)
 
 
-def fda_preview(source: np.ndarray, target: np.ndarray, beta: float, zoom: float = 1.0) -> dict[str, Any]:
-    """Everything the app's FDA page shows, from two 8-bit RGB images.
+class FDAPreview(NamedTuple):
+    """Output of :func:`fda_preview`: one amplitude swap and its spectra, as numpy arrays the source's size."""
 
-    Returns ``"result"`` (:func:`translate_image`), ``"target"`` (resized to the source),
-    ``"spectra"``: ``{"source", "target", "result"}`` RGB pictures of the log-amplitude spectra
-    with the swapped window outlined (see :func:`segdemo.viz.spectrum_image`), ``"window"``,
-    ``"b"`` (half-size of the window; it is ``2b+1`` pixels wide) and ``"zoom"``. ``zoom > 1`` shows
-    only the central ``1/zoom`` of each spectrum, enlarged back to the image size (nearest
-    neighbour), so small windows are visible.
+    result: np.ndarray
+    """H x W x 3 uint8: the source in the target's style (:func:`translate_image`)."""
+    target: np.ndarray
+    """The target image resized to the source's size."""
+    spectra: dict[str, np.ndarray]
+    """``{"source", "target", "result"}``: RGB pictures of the log-amplitude spectra with the swapped window
+    outlined (see :func:`segdemo.viz.spectrum_image`)."""
+    window: tuple[int, int, int, int]
+    """The swapped window in the spectrum pictures, as :func:`amplitude_spectra` gives it."""
+    b: int
+    """Half-size of the window; it is ``2b+1`` frequencies wide."""
+    zoom: float
+
+
+def fda_preview(source: np.ndarray, target: np.ndarray, beta: float, zoom: float = 1.0) -> FDAPreview:
+    """Everything the app's FDA page shows, from two 8-bit RGB images (see :class:`FDAPreview`).
+
+    ``zoom > 1`` shows only the central ``1/zoom`` of each spectrum, enlarged back to the image size
+    (nearest neighbour), so small windows are visible.
     """
     import cv2
 
@@ -339,11 +352,11 @@ def fda_preview(source: np.ndarray, target: np.ndarray, beta: float, zoom: float
         if picture.shape[:2] != (height, width):
             picture = cv2.resize(picture, (width, height), interpolation=cv2.INTER_NEAREST)
         pictures[key] = picture
-    return {
-        "result": translate_image(source, target, beta),
-        "target": target,
-        "spectra": pictures,
-        "window": spectra["window"],
-        "b": spectra["b"],
-        "zoom": float(zoom),
-    }
+    return FDAPreview(
+        result=translate_image(source, target, beta),
+        target=target,
+        spectra=pictures,
+        window=spectra["window"],
+        b=spectra["b"],
+        zoom=float(zoom),
+    )

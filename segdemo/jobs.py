@@ -43,7 +43,7 @@ __all__ = [
 
 REPO = Path(__file__).resolve().parents[1]
 PROGRESS_FILE = ".demo_progress.json"
-"""The demo's progress file; must equal ``train.demo.PROGRESS_FILE`` (a test checks it)."""
+"""The demo's progress file, written by ``train.demo`` and read here."""
 LOG_FILE = ".demo.log"
 PID_FILE = ".demo.pid"
 DEMO_DURATION = ("the source-only checkpoint after 2.3 min and all eight in 13.6 min on a 2-core AMD EPYC; "

@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from segdemo.checkpoints import list_checkpoints
+from segdemo.catalogue import CheckpointEntry, list_checkpoints
 from segdemo.labels import CLASS_NAMES
 
 REPORT_CSV = Path(__file__).with_name("data") / "report_results.csv"
@@ -87,21 +87,21 @@ def evaluation_rows(root: str | Path = "checkpoints") -> list[dict[str, Any]]:
     ``train_data`` (what the checkpoint was trained on).
     """
     rows = []
-    for info in list_checkpoints(root):
-        if info["error"] or info["format"] != "folder" or info["miou"] is None:
+    for entry in list_checkpoints(root):
+        if not entry.usable or entry.format != "folder" or entry.miou is None:
             continue
-        iou = info["iou"] or {}
+        iou = entry.iou or {}
         rows.append({
-            "source": info["name"],
-            "name": info["name"],
-            "label": f"{info['name']} ({info['eval_kind']})",
-            "variant": info["variant"],
-            "model": info["model"],
+            "source": entry.name,
+            "name": entry.name,
+            "label": f"{entry.name} ({entry.eval_kind})",
+            "variant": entry.variant,
+            "model": entry.model,
             "method": None,
-            "data": info["eval_kind"],
-            "train_data": info["train_data"],
-            "measured_on": info["measured_on"] or "unknown data",
-            "miou": info["miou"],
+            "data": entry.eval_kind,
+            "train_data": entry.train_data,
+            "measured_on": entry.measured_on or "unknown data",
+            "miou": entry.miou,
             "iou": {name: iou.get(name) for name in CLASS_NAMES},
             "latency_ms": None,
             "flops": None,
@@ -174,19 +174,19 @@ def delta_frame(frame: Any, a: str, b: str) -> Any:
     return out
 
 
-def checkpoints_frame(infos: list[dict[str, Any]]) -> Any:
-    """The Home page's table of :func:`segdemo.checkpoints.list_checkpoints` entries."""
+def checkpoints_frame(entries: list[CheckpointEntry]) -> Any:
+    """The Home page's table of :func:`segdemo.catalogue.list_checkpoints` entries."""
     import pandas as pd
 
     records = [{
-        "name": info["name"],
-        "variant": info["variant"] or "",
-        "model": info["model"] or "?",
-        "training data": info["train_data"],
-        "mIoU": _nan(info["miou"]),
-        "measured on": info["measured_on"] or "not evaluated",
-        "status": "ok" if not info["error"] else f"unusable: {info['error']}",
-    } for info in infos]
+        "name": entry.name,
+        "variant": entry.variant or "",
+        "model": entry.model or "?",
+        "training data": entry.train_data,
+        "mIoU": _nan(entry.miou),
+        "measured on": entry.measured_on or "not evaluated",
+        "status": "ok" if entry.usable else f"unusable: {entry.error}",
+    } for entry in entries]
     columns = ["name", "variant", "model", "training data", "mIoU", "measured on", "status"]
     return pd.DataFrame.from_records(records, columns=columns)
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from segdemo.files import atomic_write
 
 CACHE_FORMAT = 1  # bump when what an entry holds changes
 
@@ -71,14 +72,8 @@ class SampleCache:
         arrays = {"image": np.ascontiguousarray(image, dtype=np.uint8)}
         if label is not None:
             arrays["label"] = np.ascontiguousarray(label, dtype=np.uint8)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # a cache: atomic (never half an entry) but not flushed, a lost entry is decoded again
+        atomic_write(path, lambda tmp: np.savez(tmp, **arrays), durable=False)
 
     def entries(self) -> int:
         """How many entries the cache holds."""

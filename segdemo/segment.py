@@ -3,7 +3,7 @@
     python -m segdemo.segment street.jpg more/*.png --checkpoint checkpoints/bisenet_gta5_dacs --out segmented/
 
 For every image it writes ``OUT/<stem>_mask.png`` (trainIds 0-18, palette PNG) and ``OUT/<stem>_overlay.png``.
-Files are decoded exactly as the app decodes uploads (:func:`segdemo.inference.load_image`: the same limits
+Files are decoded exactly as the app decodes uploads (:func:`segdemo.images.load_image`: the same limits
 and the same one-sentence messages). A file that cannot be used gets one line on stderr naming it, and the
 others are still segmented.
 
@@ -20,39 +20,35 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import numpy as np
-from torch import nn
 
-from segdemo.checkpoints import CheckpointError, atomic_write, load_model
+from segdemo.checkpoints import CheckpointError
+from segdemo.files import atomic_write
 from segdemo.hardware import resolve_device
-from segdemo.inference import MAX_UPLOAD_BYTES, Prediction, load_image, predict
-from segdemo.viz import label_png_bytes, overlay, to_png_bytes, written_by_segdemo
+from segdemo.images import MAX_UPLOAD_BYTES, load_image
+from segdemo.inference import Prediction, Segmenter
+from segdemo.viz import OVERLAY_ALPHA, label_png_bytes, overlay, to_png_bytes, written_by_segdemo
 
 __all__ = ["conflicts", "main", "output_paths", "segment_file"]
 
-DEFAULT_ALPHA = 0.55  # the app's default overlay opacity
-
-
 def segment_file(
     source: bytes | str | os.PathLike[str] | BinaryIO,
-    model: nn.Module,
-    meta: Mapping[str, Any],
+    segmenter: Segmenter,
     out_dir: str | os.PathLike[str],
     name: str,
-    alpha: float = DEFAULT_ALPHA,
+    alpha: float = OVERLAY_ALPHA,
     max_bytes: int = MAX_UPLOAD_BYTES,
 ) -> tuple[Prediction, Path, Path]:
     """Decode ``source`` as an upload, segment it, write ``<name>_mask.png`` and ``<name>_overlay.png``.
 
     Returns ``(prediction, mask path, overlay path)``. An unusable file raises
-    :class:`segdemo.inference.ImageError` before anything is written.
+    :class:`segdemo.images.ImageError` before anything is written.
     """
     image = load_image(source, max_bytes=max_bytes)
-    prediction = predict(model, meta, image)
+    prediction = segmenter.segment(image)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     mask_path, overlay_path = output_paths(out_dir, name)
     # Atomic: an interrupted run never leaves half a PNG under the final name.
@@ -112,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", type=Path, required=True,
                         help="our checkpoint folder or a course-template .pth")
     parser.add_argument("--out", type=Path, required=True, help="folder for the masks and overlays")
-    parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="overlay opacity, 0-1 (default 0.55)")
+    parser.add_argument("--alpha", type=float, default=OVERLAY_ALPHA, help=f"overlay opacity, 0-1 (default {OVERLAY_ALPHA})")
     parser.add_argument("--max-mb", type=_megabytes, default=MAX_UPLOAD_BYTES, dest="max_bytes",
                         help=f"refuse larger files (default {MAX_UPLOAD_BYTES // 2**20})")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
@@ -134,14 +130,14 @@ def main(argv: list[str] | None = None) -> int:
         print("nothing was written", file=sys.stderr)
         return 2
     try:
-        model, meta = load_model(args.checkpoint, device=resolve_device(args.device))
+        segmenter = Segmenter.from_checkpoint(args.checkpoint, device=resolve_device(args.device))
     except (CheckpointError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     failed = 0
     for path, name in zip(args.images, names):
         try:
-            prediction, mask_path, _ = segment_file(path, model, meta, args.out, name, args.alpha, args.max_bytes)
+            prediction, mask_path, _ = segment_file(path, segmenter, args.out, name, args.alpha, args.max_bytes)
         except (ValueError, RuntimeError) as exc:  # ImageError: the file; others: the model on this image
             failed += 1
             print(f"{path}: {exc}", file=sys.stderr)

@@ -34,6 +34,9 @@ __all__ = [
     "written_by_segdemo",
 ]
 
+OVERLAY_ALPHA = 0.55
+"""The default opacity of a label overlay (app pages, ``segdemo.segment``)."""
+
 DISAGREEMENT_COLOR = (255, 0, 255)
 """Magenta: absent from the Cityscapes palette, so it never reads as a class."""
 WINDOW_COLOR = (255, 0, 0)

@@ -233,7 +233,7 @@ def test_home_imports_within_a_size_limit_and_a_quota_and_removes_an_import(empt
 
 
 def test_only_imported_checkpoints_can_be_removed(tmp_path, template_bytes):
-    from segdemo.checkpoints import (
+    from segdemo.catalogue import (
         import_template_checkpoint,
         imported_checkpoints,
         remove_imported_checkpoint,

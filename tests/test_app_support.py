@@ -16,18 +16,15 @@ import torch
 from PIL import Image
 
 from segdemo import jobs
-from segdemo.checkpoints import (
-    CheckpointError,
+from segdemo.catalogue import (
     checkpoint_fingerprint,
-    default_metadata,
     describe_checkpoint,
     discover_checkpoints,
     eval_kind,
     import_template_checkpoint,
     list_checkpoints,
-    load_model,
-    save_checkpoint,
 )
+from segdemo.checkpoints import CheckpointError, default_metadata, load_model, save_checkpoint
 from segdemo.dacs import (
     AmbiguousLabelError,
     class_mix,
@@ -38,7 +35,7 @@ from segdemo.dacs import (
     weight_image,
 )
 from segdemo.fda import fda_preview, fda_source_to_target, resize_to, translate_image
-from segdemo.inference import ImageError, load_image
+from segdemo.images import ImageError, load_image
 from segdemo.labels import CLASS_NAMES, PALETTE, TRAIN_ID_TO_LABEL_ID, colorize, id_to_train_id
 from segdemo.models import build_model
 from segdemo.results import (
@@ -105,26 +102,26 @@ def test_discover_finds_folders_and_template_files_but_not_training_state(root):
 
 
 def test_list_describes_each_checkpoint(root):
-    infos = {i["name"]: i for i in list_checkpoints(root)}
+    infos = {i.name: i for i in list_checkpoints(root)}
     evaluated = infos["evaluated"]
-    assert (evaluated["format"], evaluated["variant"], evaluated["model"], evaluated["train_data"]) == (
+    assert (evaluated.format, evaluated.variant, evaluated.model, evaluated.train_data) == (
         "folder", "bisenet_gta5_dacs", "bisenet", "procedural")
-    assert evaluated["miou"] == 40.0 and evaluated["eval_kind"] == "procedural" and evaluated["error"] is None
-    assert evaluated["measured_on"].startswith("procedural") and evaluated["input_size"] == [64, 128]
-    assert infos["runs/real"]["train_data"] == "real" and infos["runs/real"]["eval_kind"] == "real"
-    assert infos["plain"]["miou"] is None and infos["plain"]["measured_on"] is None
-    assert infos["plain"]["train_data"] == "unknown"
+    assert evaluated.miou == 40.0 and evaluated.eval_kind == "procedural" and evaluated.error is None
+    assert evaluated.measured_on.startswith("procedural") and evaluated.input_size == [64, 128]
+    assert infos["runs/real"].train_data == "real" and infos["runs/real"].eval_kind == "real"
+    assert infos["plain"].miou is None and infos["plain"].measured_on is None
+    assert infos["plain"].train_data == "unknown"
     template = infos["uploads/template.pth"]
-    assert (template["format"], template["model"], template["train_data"], template["error"]) == (
+    assert (template.format, template.model, template.train_data, template.error) == (
         "template", "bisenet", "unknown", None)
-    assert "cannot load" in infos["broken.pth"]["error"]
+    assert "cannot load" in infos["broken.pth"].error
 
 
 def test_describe_reports_a_damaged_folder_instead_of_raising(tmp_path, bisenet):
     save_checkpoint(bisenet, tmp_path / "ck", _meta("x"))
     (tmp_path / "ck" / "meta.json").write_text("{broken")
     info = describe_checkpoint(tmp_path / "ck", tmp_path)
-    assert info["name"] == "ck" and "not valid JSON" in info["error"]
+    assert info.name == "ck" and "not valid JSON" in info.error
 
 
 def test_eval_kind_reads_the_evaluation_description():
@@ -220,18 +217,18 @@ def test_translate_image_rejects_bad_input(pair):
 def test_fda_preview_draws_the_window_and_zooms(pair):
     source, target = pair
     preview = fda_preview(source, target, 0.05)
-    assert preview["b"] == 3 and preview["window"] == (29, 61, 36, 68)
-    assert preview["target"].shape == source.shape and np.array_equal(preview["result"],
+    assert preview.b == 3 and preview.window == (29, 61, 36, 68)
+    assert preview.target.shape == source.shape and np.array_equal(preview.result,
                                                                       translate_image(source, target, 0.05))
-    for picture in preview["spectra"].values():
+    for picture in preview.spectra.values():
         assert picture.shape == source.shape and picture.dtype == np.uint8
         assert (picture == WINDOW_COLOR).all(axis=2).sum() > 0
     zoomed = fda_preview(source, target, 0.05, zoom=4)
     # 4x zoom: the ring around the 7x7 window is four times as long and as thick.
-    ring = (preview["spectra"]["source"] == WINDOW_COLOR).all(axis=2).sum()
-    assert (zoomed["spectra"]["source"] == WINDOW_COLOR).all(axis=2).sum() == 16 * ring
+    ring = (preview.spectra["source"] == WINDOW_COLOR).all(axis=2).sum()
+    assert (zoomed.spectra["source"] == WINDOW_COLOR).all(axis=2).sum() == 16 * ring
     off = fda_preview(source, target, 0.0)
-    assert not (off["spectra"]["source"] == WINDOW_COLOR).all(axis=2).any()
+    assert not (off.spectra["source"] == WINDOW_COLOR).all(axis=2).any()
     with pytest.raises(ValueError, match="zoom"):
         fda_preview(source, target, 0.05, zoom=0.5)
 

@@ -145,11 +145,11 @@ def test_missing_or_broken_metadata(tmp_path):
     ("num_classes", 10, "10 classes"),
 ])
 def test_unusable_metadata_is_refused_when_listed_and_when_loaded(tmp_path, field, value, message):
-    from segdemo.checkpoints import describe_checkpoint
+    from segdemo.catalogue import describe_checkpoint
 
     save_checkpoint(build_model("bisenet"), tmp_path / "ck", default_metadata("bisenet", **{field: value}))
     info = describe_checkpoint(tmp_path / "ck", tmp_path)
-    assert info["error"] and message in info["error"]  # listed with its reason, so never offered as usable
+    assert info.error and message in info.error  # listed with its reason, so never offered as usable
     with pytest.raises(CheckpointError, match=re.escape(message)):
         load_model(tmp_path / "ck")
 
@@ -216,7 +216,8 @@ def test_metadata_without_a_required_field_is_refused(tmp_path, field):
 _MEMORY_PROBE = """
 import json, sys
 import torch
-from segdemo.checkpoints import CheckpointError, import_template_checkpoint, load_model
+from segdemo.catalogue import import_template_checkpoint
+from segdemo.checkpoints import CheckpointError, load_model
 
 def peak_kib():
     fields = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)

@@ -13,18 +13,9 @@ from PIL import Image
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as F
 
-from segdemo.datasets import (
-    GTA5,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    Cityscapes,
-    DatasetError,
-    SizeMismatchWarning,
-    denormalize,
-    normalize,
-    validate_root,
-)
+from segdemo.datasets import GTA5, Cityscapes, DatasetError, SizeMismatchWarning, validate_root
 from segdemo.labels import IGNORE_INDEX, id_to_train_id
+from segdemo.normalization import IMAGENET_MEAN, IMAGENET_STD, denormalize, normalize
 
 GTA5_FIXTURES = Path(__file__).resolve().parents[2] / "shared/fixtures/gta5"
 VALID_TRAIN_IDS = set(range(19)) | {IGNORE_INDEX}

@@ -14,21 +14,11 @@ from PIL import Image
 from torch import nn
 
 from segdemo.checkpoints import default_metadata, load_model, save_checkpoint
-from segdemo.inference import (
-    MAX_UPLOAD_BYTES,
-    ImageError,
-    Prediction,
-    browser_video_suffix,
-    load_image,
-    predict,
-    predict_many,
-    preprocess,
-    segment_video,
-    to_rgb,
-    video_codec,
-)
+from segdemo.images import MAX_UPLOAD_BYTES, ImageError, load_image, to_rgb
+from segdemo.inference import Prediction, Segmenter, predict, predict_many, preprocess
 from segdemo.labels import PALETTE
 from segdemo.models import build_model
+from segdemo.video import browser_video_suffix, segment_video, video_codec
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SKY, VEGETATION, CAR, PERSON = 10, 8, 13, 11  # classes whose colours are far apart and not R/B-symmetric
@@ -528,7 +518,7 @@ def test_segment_video_writes_every_frame(tmp_path, bisenet, suffix):
     write_video(src, [np.asarray(noise_photo(64, 48, seed=i)) for i in range(8)])
     calls = []
     out, count = segment_video(
-        src, *bisenet, tmp_path / f"out{suffix}", progress=lambda i, n: calls.append((i, n))
+        src, Segmenter(*bisenet), tmp_path / f"out{suffix}", progress=lambda i, n: calls.append((i, n))
     )
     assert out == tmp_path / f"out{suffix}" and count == 8
     frames = read_video(out)
@@ -541,7 +531,7 @@ def test_segment_video_overlays_the_right_colours(tmp_path, colour_model):
     picture, truth = painted(48, 64)
     src = tmp_path / "painted.avi"
     write_video(src, [picture] * 4)
-    out, count = segment_video(src, *colour_model, tmp_path / "out.webm", alpha=1.0, max_frames=3)
+    out, count = segment_video(src, Segmenter(*colour_model), tmp_path / "out.webm", alpha=1.0, max_frames=3)
     assert count == 3
     frames = read_video(out)
     assert len(frames) == 3
@@ -556,7 +546,7 @@ def test_segment_video_overlays_the_right_colours(tmp_path, colour_model):
 def test_segment_video_odd_size_is_trimmed_to_even(tmp_path, colour_model):
     src = tmp_path / "odd.avi"
     write_video(src, [np.asarray(noise_photo(63, 47, seed=i)) for i in range(3)])
-    out, count = segment_video(src, *colour_model, tmp_path / "odd.webm")
+    out, count = segment_video(src, Segmenter(*colour_model), tmp_path / "odd.webm")
     frames = read_video(out)
     assert count == 3 and len(frames) == 3 and frames[0].shape == (46, 62, 3)
 
@@ -565,20 +555,20 @@ def test_segment_video_bad_inputs(tmp_path, colour_model):
     fake = tmp_path / "clip.mp4"
     fake.write_text("not a video at all\n" * 50)
     with pytest.raises(ImageError, match="^this is not a video OpenCV can read") as info:
-        segment_video(fake, *colour_model, tmp_path / "out.webm")
+        segment_video(fake, Segmenter(*colour_model), tmp_path / "out.webm")
     assert "clip.mp4" not in str(info.value)  # the caller names the user's file, not the name it was saved as
     empty = tmp_path / "zero.mp4"
     empty.write_bytes(b"")
     with pytest.raises(ImageError, match=r"^the file is empty \(0 bytes\)$"):
-        segment_video(empty, *colour_model, tmp_path / "out.webm")
+        segment_video(empty, Segmenter(*colour_model), tmp_path / "out.webm")
     with pytest.raises(ImageError, match="does not exist"):
-        segment_video(tmp_path / "missing.mp4", *colour_model, tmp_path / "out.webm")
+        segment_video(tmp_path / "missing.mp4", Segmenter(*colour_model), tmp_path / "out.webm")
     src = tmp_path / "ok.avi"
     write_video(src, [np.asarray(noise_photo(32, 24))] * 2)
     with pytest.raises(ImageError, match=r"\.xyz"):
-        segment_video(src, *colour_model, tmp_path / "out.xyz")
+        segment_video(src, Segmenter(*colour_model), tmp_path / "out.xyz")
     with pytest.raises(ValueError, match="alpha"):
-        segment_video(src, *colour_model, tmp_path / "out.webm", alpha=2)
+        segment_video(src, Segmenter(*colour_model), tmp_path / "out.webm", alpha=2)
     assert not (tmp_path / "out.webm").exists()
 
 
@@ -591,5 +581,5 @@ def test_segment_video_failure_leaves_no_partial_file(tmp_path, colour_model):
             raise KeyboardInterrupt  # e.g. the user closed the page
 
     with pytest.raises(KeyboardInterrupt):
-        segment_video(src, *colour_model, tmp_path / "out.webm", progress=stop)
+        segment_video(src, Segmenter(*colour_model), tmp_path / "out.webm", progress=stop)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.avi"]

@@ -17,7 +17,8 @@ from PIL import Image
 from upload_cases import encode, photo, red_corners, uploads
 
 from segdemo.checkpoints import default_metadata, load_model, save_checkpoint
-from segdemo.inference import ImageError
+from segdemo.images import ImageError
+from segdemo.inference import Segmenter
 from segdemo.models import build_model
 from segdemo.segment import main, segment_file
 
@@ -162,7 +163,7 @@ def test_random_bytes_are_refused_in_one_sentence_or_segmented(bisenet, out_dir,
     for old in out.glob("*"):
         old.unlink()
     try:
-        prediction, mask_path, _ = segment_file(prefix + body, *bisenet, out, "x")
+        prediction, mask_path, _ = segment_file(prefix + body, Segmenter(*bisenet), out, "x")
     except ImageError as exc:
         assert str(exc) and "\n" not in str(exc) and "BytesIO" not in str(exc)
         assert not out.exists() or not list(out.iterdir())  # nothing written
@@ -202,7 +203,7 @@ def test_random_valid_images_are_segmented_at_their_size(bisenet, out_dir, mode,
     width, height = size
     data = _valid_image(mode, width, height, seed)
     source = io.BytesIO(data) if as_file else data  # an open upload or its bytes
-    prediction, mask_path, overlay_path = segment_file(source, *bisenet, out_dir / "valid", "x")
+    prediction, mask_path, overlay_path = segment_file(source, Segmenter(*bisenet), out_dir / "valid", "x")
     assert prediction.train_ids.shape == (height, width)
     mask = read_png(mask_path)
     assert mask.shape == (height, width) and set(np.unique(mask).tolist()) <= LABEL_VALUES

@@ -12,6 +12,8 @@ import pkgutil
 from dataclasses import dataclass, fields
 from typing import Any
 
+from segdemo.dacs import CONFIDENCE_THRESHOLD
+
 METHODS = ("none", "fda", "dacs")
 AUGMENTATIONS = ("none", "aug1", "aug2", "aug12")
 AMP_DTYPES = ("auto", "bf16", "fp16")
@@ -43,7 +45,7 @@ class Config:
     fda_entropy_weight: float = 0.0  # the FDA paper's Charbonnier entropy on target predictions (0.005)
     fda_eta: float = 2.0
     # DACS
-    dacs_threshold: float = 0.968
+    dacs_threshold: float = CONFIDENCE_THRESHOLD
     dacs_ema: float = 0.99
     dacs_color_jitter: float = 0.2
     dacs_blur: bool = True

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import torch
 
-from segdemo.checkpoints import CheckpointError, atomic_write, read_metadata
+from segdemo.checkpoints import CheckpointError, read_metadata
+from segdemo.files import atomic_write
+from segdemo.jobs import PROGRESS_FILE
 from segdemo.results import format_table
 from train import resume
 from train.config import get_variant
@@ -49,7 +51,6 @@ DEMO_INIT = {
     "bisenet_gta5_fda": "bisenet_gta5_aug12",
     "bisenet_gta5_dacs": "bisenet_gta5_aug12",
 }
-PROGRESS_FILE = ".demo_progress.json"
 """Written into the checkpoint folder while the demo runs (the app's progress bar reads it):
 {"state": "generating" | "training" | "done" | "failed", "variant": str | None, "index": int, "count": int,
  "step": int, "total": int, "finished": [variant, ...], "message": str, "updated": unix time}."""

@@ -27,22 +27,15 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Sampler
 
 from segdemo.augment import BatchAugment, dacs_strong
-from segdemo.checkpoints import atomic_write, default_metadata, save_checkpoint
+from segdemo.checkpoints import default_metadata, save_checkpoint
 from segdemo.dacs import batch_statistics, class_mix, confidence_weight, ema_update
-from segdemo.datasets import (
-    GTA5,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    NATIVE,
-    Cityscapes,
-    DatasetError,
-    collate_usable,
-    normalize,
-)
+from segdemo.datasets import GTA5, NATIVE, Cityscapes, DatasetError, collate_usable
 from segdemo.fda import entropy_loss, fda_source_to_target
+from segdemo.files import atomic_write
 from segdemo.labels import IGNORE_INDEX
 from segdemo.metrics import ConfusionMatrix
 from segdemo.models import build_model
+from segdemo.normalization import IMAGENET_MEAN, IMAGENET_STD, normalize
 from train import resume
 from train.config import Config
 

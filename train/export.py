@@ -10,7 +10,8 @@ from pathlib import Path
 
 import torch
 
-from segdemo.checkpoints import CheckpointError, atomic_write, load_model
+from segdemo.checkpoints import CheckpointError, load_model
+from segdemo.files import atomic_write
 from segdemo.models.fast import INPUT_NAME, OUTPUT_NAME, OnnxRuntimeModel, export_onnx
 
 TOLERANCE = 1e-3

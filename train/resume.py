@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from segdemo.checkpoints import atomic_write, fsync_path
+from segdemo.files import atomic_write, fsync_path
 
 LAST = "last"  # <out>/last: a text file naming the newest complete state folder
 STATE_PREFIX = ".last-"
@@ -108,7 +108,7 @@ def resume_folder(out_dir: str | Path) -> Path | None:
 
 def new_state_folder(out_dir: Path, step: int) -> Path:
     """An empty hidden folder for the state of ``step``; :func:`commit_state` makes it the current one. Every
-    file of a state goes through :func:`segdemo.checkpoints.atomic_write`, which flushes it and the folder to
+    file of a state goes through :func:`segdemo.files.atomic_write`, which flushes it and the folder to
     the disk, so by the time ``last`` names the folder a power cut cannot tear it."""
     out_dir.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(dir=out_dir, prefix=f"{STATE_PREFIX}{step:09d}-"))

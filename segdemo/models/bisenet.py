@@ -100,7 +100,9 @@ class BiSeNet(nn.Module):
         self.feature_fusion_module = FeatureFusionModule(num_classes, 1024)
         self.conv = nn.Conv2d(num_classes, num_classes, 1)
 
-    def forward(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor, Tensor]:
+    def fuse(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Both paths fused at 1/8 resolution: ``(fused, feature16, feature32)``, the last two refined and
+        upsampled to 1/8 (the auxiliary heads' inputs)."""
         spatial = self.spatial_path(x)
         feature16, feature32, tail = self.context_path(x)
         feature16 = self.attention_refinement_module1(feature16)
@@ -109,6 +111,10 @@ class BiSeNet(nn.Module):
         feature16 = F.interpolate(feature16, size=size, mode="bilinear", align_corners=False)
         feature32 = F.interpolate(feature32, size=size, mode="bilinear", align_corners=False)
         fused = self.feature_fusion_module(spatial, torch.cat((feature16, feature32), dim=1))
+        return fused, feature16, feature32
+
+    def forward(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor, Tensor]:
+        fused, feature16, feature32 = self.fuse(x)
         logits = self.conv(F.interpolate(fused, scale_factor=8, mode="bilinear", align_corners=False))
         if not self.training:
             return logits

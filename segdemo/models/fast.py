@@ -36,8 +36,6 @@ from segdemo.models.bisenet import (
     BiSeNet,
     ContextPath,
     ConvBlock,
-    FeatureFusionModule,
-    SpatialPath,
 )
 from segdemo.models.deeplabv2 import Bottleneck, DeepLabV2
 
@@ -133,27 +131,14 @@ class InferenceBiSeNet(nn.Module):
 
     def __init__(self, model: BiSeNet) -> None:
         super().__init__()
-        folded = fold_batchnorm(model)
-        self.num_classes = folded.num_classes
-        self.spatial_path: SpatialPath = folded.spatial_path
-        self.context_path: ContextPath = folded.context_path
-        self.attention_refinement_module1 = folded.attention_refinement_module1
-        self.attention_refinement_module2 = folded.attention_refinement_module2
-        self.feature_fusion_module: FeatureFusionModule = folded.feature_fusion_module
-        self.conv = folded.conv
+        self.net = fold_batchnorm(model)  # its auxiliary heads stay unused
+        self.num_classes = self.net.num_classes
         self.eval()
 
     def forward(self, x: Tensor) -> Tensor:
-        spatial = self.spatial_path(x)
-        feature16, feature32, tail = self.context_path(x)
-        feature16 = self.attention_refinement_module1(feature16)
-        feature32 = self.attention_refinement_module2(feature32) * tail
-        size = spatial.shape[-2:]
-        feature16 = F.interpolate(feature16, size=size, mode="bilinear", align_corners=False)
-        feature32 = F.interpolate(feature32, size=size, mode="bilinear", align_corners=False)
-        fused = self.feature_fusion_module(spatial, torch.cat((feature16, feature32), dim=1))
+        fused, _, _ = self.net.fuse(x)
         # 1x1 conv, then upsample: equal to the reverse order (see the module docstring), 64x cheaper.
-        return F.interpolate(self.conv(fused), scale_factor=8, mode="bilinear", align_corners=False)
+        return F.interpolate(self.net.conv(fused), scale_factor=8, mode="bilinear", align_corners=False)
 
 
 def prepare_for_inference(model: nn.Module, channels_last: bool = True) -> nn.Module:

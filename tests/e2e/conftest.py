@@ -39,7 +39,7 @@ STEPS = 150
 
 
 def _batch(images: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
-    from segdemo.checkpoints import IMAGENET_MEAN, IMAGENET_STD
+    from segdemo.normalization import IMAGENET_MEAN, IMAGENET_STD
 
     x = torch.from_numpy(np.stack([im for im, _ in images])).permute(0, 3, 1, 2).float() / 255.0
     x = (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)

@@ -1,0 +1,5 @@
+import sys
+
+from segdemo.synthetic.cli import main
+
+sys.exit(main())

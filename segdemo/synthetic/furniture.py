@@ -1,0 +1,161 @@
+"""Street furniture: lamp posts, traffic signs and traffic lights."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from segdemo.labels import (
+    POLE,
+    TRAFFIC_LIGHT,
+    TRAFFIC_SIGN,
+)
+from segdemo.synthetic.geometry import ellipse
+from segdemo.synthetic.scene import Draw, Scene
+
+
+def plan_poles(scene: Scene) -> None:
+    rng = scene.rng
+    for _ in range(scene.poisson("pole")):
+        side = scene.plan.sides[-1 if rng.random() < 0.5 else 1]
+        x = side.sign * (side.road_edge + rng.uniform(0.3, 0.6))
+        z = rng.uniform(4, 90)
+        color = scene.color("pole")
+        arm = rng.random() < 0.6
+        h = rng.uniform(6, 9)
+        scene.add(z, lambda x=x, z=z, color=color, arm=arm, h=h: draw_lamp(scene, x, z, h, color, arm))
+    for _ in range(scene.poisson("sign")):
+        side = scene.plan.sides[-1 if rng.random() < 0.4 else 1]
+        x = side.sign * (side.road_edge + rng.uniform(0.3, 0.8))
+        z = rng.uniform(4, 70)
+        scene.add(z, sign_drawer(scene, x, z))
+    n_lights = scene.poisson("traffic_light")
+    z_cross = scene.plan.crosswalk if scene.plan.crosswalk is not None else rng.uniform(15, 60)
+    for i in range(n_lights):
+        overhead = i == 0 and rng.random() < 0.5
+        side = scene.plan.sides[1 if i % 2 == 0 else -1]
+        x = side.sign * (side.road_edge + 0.4)
+        z = z_cross + rng.uniform(-1.5, 1.5) + 3.5
+        scene.add(z, light_drawer(scene, x, z, overhead))
+
+
+def draw_pole(scene: Scene, x: float, z: float, h: float, color: np.ndarray, radius: float = 0.08) -> None:
+    scene.box(x - radius, x + radius, 0, h, z - radius, z + radius, color, POLE)
+
+
+def draw_lamp(scene: Scene, x: float, z: float, h: float, color: np.ndarray, arm: bool) -> None:
+    draw_pole(scene, x, z, h, color)
+    if arm:  # arm reaching over the road with the lamp head at its end
+        inward = -np.sign(x) * 1.8
+        scene.box(min(x, x + inward), max(x, x + inward), h - 0.12, h, z - 0.05, z + 0.05, color, POLE)
+        hx = x + inward
+        scene.box(hx - 0.3, hx + 0.3, h - 0.28, h - 0.05, z - 0.15, z + 0.15, color * 0.8, POLE)
+    else:
+        scene.box(x - 0.2, x + 0.2, h, h + 0.4, z - 0.2, z + 0.2, color * 0.8, POLE)
+
+
+def sign_drawer(scene: Scene, x: float, z: float) -> Draw:
+    rng = scene.rng
+    shapes = ["circle", "triangle", "diamond", "octagon", "square"]
+    if scene.has("rect_sign"):
+        shapes += ["rect", "rect"]
+    shape = shapes[int(rng.integers(len(shapes)))]
+    face, rim = scene.color("sign"), scene.color("sign")
+    size = rng.uniform(0.55, 0.8)
+    h = rng.uniform(2.0, 3.0)
+    pole = scene.color("pole")
+    back = x < 0 and rng.random() < 0.5  # signs for oncoming traffic show their grey backs
+    two = rng.random() < 0.3
+    return lambda: draw_sign(scene, x, z, h, shape, size, face, rim, pole, back, two)
+
+
+def sign_plate(scene: Scene, shape: str, cx: float, cy: float, r: float) -> np.ndarray:
+    if shape == "circle":
+        return ellipse(cx, cy, r, r, 16)
+    if shape == "triangle":
+        return np.array([(cx - r, cy + 0.7 * r), (cx + r, cy + 0.7 * r), (cx, cy - r)])
+    if shape == "diamond":
+        return np.array([(cx - r, cy), (cx, cy - r), (cx + r, cy), (cx, cy + r)])
+    if shape == "octagon":
+        return ellipse(cx, cy, r, r, 8)
+    if shape == "rect":
+        return np.array(
+            [
+                (cx - 1.4 * r, cy - 0.6 * r),
+                (cx + 1.4 * r, cy - 0.6 * r),
+                (cx + 1.4 * r, cy + 0.6 * r),
+                (cx - 1.4 * r, cy + 0.6 * r),
+            ]
+        )
+    return np.array(
+        [
+            (cx - r * 0.8, cy - r * 0.8),
+            (cx + r * 0.8, cy - r * 0.8),
+            (cx + r * 0.8, cy + r * 0.8),
+            (cx - r * 0.8, cy + r * 0.8),
+        ]
+    )
+
+
+def draw_sign(
+    scene: Scene,
+    x: float,
+    z: float,
+    h: float,
+    shape: str,
+    size: float,
+    face: np.ndarray,
+    rim: np.ndarray,
+    pole: np.ndarray,
+    back: bool,
+    two: bool,
+) -> None:
+    draw_pole(scene, x, z, h + size / 2, pole, radius=0.05)
+    (fx, fy), s = scene.billboard(x, z)
+    plates = [(h, shape)] + ([(h - size * 1.1, "rect" if shape != "rect" else "square")] if two else [])
+    for y, shp in plates:
+        r = size / 2 * s
+        cy = fy - y * s
+        outer = sign_plate(scene, shp, fx, cy, r)
+        if back:
+            scene.canvas.fill([outer], np.clip(pole * 1.1, 0, 1) * scene.light["front"], TRAFFIC_SIGN)
+            continue
+        scene.canvas.fill([outer], rim * scene.light["front"], TRAFFIC_SIGN)
+        scene.canvas.fill([sign_plate(scene, shp, fx, cy, r * 0.7)], face * scene.light["front"], None)
+
+
+def light_drawer(scene: Scene, x: float, z: float, overhead: bool) -> Draw:
+    housing, pole = scene.color("light_box"), scene.color("pole")
+    lit = int(scene.rng.integers(3))
+    h = scene.rng.uniform(2.4, 3.2)
+    reach = scene.rng.uniform(3, 6)
+    return lambda: draw_traffic_light(scene, x, z, h, housing, pole, lit, overhead, reach)
+
+
+def draw_traffic_light(
+    scene: Scene,
+    x: float,
+    z: float,
+    h: float,
+    housing: np.ndarray,
+    pole: np.ndarray,
+    lit: int,
+    overhead: bool,
+    reach: float,
+) -> None:
+    bw, bh = 0.32, 0.95
+    lamps = np.array([[0.95, 0.15, 0.1], [0.95, 0.7, 0.1], [0.2, 0.9, 0.4]], np.float32)
+    if overhead:
+        top = 5.6
+        draw_pole(scene, x, z, top + 0.2, pole, radius=0.11)
+        ax = x - np.sign(x) * reach
+        scene.box(min(x, ax), max(x, ax), top, top + 0.15, z - 0.06, z + 0.06, pole, POLE)
+        bx, by = ax + np.sign(x) * 0.5, top - bh
+    else:
+        draw_pole(scene, x, z, h + bh, pole)
+        bx, by = x - np.sign(x) * 0.2, h
+    scene.box(bx - bw / 2, bx + bw / 2, by, by + bh, z - 0.25, z + 0.1, housing, TRAFFIC_LIGHT)
+    (fx, fy), s = scene.billboard(bx, z - 0.25)
+    for i in range(3):
+        cy = fy - (by + bh * (0.8 - 0.3 * i)) * s
+        c = lamps[i] if i == lit else lamps[i] * 0.25
+        scene.canvas.fill([ellipse(fx, cy, 0.1 * s, 0.1 * s, 10)], c, None)
