@@ -21,6 +21,7 @@ app: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 # The browser tests drive Debian's Chromium (never a downloaded browser): install it when missing.
 browser:

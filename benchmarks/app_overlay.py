@@ -55,7 +55,9 @@ def photo_bytes(index: int, size: tuple[int, int], image_format: str) -> bytes:
     height, width = size
     image, _ = render_scene(scene_rng(1, "target", "val", index), "target", (width, height))
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format=image_format, **({"quality": 92} if image_format == "JPEG" else {}))
+    Image.fromarray(image).save(
+        buffer, format=image_format, **({"quality": 92} if image_format == "JPEG" else {})
+    )
     return buffer.getvalue()
 
 
@@ -67,8 +69,9 @@ def make_checkpoint(root: Path, checkpoint: str | None, input_size: tuple[int, i
         return source.name
     torch.manual_seed(0)
     model = trained_like(build_model("bisenet"), seed=0)
-    meta = default_metadata("bisenet", input_size=list(input_size), variant="bisenet_gta5_dacs",
-                            train_data={"kind": "procedural"})
+    meta = default_metadata(
+        "bisenet", input_size=list(input_size), variant="bisenet_gta5_dacs", train_data={"kind": "procedural"}
+    )
     save_checkpoint(model, root / "bisenet_gta5_dacs", meta)
     return "bisenet_gta5_dacs"
 
@@ -89,11 +92,18 @@ def stage_rows(model, meta, upload: bytes, repeats: int, warmup: int) -> list[li
         def run() -> None:
             record = stages[runtime]
             image = timed(record, "decode (load_image)", lambda: np.asarray(load_image(upload)))
-            prediction = timed(record, "predict (resize, network, labels at the photo's size)",
-                               lambda: predict(model, meta, image, backend=backend))
+            prediction = timed(
+                record,
+                "predict (resize, network, labels at the photo's size)",
+                lambda: predict(model, meta, image, backend=backend),
+            )
             picture = timed(record, "overlay", lambda: overlay(image, prediction.train_ids, ALPHA))
-            timed(record, "download buttons' PNGs (mask, overlay)",
-                  lambda: (label_png_bytes(prediction.train_ids), to_png_bytes(picture)))
+            timed(
+                record,
+                "download buttons' PNGs (mask, overlay)",
+                lambda: (label_png_bytes(prediction.train_ids), to_png_bytes(picture)),
+            )
+
         return run
 
     totals = time_interleaved({"default": pipeline("default"), "plain": pipeline("plain")}, repeats, warmup)
@@ -106,7 +116,9 @@ def stage_rows(model, meta, upload: bytes, repeats: int, warmup: int) -> list[li
     return rows
 
 
-def page_times(root: Path, uploads: list[tuple[str, bytes, str]], timeout: float) -> tuple[float, list[float], str]:
+def page_times(
+    root: Path, uploads: list[tuple[str, bytes, str]], timeout: float
+) -> tuple[float, list[float], str]:
     """(ms to open the page the first time, ms per upload of a new photo, the runtime the page reports)."""
     from streamlit.testing.v1 import AppTest
 
@@ -135,13 +147,24 @@ def page_times(root: Path, uploads: list[tuple[str, bytes, str]], timeout: float
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.app_overlay", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--image-size", type=parse_size, default=(1024, 2048), help="HEIGHTxWIDTH of the upload")
-    parser.add_argument("--input-size", type=parse_size, default=(512, 1024),
-                        help="HEIGHTxWIDTH the network runs at (default: the report's 512x1024)")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.app_overlay",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--image-size", type=parse_size, default=(1024, 2048), help="HEIGHTxWIDTH of the upload"
+    )
+    parser.add_argument(
+        "--input-size",
+        type=parse_size,
+        default=(512, 1024),
+        help="HEIGHTxWIDTH the network runs at (default: the report's 512x1024)",
+    )
     parser.add_argument("--checkpoint", help="a BiSeNet checkpoint folder (default: a seeded BiSeNet)")
-    parser.add_argument("--format", choices=("png", "jpeg"), default="png", help="upload format (default png)")
+    parser.add_argument(
+        "--format", choices=("png", "jpeg"), default="png", help="upload format (default png)"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
@@ -151,8 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     image_format = args.format.upper()
     mime, suffix = ("image/png", "png") if image_format == "PNG" else ("image/jpeg", "jpg")
 
-    uploads = [(f"street_{i}.{suffix}", photo_bytes(i, args.image_size, image_format), mime)
-               for i in range(args.repeats)]
+    uploads = [
+        (f"street_{i}.{suffix}", photo_bytes(i, args.image_size, image_format), mime)
+        for i in range(args.repeats)
+    ]
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         name = make_checkpoint(root, args.checkpoint, args.input_size)
@@ -166,25 +191,47 @@ def main(argv: list[str] | None = None) -> int:
     in_h, in_w = meta["input_size"]
     lines = [
         section_header(f"App: a {width} x {height} upload to the BiSeNet overlay", describe_device("cpu")),
-        (f"BiSeNet at {in_w} x {in_h} ({'checkpoint ' + args.checkpoint if args.checkpoint else 'seeded weights'}), "
-         f"{image_format} uploads of procedural street scenes, {len(page_ms)} uploads of new photos."),
+        (
+            f"BiSeNet at {in_w} x {in_h} "
+            f"({'checkpoint ' + args.checkpoint if args.checkpoint else 'seeded weights'}), "
+            f"{image_format} uploads of procedural street scenes, {len(page_ms)} uploads of new photos."
+        ),
         "",
-        markdown_table(["the Segment page (streamlit.testing, whole script run)", "median ms"], [
-            [f"upload of a new photo to the page with its overlay (runtime: {runtime})", f"**{page_median:.0f}**"],
-            ["opening the page the first time: checkpoint load, its ONNX Runtime form, a sample's prediction",
-             f"{first_ms:.0f}"],
-        ]),
+        markdown_table(
+            ["the Segment page (streamlit.testing, whole script run)", "median ms"],
+            [
+                [
+                    f"upload of a new photo to the page with its overlay (runtime: {runtime})",
+                    f"**{page_median:.0f}**",
+                ],
+                [
+                    (
+                        "opening the page the first time: checkpoint load, its ONNX Runtime form, a sample's "
+                        "prediction"
+                    ),
+                    f"{first_ms:.0f}",
+                ],
+            ],
+        ),
         "",
         f"Target: at most {TARGET_SECONDS:g} s: **{'met' if met else 'NOT met'}**.",
         "",
-        (f"The stages, segdemo's functions as the page calls them ({args.repeats} rounds after {args.warmup} "
-         "warm-up, both runtimes taking turns on the same upload):"),
+        (
+            f"The stages, segdemo's functions as the page calls them ({args.repeats} rounds after "
+            f"{args.warmup} "
+            "warm-up, both runtimes taking turns on the same upload):"
+        ),
         "",
         markdown_table(["stage", "default runtime, ms", "plain PyTorch model, ms"], rows),
         "",
-        ("The page's time beyond these stages is Streamlit's: the photo and the overlay encoded for the browser "
-         "(JPEG, resized to the page width), the class table, the page elements. The page time runs to the end of "
-         "the script; the browser already shows the overlay when the download buttons' PNGs are being made."),
+        (
+            "The page's time beyond these stages is Streamlit's: the photo and the overlay encoded for the "
+            "browser "
+            "(JPEG, resized to the page width), the class table, the page elements. The page time runs to "
+            "the end of "
+            "the script; the browser already shows the overlay when the download buttons' PNGs are being "
+            "made."
+        ),
     ]
     section = "\n".join(lines)
     print(section)

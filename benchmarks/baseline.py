@@ -119,7 +119,9 @@ class TemplateBottleneck(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=1, stride=stride, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=1, padding=dilation, dilation=dilation, bias=False)
+        self.conv2 = nn.Conv2d(
+            planes, planes, kernel_size=3, stride=1, padding=dilation, dilation=dilation, bias=False
+        )
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv3 = nn.Conv2d(planes, planes * 4, kernel_size=1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * 4)
@@ -140,7 +142,10 @@ class TemplateClassifier(nn.Module):
     def __init__(self, num_classes: int) -> None:
         super().__init__()
         self.conv2d_list = nn.ModuleList(
-            [nn.Conv2d(2048, num_classes, kernel_size=3, padding=d, dilation=d, bias=True) for d in (6, 12, 18, 24)]
+            [
+                nn.Conv2d(2048, num_classes, kernel_size=3, padding=d, dilation=d, bias=True)
+                for d in (6, 12, 18, 24)
+            ]
         )
 
     def forward(self, x):
@@ -192,7 +197,9 @@ def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
         for name, tensor in model.state_dict().items():
             if not tensor.is_floating_point():
                 continue
-            is_bn_scale = tensor.dim() == 1 and name.endswith(("bn.weight", "bn1.weight", "bn2.weight", "bn3.weight", "1.weight"))
+            is_bn_scale = tensor.dim() == 1 and name.endswith(
+                ("bn.weight", "bn1.weight", "bn2.weight", "bn3.weight", "1.weight")
+            )
             if name.endswith("running_var") or is_bn_scale:
                 tensor.copy_(torch.rand(tensor.shape, generator=gen) + 0.5)
             else:

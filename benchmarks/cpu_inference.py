@@ -103,47 +103,79 @@ def inference_paths(
         def run() -> Tensor:
             with torch.no_grad():
                 return module(inputs)
+
         return run
 
     def under_inference_mode(module: Callable[[Tensor], Tensor], inputs: Tensor) -> Callable[[], Tensor]:
         def run() -> Tensor:
             with torch.inference_mode():
                 return module(inputs)
+
         return run
 
     paths = [
-        InferencePath("baseline: template restatement, eager, NCHW, no_grad", under_no_grad(template, x), template),
+        InferencePath(
+            "baseline: template restatement, eager, NCHW, no_grad", under_no_grad(template, x), template
+        ),
         InferencePath("baseline + inference_mode", under_inference_mode(template, x), template),
-        InferencePath("ours (segdemo network; in-place ReLU), inference_mode", under_inference_mode(model, x), model),
+        InferencePath(
+            "ours (segdemo network; in-place ReLU), inference_mode", under_inference_mode(model, x), model
+        ),
         InferencePath("+ channels_last", under_inference_mode(ours_cl, x_cl), model),
         InferencePath("+ BatchNorm folded into the convs", under_inference_mode(folded, x_cl), folded),
     ]
     fast = prepare_for_inference(model)
     if name == "bisenet":
-        paths.append(InferencePath("+ classifier before the x8 upsampling = **eager backend**",
-                                   under_inference_mode(fast, x_cl), fast, role="eager"))
+        paths.append(
+            InferencePath(
+                "+ classifier before the x8 upsampling = **eager backend**",
+                under_inference_mode(fast, x_cl),
+                fast,
+                role="eager",
+            )
+        )
     else:
         paths[-1].label += " = **eager backend** (ASPP already at 1/8)"
         paths[-1].role = "eager"
     if with_compile:
         compiled = compile_for_cpu(fast, x_cl, notes)
         if compiled is not None:
-            paths.append(InferencePath("eager backend + torch.compile (inductor, freezing)",
-                                       under_inference_mode(compiled, x_cl), fast))
+            paths.append(
+                InferencePath(
+                    "eager backend + torch.compile (inductor, freezing)",
+                    under_inference_mode(compiled, x_cl),
+                    fast,
+                )
+            )
     start = time.perf_counter()
     onnx_runner = OnnxRuntimeModel(export_onnx(model, size))
-    notes.append(f"ONNX export and session creation: {time.perf_counter() - start:.1f} s, once per model "
-                 "(predict builds it on first use; the app when it loads a checkpoint).")
-    paths.append(InferencePath("ONNX Runtime, folded graph = **default backend**, `train export`",
-                               lambda: onnx_runner(x), fast, role="default"))
+    notes.append(
+        f"ONNX export and session creation: {time.perf_counter() - start:.1f} s, once per model "
+        "(predict builds it on first use; the app when it loads a checkpoint)."
+    )
+    paths.append(
+        InferencePath(
+            "ONNX Runtime, folded graph = **default backend**, `train export`",
+            lambda: onnx_runner(x),
+            fast,
+            role="default",
+        )
+    )
     bf16 = LowPrecisionModel(prepare_for_inference(model), torch.bfloat16)
-    paths.append(InferencePath("approximate: eager backend in bfloat16 (opt-in `backend=\"bfloat16\"`)",
-                               under_inference_mode(bf16, x_cl), fast, role="approximate"))
+    paths.append(
+        InferencePath(
+            'approximate: eager backend in bfloat16 (opt-in `backend="bfloat16"`)',
+            under_inference_mode(bf16, x_cl),
+            fast,
+            role="approximate",
+        )
+    )
     return paths
 
 
 def compile_for_cpu(module: nn.Module, x: Tensor, notes: list[str]) -> Callable[[Tensor], Tensor] | None:
-    """torch.compile with inductor's freezing (constant weights: prepacked for oneDNN), or None if it fails."""
+    """torch.compile with inductor's freezing (constant weights: prepacked for oneDNN), or None if it
+    fails."""
     import torch._inductor.config as inductor_config
 
     inductor_config.freezing = True
@@ -153,14 +185,25 @@ def compile_for_cpu(module: nn.Module, x: Tensor, notes: list[str]) -> Callable[
         with torch.inference_mode():
             compiled(x)
     except Exception as exc:  # noqa: BLE001 - a missing C compiler, an unsupported op: report, go on
-        notes.append(f"torch.compile failed on this machine ({type(exc).__name__}: {str(exc).splitlines()[0]}).")
+        notes.append(
+            f"torch.compile failed on this machine ({type(exc).__name__}: {str(exc).splitlines()[0]})."
+        )
         return None
-    notes.append(f"torch.compile: {time.perf_counter() - start:.0f} s to compile (first call), once per input size.")
+    notes.append(
+        f"torch.compile: {time.perf_counter() - start:.0f} s to compile (first call), once per input size."
+    )
     return compiled
 
 
-def benchmark(name: str, size: tuple[int, int], repeats: int, warmup: int, with_compile: bool,
-              checkpoint: str | None, procedural: str = "data/procedural") -> tuple[str, bool]:
+def benchmark(
+    name: str,
+    size: tuple[int, int],
+    repeats: int,
+    warmup: int,
+    with_compile: bool,
+    checkpoint: str | None,
+    procedural: str = "data/procedural",
+) -> tuple[str, bool]:
     """Run one network's table; returns (markdown section, target met)."""
     if checkpoint:
         model, meta = load_model(checkpoint)
@@ -199,22 +242,37 @@ def benchmark(name: str, size: tuple[int, int], repeats: int, warmup: int, with_
     met = base_ms / default_ms >= TARGETS[name] and worst_diff <= TOLERANCE
 
     table = markdown_table(
-        ["path", "median ms", "speed-up", "max abs logit diff vs baseline", "pixels with the baseline's label",
-         "GFLOPs (fvcore)"], rows
+        [
+            "path",
+            "median ms",
+            "speed-up",
+            "max abs logit diff vs baseline",
+            "pixels with the baseline's label",
+            "GFLOPs (fvcore)",
+        ],
+        rows,
     )
     lines = [
         section_header(f"{name} on the CPU, 1 x 3 x {height} x {width}", describe_device("cpu")),
-        (f"Weights: {weights}, the same in every row. Input: a procedural street scene, normalised. "
-         f"{repeats} timed rounds after {warmup} warm-up, the paths taking turns in each round."),
+        (
+            f"Weights: {weights}, the same in every row. Input: a procedural street scene, normalised. "
+            f"{repeats} timed rounds after {warmup} warm-up, the paths taking turns in each round."
+        ),
         "",
         table,
         "",
-        (f"Target: at least {TARGETS[name]}x the baseline with max |logit difference| <= {TOLERANCE:g}: "
-         f"**{'met' if met else 'NOT met'}** ({base_ms / default_ms:.2f}x with the default backend, "
-         f"{base_ms / eager_ms:.2f}x with the eager one; largest difference of an exact path {worst_diff:.1e}). "
-         f"The report's architecture FLOPs: {REPORT_GFLOPS[name]} G; the inference form does fewer "
-         + ("(BatchNorm folded away, the classifier at 1/8 resolution)." if name == "bisenet"
-            else "(BatchNorm folded away).")),
+        (
+            f"Target: at least {TARGETS[name]}x the baseline with max |logit difference| <= {TOLERANCE:g}: "
+            f"**{'met' if met else 'NOT met'}** ({base_ms / default_ms:.2f}x with the default backend, "
+            f"{base_ms / eager_ms:.2f}x with the eager one; largest difference of an exact path "
+            f"{worst_diff:.1e}). "
+            f"The report's architecture FLOPs: {REPORT_GFLOPS[name]} G; the inference form does fewer "
+            + (
+                "(BatchNorm folded away, the classifier at 1/8 resolution)."
+                if name == "bisenet"
+                else "(BatchNorm folded away)."
+            )
+        ),
     ]
     lines += ["", *(f"- {note}" for note in notes)]
     lines.append(f"- {approximate_miou_note(model, checkpoint, procedural)}")
@@ -227,8 +285,10 @@ def approximate_miou_note(model: nn.Module, checkpoint: str | None, procedural: 
     from segdemo.metrics import ConfusionMatrix
 
     if not checkpoint:
-        return ("bfloat16's mIoU change: not measured with random weights; pass `--checkpoint` (a trained "
-                "network, e.g. from `python -m train demo`) to measure it on the procedural val images.")
+        return (
+            "bfloat16's mIoU change: not measured with random weights; pass `--checkpoint` (a trained "
+            "network, e.g. from `python -m train demo`) to measure it on the procedural val images."
+        )
     root = Path(procedural) / "cityscapes"
     if not root.is_dir():
         return f"bfloat16's mIoU change: not measured, no procedural data at {root}."
@@ -244,23 +304,36 @@ def approximate_miou_note(model: nn.Module, checkpoint: str | None, procedural: 
                 matrix.update(runner(image[None]).argmax(1), target[None])
         miou[used] = matrix.miou() * 100.0  # percent, as the report writes mIoU
     exact, approximate = miou[next(iter(miou))], miou["bfloat16"]
-    return (f"bfloat16's mIoU change, {checkpoint} on the {len(data)} procedural val images at {width} x {height} "
-            f"(procedural data, not Cityscapes): {exact:.2f} exact, {approximate:.2f} in bfloat16 "
-            f"({approximate - exact:+.2f} points).")
+    return (
+        f"bfloat16's mIoU change, {checkpoint} on the {len(data)} procedural val images at {width} x "
+        f"{height} "
+        f"(procedural data, not Cityscapes): {exact:.2f} exact, {approximate:.2f} in bfloat16 "
+        f"({approximate - exact:+.2f} points)."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.cpu_inference", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.cpu_inference",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--model", choices=("bisenet", "deeplabv2", "both"), default="both")
-    parser.add_argument("--size", type=parse_size, default=(512, 1024), help="HEIGHTxWIDTH (default 512x1024)")
+    parser.add_argument(
+        "--size", type=parse_size, default=(512, 1024), help="HEIGHTxWIDTH (default 512x1024)"
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch (and ONNX Runtime) threads, default 2")
     parser.add_argument("--repeats", type=int, help="timed rounds (default 9 for BiSeNet, 3 for DeepLabV2)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
     parser.add_argument("--no-compile", action="store_true", help="leave out the torch.compile row")
-    parser.add_argument("--checkpoint", help="weights from this checkpoint instead of a seeded init (one network)")
-    parser.add_argument("--procedural", default="data/procedural",
-                        help="procedural data for the bfloat16 mIoU comparison (with --checkpoint)")
+    parser.add_argument(
+        "--checkpoint", help="weights from this checkpoint instead of a seeded init (one network)"
+    )
+    parser.add_argument(
+        "--procedural",
+        default="data/procedural",
+        help="procedural data for the bfloat16 mIoU comparison (with --checkpoint)",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
 
@@ -270,8 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     all_met = True
     for name in names:
         repeats = args.repeats or (9 if name == "bisenet" else 3)
-        section, met = benchmark(name, args.size, repeats, args.warmup, not args.no_compile, args.checkpoint,
-                                 args.procedural)
+        section, met = benchmark(
+            name, args.size, repeats, args.warmup, not args.no_compile, args.checkpoint, args.procedural
+        )
         all_met &= met
         print(section, end="\n\n", flush=True)
         if not args.no_write:

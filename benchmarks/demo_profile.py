@@ -43,8 +43,10 @@ def _timed(fn, repeats: int, warmup: int = 2) -> list[float]:
 
 
 def profile_variant(variant: str, data_dir: Path, repeats: int) -> dict[str, float]:
+    from segdemo.evaluation import evaluate
+    from train.data import Batches, build_data
     from train.demo import demo_config, ensure_data
-    from train.engine import Batches, Trainer, build_data, evaluate
+    from train.engine import Trainer
 
     gta5, cityscapes = ensure_data(data_dir)
     # No init_from: where the weights start does not change what a step costs.
@@ -65,19 +67,33 @@ def profile_variant(variant: str, data_dir: Path, repeats: int) -> dict[str, flo
         same_target = itertools.repeat(target_batch) if target is not None else None
         step_times = _timed(lambda: trainer._train_step(same_labeled, same_target), repeats)
         save_times = _timed(trainer._save_resume_state, max(3, repeats // 3), warmup=1)
-        eval_times = _timed(lambda: evaluate(trainer.model, data.val, "cpu", mean=data.labeled.mean,
-                                             std=data.labeled.std), 3, warmup=0)
+        eval_times = _timed(
+            lambda: evaluate(trainer.model, data.val, "cpu", mean=data.labeled.mean, std=data.labeled.std),
+            3,
+            warmup=0,
+        )
     steps = config.iterations
     saves = steps // config.checkpoint_every + 1  # the periodic ones and the final one
     load, step, save, evaluation = (median(t) for t in (load_times, step_times, save_times, eval_times))
     total = steps * (load + step) + saves * save + evaluation
-    return {"steps": steps, "saves": saves, "load": load, "step": step, "save": save, "eval": evaluation,
-            "total": total, "not_training": 1.0 - steps * step / total}
+    return {
+        "steps": steps,
+        "saves": saves,
+        "load": load,
+        "step": step,
+        "save": save,
+        "eval": evaluation,
+        "total": total,
+        "not_training": 1.0 - steps * step / total,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.demo_profile", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.demo_profile",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--data", type=Path, default=Path("data/procedural"))
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the demo's default is 1)")
     parser.add_argument("--repeats", type=int, default=15)
@@ -88,21 +104,49 @@ def main(argv: list[str] | None = None) -> int:
     for variant in VARIANTS:
         p = profile_variant(variant, args.data, args.repeats)
         load_shares.append(p["load"] / (p["load"] + p["step"]))
-        rows.append([variant, f"{p['load'] * 1e3:.0f}", f"{p['step'] * 1e3:.0f}", f"{p['save'] * 1e3:.0f} x {p['saves']}",
-                     f"{p['eval']:.1f}", f"{p['total']:.0f}", f"{100 * p['not_training']:.0f}%"])
+        rows.append(
+            [
+                variant,
+                f"{p['load'] * 1e3:.0f}",
+                f"{p['step'] * 1e3:.0f}",
+                f"{p['save'] * 1e3:.0f} x {p['saves']}",
+                f"{p['eval']:.1f}",
+                f"{p['total']:.0f}",
+                f"{100 * p['not_training']:.0f}%",
+            ]
+        )
     lines = [
         section_header("Where the demo's time goes (one variant each kind)", describe_device("cpu")),
-        (f"Demo settings (`train.demo.demo_config`: 128x64, batch 8, 400 steps, resume state every 100 steps), "
-         f"{args.threads} torch thread(s), medians of {args.repeats} rounds after warm-up; the estimate is "
-         "steps x (loading + step) + saves x save + evaluation."),
+        (
+            "Demo settings (`train.demo.demo_config`: 128x64, batch 8, 400 steps, resume state every 100 "
+            "steps), "
+            f"{args.threads} torch thread(s), medians of {args.repeats} rounds after warm-up; the estimate "
+            "is "
+            "steps x (loading + step) + saves x save + evaluation."
+        ),
         "",
-        markdown_table(["variant", "loading ms / batch", "training step ms", "save ms x count", "evaluation s",
-                        "estimated s", "not training"], rows),
+        markdown_table(
+            [
+                "variant",
+                "loading ms / batch",
+                "training step ms",
+                "save ms x count",
+                "evaluation s",
+                "estimated s",
+                "not training",
+            ],
+            rows,
+        ),
         "",
-        (f"Loading (decoding and resizing to uint8) is {100 * min(load_shares):.0f}-{100 * max(load_shares):.0f}% "
-         "of a step. The demo loads in its training process: on two cores a loader process would only compete "
-         "with training for them. Augmentation is part of the step (on the batch, keyed to the step), so an "
-         "interrupted demo resumes exactly either way. Evaluation runs once, at the end."),
+        (
+            "Loading (decoding and resizing to uint8) is "
+            f"{100 * min(load_shares):.0f}-{100 * max(load_shares):.0f}% "
+            "of a step. The demo loads in its training process: on two cores a loader process would only "
+            "compete "
+            "with training for them. Augmentation is part of the step (on the batch, keyed to the step), so "
+            "an "
+            "interrupted demo resumes exactly either way. Evaluation runs once, at the end."
+        ),
     ]
     section = "\n".join(lines)
     print(section)

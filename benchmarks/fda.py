@@ -47,7 +47,9 @@ def numpy_fda(source: np.ndarray, target: np.ndarray, beta: float) -> np.ndarray
     h, w = source.shape[-2:]
     b = int(np.floor(min(h, w) * beta))
     ch, cw = h // 2, w // 2
-    amp_src[:, ch - b : ch + b + 1, cw - b : cw + b + 1] = amp_tgt[:, ch - b : ch + b + 1, cw - b : cw + b + 1]
+    amp_src[:, ch - b : ch + b + 1, cw - b : cw + b + 1] = amp_tgt[
+        :, ch - b : ch + b + 1, cw - b : cw + b + 1
+    ]
     amp_src = np.fft.ifftshift(amp_src, axes=(-2, -1))
     return np.real(np.fft.ifft2(amp_src * np.exp(1j * pha_src), axes=(-2, -1)))
 
@@ -60,7 +62,9 @@ def torch_full_fft_fda(source: torch.Tensor, target: torch.Tensor, beta: float) 
     h, w = source.shape[-2:]
     b = int(np.floor(min(h, w) * beta))
     ch, cw = h // 2, w // 2
-    amp_src[..., ch - b : ch + b + 1, cw - b : cw + b + 1] = amp_tgt[..., ch - b : ch + b + 1, cw - b : cw + b + 1]
+    amp_src[..., ch - b : ch + b + 1, cw - b : cw + b + 1] = amp_tgt[
+        ..., ch - b : ch + b + 1, cw - b : cw + b + 1
+    ]
     amp_src = torch.fft.ifftshift(amp_src, dim=(-2, -1))
     return torch.fft.ifft2(torch.polar(amp_src, fft_src.angle())).real
 
@@ -68,15 +72,22 @@ def torch_full_fft_fda(source: torch.Tensor, target: torch.Tensor, beta: float) 
 def scenes(domain: str, count: int, size: tuple[int, int]) -> np.ndarray:
     """``count`` procedural scenes of one domain as an N x 3 x H x W float32 array in [0, 1]."""
     height, width = size
-    images = [render_scene(scene_rng(0, domain, "train", i), domain, (width, height))[0] for i in range(count)]
+    images = [
+        render_scene(scene_rng(0, domain, "train", i), domain, (width, height))[0] for i in range(count)
+    ]
     return np.ascontiguousarray(np.stack(images).transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.fda", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.fda",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--images", type=int, default=8)
-    parser.add_argument("--size", type=parse_size, default=(512, 1024), help="HEIGHTxWIDTH (default 512x1024)")
+    parser.add_argument(
+        "--size", type=parse_size, default=(512, 1024), help="HEIGHTxWIDTH (default 512x1024)"
+    )
     parser.add_argument("--beta", type=float, default=0.01)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
@@ -97,33 +108,48 @@ def main(argv: list[str] | None = None) -> int:
         "torch, batched, full complex FFT": lambda: torch_full_fft_fda(source, target, beta),
         # segdemo's route for large windows, called directly so it is timed at this beta too.
         "torch, batched, real FFT (segdemo's route for large windows)": lambda: _fda_real_fft(
-            source, target, math.floor(min(source.shape[-2:]) * beta)),
+            source, target, math.floor(min(source.shape[-2:]) * beta)
+        ),
         "torch, batched, window-only DFT = `segdemo.fda.fda_source_to_target`": lambda: fda_source_to_target(
-            source, target, beta),
+            source, target, beta
+        ),
     }
     expected = reference()
     diffs = {name: float(np.abs(np.asarray(run()) - expected).max()) for name, run in runs.items()}
     times = time_interleaved(runs, repeats=args.repeats, warmup=args.warmup)
     reference_ms = median(times[next(iter(runs))])
-    rows = [[name, f"{median(t):.0f}", f"{reference_ms / median(t):.1f}x", f"{diffs[name]:.1e}"]
-            for name, t in times.items()]
+    rows = [
+        [name, f"{median(t):.0f}", f"{reference_ms / median(t):.1f}x", f"{diffs[name]:.1e}"]
+        for name, t in times.items()
+    ]
     ours_name = list(runs)[-1]
     cpu_speedup = reference_ms / median(times[ours_name])
     cpu_met = cpu_speedup >= CPU_TARGET and diffs[ours_name] <= TOLERANCE
     height, width = args.size
     lines = [
-        section_header(f"FDA, {args.images} images 3 x {height} x {width}, beta {beta}", describe_device("cpu")),
-        (f"Procedural source and target scenes in [0, 1]; {args.repeats} timed rounds after {args.warmup} "
-        "warm-up, the paths taking turns; max abs difference against the numpy reference."),
+        section_header(
+            f"FDA, {args.images} images 3 x {height} x {width}, beta {beta}", describe_device("cpu")
+        ),
+        (
+            f"Procedural source and target scenes in [0, 1]; {args.repeats} timed rounds after {args.warmup} "
+            "warm-up, the paths taking turns; max abs difference against the numpy reference."
+        ),
         "",
         markdown_table(["path (CPU)", "median ms", "speed-up", "max abs diff"], rows),
         "",
-        (f"CPU target: at least {CPU_TARGET:g}x, equal within {TOLERANCE:g}: **{'met' if cpu_met else 'NOT met'}** "
-        f"({cpu_speedup:.1f}x)."),
+        (
+            f"CPU target: at least {CPU_TARGET:g}x, equal within {TOLERANCE:g}: "
+            f"**{'met' if cpu_met else 'NOT met'}** "
+            f"({cpu_speedup:.1f}x)."
+        ),
         "",
-        (f"`fda_source_to_target` computes only the window's DFT coefficients while the window has at most "
-        f"{WINDOW_DFT_MAX_COLUMNS} spectrum columns (beta up to ~0.09 at this size), and whole real FFTs above; "
-        "both give the reference within float rounding (`tests/test_fda.py` forces each route)."),
+        (
+            "`fda_source_to_target` computes only the window's DFT coefficients while the window has at "
+            "most "
+            f"{WINDOW_DFT_MAX_COLUMNS} spectrum columns (beta up to ~0.09 at this size), and whole real FFTs "
+            "above; "
+            "both give the reference within float rounding (`tests/test_fda.py` forces each route)."
+        ),
     ]
     gpu_met = True
     if torch.cuda.is_available():
@@ -141,25 +167,37 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def gpu_rows(
-    source: torch.Tensor, target: torch.Tensor, beta: float, expected: np.ndarray, reference_ms: float,
+    source: torch.Tensor,
+    target: torch.Tensor,
+    beta: float,
+    expected: np.ndarray,
+    reference_ms: float,
     args: argparse.Namespace,
 ) -> tuple[bool, list[str]]:
     """The batched torch path on the GPU against the numpy reference's CPU time measured above."""
     device = torch.device("cuda")
     source_gpu, target_gpu = source.to(device), target.to(device)
-    runs = {"torch on the GPU, batched, real FFT (`fda_source_to_target`)":
-            lambda: fda_source_to_target(source_gpu, target_gpu, beta)}
+    runs = {
+        "torch on the GPU, batched, real FFT (`fda_source_to_target`)": lambda: fda_source_to_target(
+            source_gpu, target_gpu, beta
+        )
+    }
     diff = float(np.abs(runs[next(iter(runs))]().cpu().numpy() - expected).max())
     repeats = max(args.repeats, 50)  # a GPU run takes milliseconds: many rounds cost nothing
     times = time_interleaved(runs, repeats=repeats, warmup=10, sync=torch.cuda.synchronize)
     ms = median(next(iter(times.values())))
     met = reference_ms / ms >= GPU_TARGET and diff <= TOLERANCE
     return met, [
-        (f"On {describe_device(device)} ({repeats} rounds after 10 warm-up, synchronised; inputs already on the "
-        "GPU, as in training):"),
+        (
+            f"On {describe_device(device)} ({repeats} rounds after 10 warm-up, synchronised; inputs already "
+            "on the "
+            "GPU, as in training):"
+        ),
         "",
-        markdown_table(["path (GPU)", "median ms", "speed-up vs numpy reference", "max abs diff"],
-                       [[next(iter(runs)), f"{ms:.2f}", f"{reference_ms / ms:.0f}x", f"{diff:.1e}"]]),
+        markdown_table(
+            ["path (GPU)", "median ms", "speed-up vs numpy reference", "max abs diff"],
+            [[next(iter(runs)), f"{ms:.2f}", f"{reference_ms / ms:.0f}x", f"{diff:.1e}"]],
+        ),
         "",
         f"GPU target: at least {GPU_TARGET:g}x: **{'met' if met else 'NOT met'}**.",
     ]

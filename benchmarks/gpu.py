@@ -52,8 +52,11 @@ TRAINING_TARGET = 300.0  # images per second
 IGNORE_INDEX = 255
 
 
-def time_gpu(runs: dict[str, Callable[[], object]], rounds: int, burst: int, warmup: int = 3) -> dict[str, float]:
-    """Median over rounds of (CUDA-event time of ``burst`` back-to-back calls) / burst, in ms; turns per round."""
+def time_gpu(
+    runs: dict[str, Callable[[], object]], rounds: int, burst: int, warmup: int = 3
+) -> dict[str, float]:
+    """Median over rounds of (CUDA-event time of ``burst`` back-to-back calls) / burst, in ms; turns per
+    round."""
     times: dict[str, list[float]] = {name: [] for name in runs}
     for round_index in range(warmup + rounds):
         for name, run in runs.items():
@@ -119,6 +122,7 @@ def inference_section(name: str, args: argparse.Namespace, device: torch.device)
         def run() -> Tensor:
             with torch.no_grad():
                 return module(inputs)
+
         return run
 
     runs: dict[str, Callable[[], Tensor]] = {
@@ -139,7 +143,9 @@ def inference_section(name: str, args: argparse.Namespace, device: torch.device)
             with torch.no_grad():
                 for _ in range(3):  # reduce-overhead / max-autotune record their CUDA graphs on later calls
                     compiled(x16)
-            runs[f"inference form, fp16, channels_last, torch.compile({args.compile_mode})"] = no_grad(compiled, x16)
+            runs[f"inference form, fp16, channels_last, torch.compile({args.compile_mode})"] = no_grad(
+                compiled, x16
+            )
             notes.append(f"torch.compile({args.compile_mode}) took {time.perf_counter() - start:.0f} s.")
         except Exception as exc:  # noqa: BLE001
             notes.append(f"torch.compile failed: {type(exc).__name__}: {str(exc).splitlines()[0]}")
@@ -152,21 +158,40 @@ def inference_section(name: str, args: argparse.Namespace, device: torch.device)
     rows = []
     for label in runs:
         diff = float((outputs[label] - reference).abs().max())
-        rows.append([label, f"{ms[label]:.2f}", f"{base / ms[label]:.1f}x", f"{diff:.1e}",
-                     f"{labels_kept(outputs[label], reference):.2f} %"])
+        rows.append(
+            [
+                label,
+                f"{ms[label]:.2f}",
+                f"{base / ms[label]:.1f}x",
+                f"{diff:.1e}",
+                f"{labels_kept(outputs[label], reference):.2f} %",
+            ]
+        )
     best_label = min(ms, key=ms.get)
     met = ms[best_label] <= LATENCY_TARGET_MS[name]
     lines = [
         section_header(f"{name} on the GPU, 1 x 3 x {height} x {width}", describe_device(device)),
-        (f"Input already on the GPU; {args.rounds} rounds of {burst} back-to-back calls after 3 warm-up rounds, "
-         "CUDA events, the paths taking turns; medians. Weights: "
-         + (f"checkpoint {args.checkpoint}." if args.checkpoint else "seeded init with random BatchNorm statistics.")),
+        (
+            f"Input already on the GPU; {args.rounds} rounds of {burst} back-to-back calls after 3 warm-up "
+            "rounds, "
+            "CUDA events, the paths taking turns; medians. Weights: "
+            + (
+                f"checkpoint {args.checkpoint}."
+                if args.checkpoint
+                else "seeded init with random BatchNorm statistics."
+            )
+        ),
         "",
-        markdown_table(["path", "median ms", "speed-up", "max abs logit diff vs baseline", "pixels with the fp32 label"],
-                       rows),
+        markdown_table(
+            ["path", "median ms", "speed-up", "max abs logit diff vs baseline", "pixels with the fp32 label"],
+            rows,
+        ),
         "",
-        (f"Target on an H100: at most {LATENCY_TARGET_MS[name]:g} ms (the report: {REPORT_P100_MS[name]:g} ms on a "
-         f"P100): **{'met' if met else 'NOT met'}** with {best_label} ({ms[best_label]:.2f} ms)."),
+        (
+            f"Target on an H100: at most {LATENCY_TARGET_MS[name]:g} ms (the report: "
+            f"{REPORT_P100_MS[name]:g} ms on a "
+            f"P100): **{'met' if met else 'NOT met'}** with {best_label} ({ms[best_label]:.2f} ms)."
+        ),
     ]
     if args.checkpoint and meta["model"] == name:
         lines += ["", miou_line(name, model, device, args)]
@@ -181,7 +206,10 @@ def miou_line(name: str, model: nn.Module, device: torch.device, args: argparse.
 
     root = Path(args.procedural) / "cityscapes"
     if not root.is_dir():
-        return f"mIoU not measured: no procedural data at {root} (python -m segdemo.synthetic --out {args.procedural})."
+        return (
+            f"mIoU not measured: no procedural data at {root} "
+            f"(python -m segdemo.synthetic --out {args.procedural})."
+        )
     _, meta = load_model(args.checkpoint)
     height, width = meta["input_size"]
     data = Cityscapes(root, "val", size=(width, height), mean=meta["mean"], std=meta["std"])
@@ -194,8 +222,10 @@ def miou_line(name: str, model: nn.Module, device: torch.device, args: argparse.
                 logits = fast(image[None].to(device, dtype).contiguous(memory_format=torch.channels_last))
                 matrix.update(logits.float().argmax(1).cpu(), target[None])
         results[label] = matrix.miou() * 100.0  # percent, as the report writes mIoU
-    return (f"mIoU on the {len(data)} procedural val images (procedural data, not Cityscapes): fp32 "
-            f"{results['fp32']:.2f}, fp16 {results['fp16']:.2f}, bf16 {results['bf16']:.2f}.")
+    return (
+        f"mIoU on the {len(data)} procedural val images (procedural data, not Cityscapes): fp32 "
+        f"{results['fp32']:.2f}, fp16 {results['fp16']:.2f}, bf16 {results['bf16']:.2f}."
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,8 +238,9 @@ def bisenet_loss(outputs: tuple[Tensor, Tensor, Tensor], labels: Tensor) -> Tens
     return sum(F.cross_entropy(out.float(), labels, ignore_index=IGNORE_INDEX) for out in outputs)
 
 
-def train_step_runner(device: torch.device, batch: int, amp: bool, channels_last: bool,
-                      compile_model: bool) -> Callable[[Tensor, Tensor], None]:
+def train_step_runner(
+    device: torch.device, batch: int, amp: bool, channels_last: bool, compile_model: bool
+) -> Callable[[Tensor, Tensor], None]:
     """One optimiser step of BiSeNet on (images in [0, 1], labels) already on the GPU."""
     torch.manual_seed(0)
     model = build_model("bisenet").to(device).train()
@@ -247,12 +278,20 @@ def procedural_loader(root: Path, batch: int, workers: int, cache: Path):
     for i in range(len(data)):  # fill the cache: what `python -m train cache` or a first epoch does
         data[i]
     sampler = RandomSampler(data, replacement=True, num_samples=2**31 - 1)
-    return DataLoader(data, batch_size=batch, sampler=sampler, num_workers=workers, pin_memory=True, drop_last=True,
-                      persistent_workers=workers > 0)
+    return DataLoader(
+        data,
+        batch_size=batch,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=True,
+        drop_last=True,
+        persistent_workers=workers > 0,
+    )
 
 
 def on_gpu(batch: tuple[Tensor, Tensor], device: torch.device) -> tuple[Tensor, Tensor]:
-    """A uint8 batch on the GPU as the trainer prepares it: [0, 1] floats, labels as class ids, Aug1's flips."""
+    """A uint8 batch on the GPU as the trainer prepares it: [0, 1] floats, labels as class ids, Aug1's
+    flips."""
     from segdemo.augment import BatchAugment
 
     images = batch[0].to(device, non_blocking=True).float().div_(255.0)
@@ -298,9 +337,13 @@ def training_section(args: argparse.Namespace, device: torch.device) -> tuple[st
 
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
-        generate(folder, seed=0, n_source=0, n_target_train=args.loader_images, n_target_val=0, size=(2048, 1024))
-        notes.append(f"{args.loader_images} procedural 2048 x 1024 photos generated in "
-                     f"{time.perf_counter() - start:.0f} s (read over and over, from the page cache).")
+        generate(
+            folder, seed=0, n_source=0, n_target_train=args.loader_images, n_target_val=0, size=(2048, 1024)
+        )
+        notes.append(
+            f"{args.loader_images} procedural 2048 x 1024 photos generated in "
+            f"{time.perf_counter() - start:.0f} s (read over and over, from the page cache)."
+        )
         loader = procedural_loader(Path(folder), batch, args.workers, Path(folder) / "cache")
         batches = iter(loader)
 
@@ -312,8 +355,15 @@ def training_section(args: argparse.Namespace, device: torch.device) -> tuple[st
         except RuntimeError as exc:  # e.g. a small /dev/shm in a container: workers cannot hand batches over
             notes.append(f"the data loader failed: {str(exc).splitlines()[0]} (is /dev/shm large enough?)")
             loader_rate = 0.0
-        rows.append([(f"data loader alone ({args.workers} workers reading uint8 1024 x 512 samples from the "
-                     "sample cache, copy to the GPU, flips there)"), f"{loader_rate:.0f}"])
+        rows.append(
+            [
+                (
+                    f"data loader alone ({args.workers} workers reading uint8 1024 x 512 samples from the "
+                    "sample cache, copy to the GPU, flips there)"
+                ),
+                f"{loader_rate:.0f}",
+            ]
+        )
         best = max(rates, key=rates.get) if rates else None
         together = 0.0
         if best is not None and loader_rate > 0:
@@ -327,39 +377,66 @@ def training_section(args: argparse.Namespace, device: torch.device) -> tuple[st
     met = together >= TRAINING_TARGET
     lines = [
         section_header("BiSeNet training throughput, 1024 x 512 crops", describe_device(device)),
-        (f"Batch {batch}, Adam, main + two auxiliary cross-entropy losses, AMP = "
-         f"{PRECISION_NAMES[amp_dtype_for(torch.cuda.get_device_capability(device))]} autocast; {args.steps} timed "
-         "steps after warm-up."),
+        (
+            f"Batch {batch}, Adam, main + two auxiliary cross-entropy losses, AMP = "
+            f"{PRECISION_NAMES[amp_dtype_for(torch.cuda.get_device_capability(device))]} autocast; "
+            f"{args.steps} timed "
+            "steps after warm-up."
+        ),
         "",
         markdown_table(["what", "images / s"], rows),
         "",
-        f"Target: at least {TRAINING_TARGET:g} images/s with the loader keeping up: **{'met' if met else 'NOT met'}**.",
+        (
+            f"Target: at least {TRAINING_TARGET:g} images/s with the loader keeping up: "
+            f"**{'met' if met else 'NOT met'}**."
+        ),
         *[f"- {note}" for note in notes],
     ]
     return "\n".join(lines), met
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.gpu",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--model", choices=("bisenet", "deeplabv2", "both"), default="both")
     parser.add_argument("--rounds", type=int, default=20, help="timed rounds per inference path (default 20)")
-    parser.add_argument("--compile-mode", default="reduce-overhead",
-                        help="torch.compile mode for the last inference row, or 'none' (default reduce-overhead: CUDA graphs)")
+    parser.add_argument(
+        "--compile-mode",
+        default="reduce-overhead",
+        help="torch.compile mode of the last inference row, or 'none' (default reduce-overhead: CUDA graphs)",
+    )
     parser.add_argument("--checkpoint", help="weights (and an mIoU comparison) from this checkpoint")
-    parser.add_argument("--procedural", default="data/procedural", help="procedural data for the mIoU comparison")
+    parser.add_argument(
+        "--procedural", default="data/procedural", help="procedural data for the mIoU comparison"
+    )
     parser.add_argument("--skip-training", action="store_true")
     parser.add_argument("--batch", type=int, default=16, help="training batch size (default 16)")
-    parser.add_argument("--steps", type=int, default=30, help="timed training steps / loader batches (default 30)")
-    parser.add_argument("--workers", type=int, default=max(1, min(16, (torch.multiprocessing.cpu_count() or 2) - 1)),
-                        help="data loader worker processes (default: CPU count - 1, at most 16)")
-    parser.add_argument("--loader-images", type=int, default=48,
-                        help="procedural photos for the loader, read over and over (default 48)")
+    parser.add_argument(
+        "--steps", type=int, default=30, help="timed training steps / loader batches (default 30)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=max(1, min(16, (torch.multiprocessing.cpu_count() or 2) - 1)),
+        help="data loader worker processes (default: CPU count - 1, at most 16)",
+    )
+    parser.add_argument(
+        "--loader-images",
+        type=int,
+        default=48,
+        help="procedural photos for the loader, read over and over (default 48)",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
 
     if not torch.cuda.is_available():
-        print("No CUDA device on this machine: the GPU benchmark was skipped (docs/benchmarks.md left as it is).")
+        print(
+            "No CUDA device on this machine: the GPU benchmark was skipped (docs/benchmarks.md left as it "
+            "is)."
+        )
         return 0
     device = torch.device("cuda")
     torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels once

@@ -1,4 +1,5 @@
-"""Training loader throughput per CPU core at the report's sizes: before and after the uint8 pipeline and cache.
+"""Training loader throughput per CPU core at the report's sizes: before and after the uint8 pipeline and
+cache.
 
 Procedural scenes are rendered at the real data sets' native sizes (GTA5 1914 x 1052, Cityscapes 2048 x 1024)
 and written in their layouts; each row reads them in one process (one core), sample by sample, as a loader
@@ -48,12 +49,14 @@ class RandomGamma(v2.Transform):
 
 def sample_by_sample_aug12() -> v2.Compose:
     """Aug1+2 on one sample in a loader worker, as the training loader applied them before."""
-    return v2.Compose([
-        v2.RandomHorizontalFlip(p=0.5),
-        v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.5),
-        v2.RandomApply([v2.GaussianBlur(kernel_size=5, sigma=(0.1, 2.0))], p=0.5),
-        v2.RandomApply([RandomGamma()], p=0.5),
-    ])
+    return v2.Compose(
+        [
+            v2.RandomHorizontalFlip(p=0.5),
+            v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.5),
+            v2.RandomApply([v2.GaussianBlur(kernel_size=5, sigma=(0.1, 2.0))], p=0.5),
+            v2.RandomApply([RandomGamma()], p=0.5),
+        ]
+    )
 
 
 def _rate(dataset, passes: int = 1) -> float:
@@ -77,8 +80,11 @@ def measure(name: str, build: Callable[..., object], cache: Path) -> list[float]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.loader", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.loader",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--images", type=int, default=12, help="images per data set (default 12)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
@@ -87,9 +93,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         start = time.perf_counter()
-        generate(root / "gta5_native", n_source=args.images, n_target_train=0, n_target_val=0, size=GTA5_NATIVE)
-        generate(root / "cityscapes_native", n_source=0, n_target_train=args.images, n_target_val=0,
-                 size=CITYSCAPES_NATIVE)
+        generate(
+            root / "gta5_native", n_source=args.images, n_target_train=0, n_target_val=0, size=GTA5_NATIVE
+        )
+        generate(
+            root / "cityscapes_native",
+            n_source=0,
+            n_target_train=args.images,
+            n_target_val=0,
+            size=CITYSCAPES_NATIVE,
+        )
         rendered = time.perf_counter() - start
         sets = {
             "GTA5": lambda **kw: GTA5(root / "gta5_native" / "gta5", **kw),
@@ -101,22 +114,46 @@ def main(argv: list[str] | None = None) -> int:
             size = TRAINING_SIZES[name]
             speedups.append(later / before)
             cached_rates.append(later)
-            rows.append([f"{name} {native[0]} x {native[1]} -> {size[0]} x {size[1]}", f"{before:.1f}",
-                         f"{first:.1f}", f"{later:.1f}", f"**{later / before:.1f}x**"])
+            rows.append(
+                [
+                    f"{name} {native[0]} x {native[1]} -> {size[0]} x {size[1]}",
+                    f"{before:.1f}",
+                    f"{first:.1f}",
+                    f"{later:.1f}",
+                    f"**{later / before:.1f}x**",
+                ]
+            )
     lines = [
         section_header("Training loader per CPU core, at the report's sizes", describe_device("cpu")),
-        (f"{args.images} procedural scenes per data set rendered at the native size ({rendered:.0f} s) and read "
-         "sample by sample in one process on one thread, from the page cache; samples per second. Before: decode "
-         "+ label check and mapping + resize + Aug1+2 (torchvision v2, per sample) + float32 normalisation in the "
-         "worker. After: uint8 out of the worker, augmentation and normalisation on the training device's batch "
-         "(segdemo.augment); the first epoch also writes the sample cache, later epochs read it."),
+        (
+            f"{args.images} procedural scenes per data set rendered at the native size ({rendered:.0f} s) "
+            "and read "
+            "sample by sample in one process on one thread, from the page cache; samples per second. Before: "
+            "decode "
+            "+ label check and mapping + resize + Aug1+2 (torchvision v2, per sample) + float32 "
+            "normalisation in the "
+            "worker. After: uint8 out of the worker, augmentation and normalisation on the training device's "
+            "batch "
+            "(segdemo.augment); the first epoch also writes the sample cache, later epochs read it."
+        ),
         "",
-        markdown_table(["data set", "before", "after, first epoch", "after, later epochs",
-                        f"speed-up per core (target {PER_CORE_TARGET:.0f}x)"], rows),
+        markdown_table(
+            [
+                "data set",
+                "before",
+                "after, first epoch",
+                "after, later epochs",
+                f"speed-up per core (target {PER_CORE_TARGET:.0f}x)",
+            ],
+            rows,
+        ),
         "",
-        (f"Feeding a GPU that trains at R images/s takes R / {min(cached_rates):.0f} loader cores reading the cache "
-         "at these sizes (the slower of the two rows); what a GPU trains at is measured by "
-         "`python -m benchmarks.gpu_check` where a GPU is lent."),
+        (
+            f"Feeding a GPU that trains at R images/s takes R / {min(cached_rates):.0f} loader cores reading "
+            "the cache "
+            "at these sizes (the slower of the two rows); what a GPU trains at is measured by "
+            "`python -m benchmarks.gpu_check` where a GPU is lent."
+        ),
     ]
     section = "\n".join(lines)
     print(section)

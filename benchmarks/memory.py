@@ -38,7 +38,10 @@ def saved_bytes_per_image(model_name: str, width: int, height: int) -> int:
         return tensor
 
     x = torch.randn(2, 3, height, width)  # two: BiSeNet's BatchNorm on pooled 1 x 1 features needs them
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.autocast("cpu", dtype=torch.bfloat16):
+    with (
+        torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
+        torch.autocast("cpu", dtype=torch.bfloat16),
+    ):
         outputs = model(x)
         outputs = outputs if isinstance(outputs, tuple) else (outputs,)
         loss = sum(out.float().logsumexp(dim=1).mean() for out in outputs)  # cross-entropy keeps as much
@@ -53,8 +56,11 @@ def static_bytes(model_name: str, teacher: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.memory", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.memory",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -71,19 +77,44 @@ def main(argv: list[str] | None = None) -> int:
         for gigabytes in CARDS.values():
             room = (gigabytes - CONTEXT_GB) * 2**30 / MARGIN - static
             fits.append(str(max(0, int(room // per_image))))
-        rows.append([name, f"{width}x{height}", str(config.batch_size), f"{per_image / 2**30:.2f}",
-                     f"{static / 2**30:.2f}", f"{(static + config.batch_size * per_image) * MARGIN / 2**30 + CONTEXT_GB:.1f}",
-                     *fits])
+        rows.append(
+            [
+                name,
+                f"{width}x{height}",
+                str(config.batch_size),
+                f"{per_image / 2**30:.2f}",
+                f"{static / 2**30:.2f}",
+                f"{(static + config.batch_size * per_image) * MARGIN / 2**30 + CONTEXT_GB:.1f}",
+                *fits,
+            ]
+        )
     lines = [
-        section_header("Training memory per variant, and the largest batch per card (estimate)", describe_device("cpu")),
-        (f"Activations kept for backward per image, measured on the CPU under bfloat16 autocast (GPU half "
-         f"precision has the same sizes); weights, gradients, Adam and half-precision copies from the parameter "
-         f"count; estimated need = (static + batch x activations) x {MARGIN} + {CONTEXT_GB:g} GB of CUDA context. "
-         "Largest batch = what fits that way. Not measured on a GPU: `python -m benchmarks.gpu_check` runs the "
-         "report's batches under a 16 GB cap where a GPU is lent."),
+        section_header(
+            "Training memory per variant, and the largest batch per card (estimate)", describe_device("cpu")
+        ),
+        (
+            f"Activations kept for backward per image, measured on the CPU under bfloat16 autocast (GPU half "
+            "precision has the same sizes); weights, gradients, Adam and half-precision copies from the "
+            "parameter "
+            f"count; estimated need = (static + batch x activations) x {MARGIN} + {CONTEXT_GB:g} GB of CUDA "
+            "context. "
+            "Largest batch = what fits that way. Not measured on a GPU: `python -m benchmarks.gpu_check` "
+            "runs the "
+            "report's batches under a 16 GB cap where a GPU is lent."
+        ),
         "",
-        markdown_table(["variant", "input", "report batch", "activations GB / image", "static GB",
-                        "estimated GB at the report batch", *[f"largest batch, {card}" for card in CARDS]], rows),
+        markdown_table(
+            [
+                "variant",
+                "input",
+                "report batch",
+                "activations GB / image",
+                "static GB",
+                "estimated GB at the report batch",
+                *[f"largest batch, {card}" for card in CARDS],
+            ],
+            rows,
+        ),
     ]
     section = "\n".join(lines)
     print(section)

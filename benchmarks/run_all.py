@@ -1,6 +1,7 @@
 """Run every benchmark, one process each, and let each write its section of ``docs/benchmarks.md``.
 
-    python -m benchmarks.run_all                  # CPU, FDA, app, loader, memory; the GPU ones where CUDA is present
+    python -m benchmarks.run_all                  # CPU, FDA, app, loader, memory; the GPU ones where CUDA is
+    present
     python -m benchmarks.run_all --quick          # fewer rounds, no torch.compile: a smoke run, noisier
     python -m benchmarks.run_all --no-write       # print only
 
@@ -30,8 +31,11 @@ QUICK = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.run_all", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run_all",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--only", nargs="*", choices=BENCHMARKS, help="run only these")
     parser.add_argument("--quick", action="store_true", help="fewer rounds, no torch.compile")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")

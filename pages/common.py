@@ -107,7 +107,9 @@ def _describe(path: str, root: str, fingerprint: tuple[int, int]) -> CheckpointE
 def checkpoints(usable_only: bool = True) -> list[CheckpointEntry]:
     """The checkpoints under :func:`checkpoint_root`, sorted by name (described once per modification)."""
     root = checkpoint_root()
-    entries = [_describe(str(p), str(root), checkpoint_fingerprint(p)) for p in catalogue.discover_checkpoints(root)]
+    entries = [
+        _describe(str(p), str(root), checkpoint_fingerprint(p)) for p in catalogue.discover_checkpoints(root)
+    ]
     return [e for e in entries if e.usable] if usable_only else entries
 
 
@@ -165,7 +167,9 @@ def no_checkpoints_notice(what: str) -> None:
     st.page_link(HOME, label="Go to Home", icon=":material/home:")
 
 
-def pick_checkpoint(key: str, text: str, optional: bool = True, help: str | None = None) -> CheckpointEntry | None:
+def pick_checkpoint(
+    key: str, text: str, optional: bool = True, help: str | None = None
+) -> CheckpointEntry | None:
     """A select box of the usable checkpoints (first: "none" when ``optional``); the chosen one or None."""
     entries = catalogue.preferred_order(checkpoints())
     if not entries:
@@ -174,7 +178,11 @@ def pick_checkpoint(key: str, text: str, optional: bool = True, help: str | None
     by_name = {e.name: e for e in entries}
     options = ([NONE] if optional else []) + list(by_name)
     choice = st.selectbox(
-        text, options, index=1 if optional else 0, key=key, help=help,
+        text,
+        options,
+        index=1 if optional else 0,
+        key=key,
+        help=help,
         format_func=lambda name: "none" if name == NONE else by_name[name].title,
     )
     return by_name.get(choice)
@@ -201,7 +209,8 @@ class Picked:
 
 
 def _megabytes(variable: str, default_bytes: int) -> int:
-    """A positive whole number of megabytes from the environment ``variable``, else ``default_bytes`` in MB."""
+    """A positive whole number of megabytes from the environment ``variable``, else ``default_bytes`` in
+    MB."""
     try:
         value = int(os.environ.get(variable, "").strip())
     except ValueError:
@@ -218,7 +227,8 @@ def image_upload_limit_mb() -> int:
 
 
 def checkpoint_upload_limit_mb() -> int:
-    """The largest checkpoint import in MB: ``$SEGDEMO_MAX_CHECKPOINT_MB``, else 400 (the browser refuses larger,
+    """The largest checkpoint import in MB: ``$SEGDEMO_MAX_CHECKPOINT_MB``, else 400 (the browser refuses
+    larger,
     and the import checks again)."""
     return _megabytes(MAX_CHECKPOINT_ENV, catalogue.MAX_IMPORT_BYTES)
 
@@ -244,21 +254,30 @@ def image_input(key: str, title: str, default_domain: str, with_label: bool = Fa
         left, right = st.columns([3, 2])
         domains = list(DOMAINS)
         domain = left.selectbox(
-            "Domain", domains, index=domains.index(default_domain), key=f"{key}_domain",
+            "Domain",
+            domains,
+            index=domains.index(default_domain),
+            key=f"{key}_domain",
             format_func=DOMAINS.__getitem__,
         )
         index = right.number_input("Sample", 0, SAMPLE_COUNT - 1, 0, key=f"{key}_sample")
         image, train_ids = sample(domain, int(index))
         return Picked(image, train_ids, f"procedural {domain} sample {int(index)}")
-    upload = st.file_uploader("Image", type=IMAGE_TYPES, key=f"{key}_upload", max_upload_size=image_upload_limit_mb())
+    upload = st.file_uploader(
+        "Image", type=IMAGE_TYPES, key=f"{key}_upload", max_upload_size=image_upload_limit_mb()
+    )
     label_upload, encoding = None, "auto"
     if with_label:
         label_upload = st.file_uploader(
             "Its label map (PNG, TIFF or BMP: trainIds, Cityscapes/GTA5 label ids, or palette colours)",
-            type=["png", "tif", "tiff", "bmp"], key=f"{key}_label", max_upload_size=image_upload_limit_mb(),
+            type=["png", "tif", "tiff", "bmp"],
+            key=f"{key}_label",
+            max_upload_size=image_upload_limit_mb(),
         )
         encoding = st.selectbox(
-            "Read the label's values as", LABEL_ENCODINGS, key=f"{key}_label_encoding",
+            "Read the label's values as",
+            LABEL_ENCODINGS,
+            key=f"{key}_label_encoding",
             help="auto decides from the whole set of values and asks when they could mean either",
         )
     if upload is None:
@@ -273,7 +292,9 @@ def image_input(key: str, title: str, default_domain: str, with_label: bool = Fa
             train_ids, used = load_label(label_upload.getvalue(), size=image.shape[:2], encoding=encoding)
             st.caption(f"label read as {used}")
         except AmbiguousLabelError as exc:
-            st.warning(f"{literal(label_upload.name)}: {literal(exc)} (\"Read the label's values as\", above).")
+            st.warning(
+                f'{literal(label_upload.name)}: {literal(exc)} ("Read the label\'s values as", above).'
+            )
             return None
         except ImageError as exc:
             st.error(f"{literal(label_upload.name)}: {literal(exc)}")
@@ -291,9 +312,9 @@ def legend_table(train_ids: np.ndarray) -> Any:
         columns=["colour", "class", "share"],
     )
     colours = [e["color"] for e in entries]
-    return frame.style.apply(lambda _col: [f"background-color: {c}" for c in colours], subset=["colour"]).format(
-        {"share": "{:.1f} %"}
-    )
+    return frame.style.apply(
+        lambda _col: [f"background-color: {c}" for c in colours], subset=["colour"]
+    ).format({"share": "{:.1f} %"})
 
 
 def class_names(ids: list[int]) -> list[str]:

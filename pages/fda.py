@@ -32,19 +32,25 @@ window = f"{2 * b + 1} x {2 * b + 1} frequencies swapped" if beta > 0 else "noth
 
 columns = st.columns(3)
 columns[0].image(source.image, caption=f"source: {common.literal(source.name)}", width="stretch")
-columns[1].image(preview.target, caption=f"target: {common.literal(target.name)} (resized to the source)", width="stretch")
-columns[2].image(preview.result, caption=f"source in the target's style, β = {beta:.3f} ({window})",
-                 width="stretch")
+columns[1].image(
+    preview.target, caption=f"target: {common.literal(target.name)} (resized to the source)", width="stretch"
+)
+columns[2].image(
+    preview.result, caption=f"source in the target's style, β = {beta:.3f} ({window})", width="stretch"
+)
 
 st.subheader("Log-amplitude spectra")
-st.caption("Zero frequency in the centre; the red box is the swapped window (viridis: dark = weak, yellow = strong).")
+st.caption(
+    "Zero frequency in the centre; the red box is the swapped window (viridis: dark = weak, yellow = strong)."
+)
 columns = st.columns(3)
 for column, key in zip(columns, ("source", "target", "result")):
     column.image(preview.spectra[key], caption=f"{key} spectrum", width="stretch")
 
 st.subheader("What a model sees")
-entry = common.pick_checkpoint("fda_checkpoint", "Checkpoint (optional)",
-                              help="Segment the source before and after translation.")
+entry = common.pick_checkpoint(
+    "fda_checkpoint", "Checkpoint (optional)", help="Segment the source before and after translation."
+)
 if entry is None:
     st.caption("Choose a checkpoint to compare its prediction on the source before and after FDA.")
     st.stop()
@@ -54,7 +60,14 @@ if before is None or after is None:
     st.stop()
 _, changed = disagreement(before.train_ids, after.train_ids)
 columns = st.columns(2)
-columns[0].image(overlay(source.image, before.train_ids, OVERLAY_ALPHA), caption="prediction on the source", width="stretch")
-columns[1].image(overlay(preview.result, after.train_ids, OVERLAY_ALPHA), caption="prediction after translation",
-                 width="stretch")
+columns[0].image(
+    overlay(source.image, before.train_ids, OVERLAY_ALPHA),
+    caption="prediction on the source",
+    width="stretch",
+)
+columns[1].image(
+    overlay(preview.result, after.train_ids, OVERLAY_ALPHA),
+    caption="prediction after translation",
+    width="stretch",
+)
 st.metric("Pixels whose class changed", f"{changed:.1%}")

@@ -37,7 +37,9 @@ st.caption(f"Device: {common.device_label()} · checkpoint folder: `{root}`")
 st.subheader("Checkpoints")
 if entries:
     st.dataframe(
-        checkpoints_frame(entries), hide_index=True, width="stretch",
+        checkpoints_frame(entries),
+        hide_index=True,
+        width="stretch",
         column_config={"mIoU": st.column_config.NumberColumn("mIoU", format="%.2f")},
     )
     st.caption(
@@ -79,11 +81,17 @@ def demo_panel() -> None:
         progress = status.progress or {}
         detail = ""
         if progress.get("variant"):
-            detail = (f" · variant {int(progress.get('index', 0)) + 1} of {progress.get('count')}: "
-                      f"{progress['variant']}, step {progress.get('step', 0)} of {progress.get('total', '?')}")
+            detail = (
+                f" · variant {int(progress.get('index', 0)) + 1} of {progress.get('count')}: "
+                f"{progress['variant']}, step {progress.get('step', 0)} of {progress.get('total', '?')}"
+            )
         st.progress(status.fraction, text=f"{status.message} — {status.fraction:.0%}{detail}")
-        st.button("Stop the demo", key="demo_stop", on_click=_stop_demo,
-                  help="Finished checkpoints are kept; starting again continues where it stopped.")
+        st.button(
+            "Stop the demo",
+            key="demo_stop",
+            on_click=_stop_demo,
+            help="Finished checkpoints are kept; starting again continues where it stopped.",
+        )
         seen = st.session_state.get("demo_seen_finished", 0)
         if len(status.finished) > seen:
             # A variant has just finished: refresh the whole page so its checkpoint is listed.
@@ -101,7 +109,9 @@ def demo_panel() -> None:
             st.warning(f"The demo was stopped ({status.message}).")
         st.button(
             "Build the demo checkpoints" if not usable else "Build / complete the demo checkpoints",
-            key="demo_start", type="primary" if not usable else "secondary", on_click=_start_demo,
+            key="demo_start",
+            type="primary" if not usable else "secondary",
+            on_click=_start_demo,
             help=f"Runs `{' '.join(jobs.demo_command(root)[1:])}` in the background.",
         )
     if st.session_state.get("demo_error"):
@@ -129,22 +139,29 @@ st.subheader("Import a course-template checkpoint")
 limit_mb, quota_mb = common.checkpoint_upload_limit_mb(), common.uploads_quota_mb()
 upload = st.file_uploader(
     "A BiSeNet or DeepLabV2 state dict from the course template (`.pth`); it is checked, then kept in "
-    f"`{root / 'uploads'}`", type=[s.lstrip(".") for s in TEMPLATE_SUFFIXES], key="home_upload",
+    f"`{root / 'uploads'}`",
+    type=[s.lstrip(".") for s in TEMPLATE_SUFFIXES],
+    key="home_upload",
     max_upload_size=limit_mb,
 )
-st.caption(f"At most {limit_mb} MB a file; the imported checkpoints may take {quota_mb} MB in all "
-           f"(now {uploads_size(root) / 2**20:.0f} MB).")
+st.caption(
+    f"At most {limit_mb} MB a file; the imported checkpoints may take {quota_mb} MB in all "
+    f"(now {uploads_size(root) / 2**20:.0f} MB)."
+)
 if upload is not None:
     done = st.session_state.setdefault("home_imported", {})
     if upload.file_id not in done:
         try:
-            path, meta = import_template_checkpoint(upload.getvalue(), upload.name, root,
-                                                    max_bytes=limit_mb * 2**20, quota_bytes=quota_mb * 2**20)
+            path, meta = import_template_checkpoint(
+                upload.getvalue(), upload.name, root, max_bytes=limit_mb * 2**20, quota_bytes=quota_mb * 2**20
+            )
         except CheckpointError as exc:
             message = f"{common.literal(upload.name)} was not imported: {common.literal(exc)}"
             done[upload.file_id] = ("error", message)
         else:
-            message = f"Imported {common.literal(upload.name)} as {common.literal(path.name)} ({meta['model']})."
+            message = (
+                f"Imported {common.literal(upload.name)} as {common.literal(path.name)} ({meta['model']})."
+            )
             done[upload.file_id] = ("ok", message)
             st.rerun()  # list it in the table above
     kind, text = done[upload.file_id]

@@ -19,9 +19,11 @@ common.ensure_navigation()
 
 st.title("Results")
 st.markdown(
-    "The report's Table 3 (BiSeNet trained on GTA5, **measured on real Cityscapes val**) and every checkpoint "
+    "The report's Table 3 (BiSeNet trained on GTA5, **measured on real Cityscapes val**) and every "
+    "checkpoint "
     "here that carries an evaluation. Each row says what it was measured on: checkpoints of the demo are "
-    "measured on **procedural data, which is not Cityscapes**; compare them with each other, and the report's "
+    "measured on **procedural data, which is not Cityscapes**; compare them with each other, and the "
+    "report's "
     "rows with each other, not across."
 )
 
@@ -33,8 +35,10 @@ if checkpoint_rows.empty:
         "The demo (Home) evaluates every checkpoint it builds."
     )
 
-with st.expander(f"Choose the rows ({len(frame)}: {len(frame) - len(checkpoint_rows)} from the report, "
-                 f"{len(checkpoint_rows)} from checkpoints)"):
+with st.expander(
+    f"Choose the rows ({len(frame)}: {len(frame) - len(checkpoint_rows)} from the report, "
+    f"{len(checkpoint_rows)} from checkpoints)"
+):
     rows = st.multiselect("Rows", list(frame.index), default=list(frame.index), key="results_rows")
 if not rows:
     st.info("Choose at least one row.")
@@ -49,30 +53,45 @@ with table:
     shown = common.for_display(view[["measured on", *METRIC_COLUMNS]], dict.fromkeys(METRIC_COLUMNS, ".2f"))
     styled = shown.style.apply(
         lambda _frame: best.replace({True: "background-color: #c8f0c8; font-weight: bold", False: ""}),
-        axis=None, subset=list(METRIC_COLUMNS),
+        axis=None,
+        subset=list(METRIC_COLUMNS),
     )
     st.dataframe(styled, width="stretch")
-    st.caption("IoU in percent. Green: best of its column among the rows measured on the same kind of data. "
-               "The report's Cityscapes-trained rows have no per-class values in the report.")
-    st.download_button("Download as CSV", view.to_csv().encode(), "segdemo_results.csv", "text/csv",
-                       key="results_csv")
+    st.caption(
+        "IoU in percent. Green: best of its column among the rows measured on the same kind of data. "
+        "The report's Cityscapes-trained rows have no per-class values in the report."
+    )
+    st.download_button(
+        "Download as CSV", view.to_csv().encode(), "segdemo_results.csv", "text/csv", key="results_csv"
+    )
 
 with bars:
     data = view.reset_index()
-    figure = px.bar(data, x="row", y="mIoU", color="measured on", text_auto=".1f",
-                    labels={"row": "", "mIoU": "mIoU (%)"})
+    figure = px.bar(
+        data, x="row", y="mIoU", color="measured on", text_auto=".1f", labels={"row": "", "mIoU": "mIoU (%)"}
+    )
     figure.update_layout(legend={"orientation": "h", "y": -0.35}, margin={"t": 30})
     st.plotly_chart(figure, width="stretch", key="results_bar")
 
 with heatmap:
     values = view[list(CLASS_NAMES)]
-    figure = go.Figure(go.Heatmap(
-        z=values.to_numpy(), x=list(CLASS_NAMES), y=list(values.index), colorscale="Viridis", zmin=0, zmax=100,
-        colorbar={"title": "IoU %"}, hovertemplate="%{y}<br>%{x}: %{z:.1f}<extra></extra>",
-    ))
+    figure = go.Figure(
+        go.Heatmap(
+            z=values.to_numpy(),
+            x=list(CLASS_NAMES),
+            y=list(values.index),
+            colorscale="Viridis",
+            zmin=0,
+            zmax=100,
+            colorbar={"title": "IoU %"},
+            hovertemplate="%{y}<br>%{x}: %{z:.1f}<extra></extra>",
+        )
+    )
     figure.update_layout(height=140 + 32 * len(values), margin={"t": 30}, yaxis={"autorange": "reversed"})
     st.plotly_chart(figure, width="stretch", key="results_heatmap")
-    st.caption("Blank cells: not available (the report gives no per-class IoU for its Cityscapes-trained rows).")
+    st.caption(
+        "Blank cells: not available (the report gives no per-class IoU for its Cityscapes-trained rows)."
+    )
 
 with deltas:
     if len(rows) < 2:
@@ -82,17 +101,26 @@ with deltas:
         a = left.selectbox("From", rows, index=0, key="results_delta_a")
         b = right.selectbox("To", rows, index=min(1, len(rows) - 1), key="results_delta_b")
         if view.loc[a, "data"] != view.loc[b, "data"]:
-            st.warning(f"{common.literal(a)} and {common.literal(b)} were measured on different data "
-                       f"({common.literal(view.loc[a, 'measured on'])} vs {common.literal(view.loc[b, 'measured on'])}): "
-                       "the difference says little.")
+            st.warning(
+                f"{common.literal(a)} and {common.literal(b)} were measured on different data "
+                f"({common.literal(view.loc[a, 'measured on'])} vs "
+                f"{common.literal(view.loc[b, 'measured on'])}): "
+                "the difference says little."
+            )
         change = delta_frame(view, a, b)
         st.dataframe(common.for_display(change, {a: ".2f", b: ".2f", "delta": "+.2f"}), width="stretch")
-        figure = px.bar(change.reset_index(), x="metric", y="delta", labels={"delta": f"{b} − {a} (IoU points)"})
+        figure = px.bar(
+            change.reset_index(), x="metric", y="delta", labels={"delta": f"{b} − {a} (IoU points)"}
+        )
         st.plotly_chart(figure, width="stretch", key="results_delta_bar")
 
 with efficiency:
-    st.markdown("The report's Tables 1 and 2 (Cityscapes-trained networks at 512 x 1024 on a P100 GPU). "
-                "Measure this machine on the **Benchmark** page.")
+    st.markdown(
+        "The report's Tables 1 and 2 (Cityscapes-trained networks at 512 x 1024 on a P100 GPU). "
+        "Measure this machine on the **Benchmark** page."
+    )
     efficiency_table = profile_frame([]).drop(columns=["± ms"])
-    st.dataframe(common.for_display(efficiency_table, {"mIoU": ".2f", "latency ms": ".2f", "FPS": ".1f"}),
-                 width="stretch")
+    st.dataframe(
+        common.for_display(efficiency_table, {"mIoU": ".2f", "latency ms": ".2f", "FPS": ".1f"}),
+        width="stretch",
+    )

@@ -29,12 +29,17 @@ by_name = {e.name: e for e in entries}
 
 left, right = st.columns([5, 2])
 chosen = left.multiselect(
-    "Checkpoints (several: side by side)", list(by_name), default=[entries[0].name], key="seg_checkpoints",
+    "Checkpoints (several: side by side)",
+    list(by_name),
+    default=[entries[0].name],
+    key="seg_checkpoints",
     format_func=lambda name: by_name[name].title,
 )
 alpha = right.slider("Overlay opacity", 0.0, 1.0, OVERLAY_ALPHA, 0.05, key="seg_alpha")
 input_column, source_column = st.columns([2, 5])
-kind = input_column.radio("Input", ["Procedural sample", "Upload a photo", "Upload a video clip"], key="seg_input")
+kind = input_column.radio(
+    "Input", ["Procedural sample", "Upload a photo", "Upload a video clip"], key="seg_input"
+)
 if not chosen:
     st.info("Choose at least one checkpoint.")
     st.stop()
@@ -43,14 +48,27 @@ selected = [by_name[name] for name in chosen]
 
 def video_section() -> None:
     """Upload a clip, segment it frame by frame with the first chosen checkpoint, play and offer it."""
-    upload = st.file_uploader("A short video clip", type=["mp4", "webm", "avi", "mov", "mkv", "m4v"],
-                              key="seg_video")
+    upload = st.file_uploader(
+        "A short video clip", type=["mp4", "webm", "avi", "mov", "mkv", "m4v"], key="seg_video"
+    )
     entry = selected[0]
     if len(selected) > 1:
-        entry = by_name[st.selectbox("Checkpoint for the video", chosen, key="seg_video_ckpt",
-                                    format_func=lambda name: by_name[name].title)]
-    max_frames = st.number_input("At most this many frames", 1, 1500, 150, key="seg_video_frames",
-                                 help="Longer clips are cut; every frame runs through the model.")
+        entry = by_name[
+            st.selectbox(
+                "Checkpoint for the video",
+                chosen,
+                key="seg_video_ckpt",
+                format_func=lambda name: by_name[name].title,
+            )
+        ]
+    max_frames = st.number_input(
+        "At most this many frames",
+        1,
+        1500,
+        150,
+        key="seg_video_frames",
+        help="Longer clips are cut; every frame runs through the model.",
+    )
     if upload is None:
         st.info("Upload a clip (mp4, webm, avi, mov, mkv).")
         return
@@ -69,14 +87,25 @@ def video_section() -> None:
             source = Path(folder) / f"input{Path(upload.name).suffix.lower() or '.mp4'}"
             source.write_bytes(upload.getvalue())
             try:
-                out, frames = segment_video(source, segmenter, Path(folder) / f"segmented{suffix}", alpha=alpha,
-                                            max_frames=int(max_frames), progress=report)
+                out, frames = segment_video(
+                    source,
+                    segmenter,
+                    Path(folder) / f"segmented{suffix}",
+                    alpha=alpha,
+                    max_frames=int(max_frames),
+                    progress=report,
+                )
             except ImageError as exc:
                 bar.empty()
                 st.error(f"{common.literal(upload.name)}: {common.literal(exc)}")
                 return
-            st.session_state["seg_video_result"] = {"job": job, "data": out.read_bytes(), "frames": frames,
-                                                    "suffix": suffix, "name": Path(upload.name).stem}
+            st.session_state["seg_video_result"] = {
+                "job": job,
+                "data": out.read_bytes(),
+                "frames": frames,
+                "suffix": suffix,
+                "name": Path(upload.name).stem,
+            }
         bar.progress(1.0, text=f"{frames} frames segmented")
     result = st.session_state.get("seg_video_result")
     if result and result["job"][0] == upload.file_id:
@@ -84,9 +113,13 @@ def video_section() -> None:
             st.caption("Settings changed since this video was made; press the button to redo it.")
         mime = "video/webm" if result["suffix"] == ".webm" else "video/mp4"
         st.video(result["data"], format=mime)
-        st.download_button(f"Download the segmented video ({result['frames']} frames)", result["data"],
-                           file_name=f"{result['name']}_segmented{result['suffix']}", mime=mime,
-                           key="seg_video_download")
+        st.download_button(
+            f"Download the segmented video ({result['frames']} frames)",
+            result["data"],
+            file_name=f"{result['name']}_segmented{result['suffix']}",
+            mime=mime,
+            key="seg_video_download",
+        )
 
 
 if kind == "Upload a video clip":
@@ -96,16 +129,24 @@ if kind == "Upload a video clip":
 
 if kind == "Procedural sample":
     left, right = source_column.columns([3, 2])
-    domain = left.selectbox("Domain", list(common.DOMAINS), key="seg_domain", format_func=common.DOMAINS.__getitem__)
+    domain = left.selectbox(
+        "Domain", list(common.DOMAINS), key="seg_domain", format_func=common.DOMAINS.__getitem__
+    )
     index = right.number_input("Sample", 0, common.SAMPLE_COUNT - 1, 0, key="seg_sample")
     image, _ = common.sample(domain, int(index))
     name = f"{domain}_{int(index)}"
 else:
-    upload = source_column.file_uploader("A street photo", type=common.IMAGE_TYPES, key="seg_upload",
-                                         max_upload_size=common.image_upload_limit_mb())
+    upload = source_column.file_uploader(
+        "A street photo",
+        type=common.IMAGE_TYPES,
+        key="seg_upload",
+        max_upload_size=common.image_upload_limit_mb(),
+    )
     if upload is None:
-        st.info("Upload a photo (PNG, JPEG, WebP, ...). Large photos are fine: the model runs at its own "
-                "input size and the result is scaled back.")
+        st.info(
+            "Upload a photo (PNG, JPEG, WebP, ...). Large photos are fine: the model runs at its own "
+            "input size and the result is scaled back."
+        )
         st.stop()
     image = common.read_image(upload)
     if image is None:
@@ -121,36 +162,65 @@ if not predictions:
     st.stop()
 
 st.caption(f"Image: {image.shape[1]} x {image.shape[0]} pixels")
-panels = [("Input", image, None)] + [(n, overlay(image, p.train_ids, alpha), p) for n, p in predictions.items()]
+panels = [("Input", image, None)] + [
+    (n, overlay(image, p.train_ids, alpha), p) for n, p in predictions.items()
+]
 per_row = 3 if len(panels) == 3 else 2  # photo and two checkpoints side by side in one row
 for start in range(0, len(panels), per_row):
-    for column, (title, picture, prediction) in zip(st.columns(per_row), panels[start:start + per_row]):
+    for column, (title, picture, prediction) in zip(st.columns(per_row), panels[start : start + per_row]):
         with column:
             if prediction is None:
                 st.image(picture, caption=common.literal(title), width="stretch")
                 continue
             h, w = prediction.input_size
-            st.image(picture, width="stretch", caption=(
-                f"{common.literal(title)} · {prediction.seconds * 1000:.0f} ms on {prediction.device} "
-                f"(model input {w} x {h})"))
+            st.image(
+                picture,
+                width="stretch",
+                caption=(
+                    f"{common.literal(title)} · {prediction.seconds * 1000:.0f} ms on {prediction.device} "
+                    f"(model input {w} x {h})"
+                ),
+            )
             safe = title.replace("/", "_")
             a, b = st.columns(2)
-            a.download_button("Mask PNG", label_png_bytes(prediction.train_ids), f"{name}_{safe}_mask.png",
-                              "image/png", key=f"seg_dl_mask_{title}", width="stretch")
-            b.download_button("Overlay PNG", to_png_bytes(picture), f"{name}_{safe}_overlay.png", "image/png",
-                              key=f"seg_dl_overlay_{title}", width="stretch")
+            a.download_button(
+                "Mask PNG",
+                label_png_bytes(prediction.train_ids),
+                f"{name}_{safe}_mask.png",
+                "image/png",
+                key=f"seg_dl_mask_{title}",
+                width="stretch",
+            )
+            b.download_button(
+                "Overlay PNG",
+                to_png_bytes(picture),
+                f"{name}_{safe}_overlay.png",
+                "image/png",
+                key=f"seg_dl_overlay_{title}",
+                width="stretch",
+            )
             with st.expander("Classes present (share of pixels)", expanded=len(predictions) == 1):
                 st.dataframe(common.legend_table(prediction.train_ids), hide_index=True, width="stretch")
 
 st.subheader("Inference time")
 st.dataframe(
-    [{"checkpoint": n, "milliseconds": round(p.seconds * 1000, 1), "device": p.device, "runtime": p.backend,
-      "model input (h x w)": f"{p.input_size[0]} x {p.input_size[1]}"} for n, p in predictions.items()],
+    [
+        {
+            "checkpoint": n,
+            "milliseconds": round(p.seconds * 1000, 1),
+            "device": p.device,
+            "runtime": p.backend,
+            "model input (h x w)": f"{p.input_size[0]} x {p.input_size[1]}",
+        }
+        for n, p in predictions.items()
+    ],
     hide_index=True,
 )
-st.caption("Measured on this device when the image was first segmented (pre-processing, forward pass and "
-           "scaling back included). Runtime: how the network ran; \"onnxruntime\" and \"eager\" are the exact "
-           "inference form (same logits within 1e-3, see docs/benchmarks.md).")
+st.caption(
+    "Measured on this device when the image was first segmented (pre-processing, forward pass and "
+    'scaling back included). Runtime: how the network ran; "onnxruntime" and "eager" are the exact '
+    "inference form (same logits within 1e-3, see docs/benchmarks.md)."
+)
 
 if len(predictions) >= 2:
     st.subheader("Where two checkpoints disagree")
@@ -164,5 +234,10 @@ if len(predictions) >= 2:
         a_ids, b_ids = predictions[first].train_ids, predictions[second].train_ids
         _, fraction = disagreement(a_ids, b_ids)
         st.metric("Pixels where they disagree", f"{fraction:.1%}")
-        st.image(disagreement_image(image, a_ids, b_ids), width="stretch",
-                 caption=f"magenta: {common.literal(first)} and {common.literal(second)} predict different classes")
+        st.image(
+            disagreement_image(image, a_ids, b_ids),
+            width="stretch",
+            caption=(
+                f"magenta: {common.literal(first)} and {common.literal(second)} predict different classes"
+            ),
+        )

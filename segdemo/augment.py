@@ -39,8 +39,10 @@ _GREY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
 class Photometric:
     """Per-sample colour jitter, Gaussian blur and gamma, each applied with its own probability.
 
-    ``brightness``, ``contrast`` and ``saturation`` draw a factor in ``[max(0, 1 - v), 1 + v]``, ``hue`` a shift
-    in ``[-hue, hue]`` (as ``torchvision.transforms.v2.ColorJitter``); the blur a sigma in ``blur_sigma``; gamma
+    ``brightness``, ``contrast`` and ``saturation`` draw a factor in ``[max(0, 1 - v), 1 + v]``, ``hue`` a
+    shift
+    in ``[-hue, hue]`` (as ``torchvision.transforms.v2.ColorJitter``); the blur a sigma in ``blur_sigma``;
+    gamma
     an exponent in ``gamma_range``. A probability of 0 switches an operation off.
     """
 
@@ -77,8 +79,11 @@ class Photometric:
         out = images
         if self.p_jitter > 0:
             jittered = out
-            for amount, op in ((self.brightness, _brightness), (self.contrast, _contrast),
-                               (self.saturation, _saturation)):
+            for amount, op in (
+                (self.brightness, _brightness),
+                (self.contrast, _contrast),
+                (self.saturation, _saturation),
+            ):
                 if amount > 0:
                     jittered = op(jittered, draw(max(0.0, 1.0 - amount), 1.0 + amount))
             if self.hue > 0:
@@ -91,16 +96,34 @@ class Photometric:
         return out.clamp(0.0, 1.0)  # a blur's float rounding may step a hair outside
 
 
-AUG2 = Photometric(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1, p_jitter=0.5,
-                   blur_kernel=5, blur_sigma=(0.1, 2.0), p_blur=0.5, gamma_range=(0.7, 1.5), p_gamma=0.5)
+AUG2 = Photometric(
+    brightness=0.4,
+    contrast=0.4,
+    saturation=0.4,
+    hue=0.1,
+    p_jitter=0.5,
+    blur_kernel=5,
+    blur_sigma=(0.1, 2.0),
+    p_blur=0.5,
+    gamma_range=(0.7, 1.5),
+    p_gamma=0.5,
+)
 """Aug2: strong enough to perturb colour statistics, mild enough that every class stays recognisable."""
 
 
 def dacs_strong(color_jitter: float, blur: bool) -> Photometric:
     """DACS's augmentation of mixed images: colour jitter (``s, s, s, s / 2``, p = 0.8), blur (p = 0.5)."""
     s = float(color_jitter)
-    return Photometric(brightness=s, contrast=s, saturation=s, hue=min(0.5, s / 2), p_jitter=0.8 if s > 0 else 0.0,
-                       blur_kernel=5, blur_sigma=(0.15, 1.15), p_blur=0.5 if blur else 0.0)
+    return Photometric(
+        brightness=s,
+        contrast=s,
+        saturation=s,
+        hue=min(0.5, s / 2),
+        p_jitter=0.8 if s > 0 else 0.0,
+        blur_kernel=5,
+        blur_sigma=(0.15, 1.15),
+        p_blur=0.5 if blur else 0.0,
+    )
 
 
 class BatchAugment:
@@ -113,7 +136,9 @@ class BatchAugment:
     def __init__(self, name: str | None) -> None:
         key = "none" if name is None else str(name).strip().lower()
         if key not in AUGMENTATIONS:
-            raise ValueError(f"unknown augmentation {name!r}: valid names are {', '.join(AUGMENTATIONS)} (or None)")
+            raise ValueError(
+                f"unknown augmentation {name!r}: valid names are {', '.join(AUGMENTATIONS)} (or None)"
+            )
         self.name = key
         self.flip = key in ("aug1", "aug12")
         self.photometric = AUG2 if key in ("aug2", "aug12") else None
@@ -141,7 +166,9 @@ class BatchAugment:
 
 def _check_images(images: Tensor) -> None:
     if images.dim() != 4 or images.shape[1] != 3 or not images.is_floating_point():
-        raise ValueError(f"expected float images N x 3 x H x W in [0, 1], got {images.dtype} {tuple(images.shape)}")
+        raise ValueError(
+            f"expected float images N x 3 x H x W in [0, 1], got {images.dtype} {tuple(images.shape)}"
+        )
 
 
 def _uniform(n: int, low: float, high: float, generator: torch.Generator, like: Tensor) -> Tensor:

@@ -104,7 +104,7 @@ def checkpoint_fingerprint(path: str | Path) -> tuple[int, int]:
 
 
 def eval_kind(metrics: Mapping[str, Any] | None) -> str:
-    """"procedural", "real" or "unknown": what an evaluation in a checkpoint's metrics was measured on.
+    """ "procedural", "real" or "unknown": what an evaluation in a checkpoint's metrics was measured on.
 
     Evaluations write it as ``eval_kind``; checkpoints from before that (0.1.0 before 2026-11) only have the
     human-readable ``eval_data`` ("<kind> cityscapes-layout val, N images"), read as a fallback.
@@ -156,7 +156,11 @@ def describe_checkpoint(path: str | Path, root: str | Path | None = None) -> Che
             }
             validate_metadata(meta, path.name)
         else:
-            fields = {"variant": "template import", "model": peek_template(path), "input_size": list(DEFAULT_INPUT_SIZE)}
+            fields = {
+                "variant": "template import",
+                "model": peek_template(path),
+                "input_size": list(DEFAULT_INPUT_SIZE),
+            }
     except CheckpointError as exc:
         fields["error"] = str(exc)
     return CheckpointEntry(name=name, path=str(path), format=fmt, **fields)
@@ -220,7 +224,8 @@ def import_template_checkpoint(
         raise CheckpointError(f"{filename} is empty (0 bytes)")
     if len(data) > max_bytes:
         raise CheckpointError(
-            f"{filename} is {len(data) / 2**20:,.0f} MB; the limit for an import is {max_bytes / 2**20:,.0f} MB"
+            f"{filename} is {len(data) / 2**20:,.0f} MB; the limit for an import is {max_bytes / 2**20:,.0f} "
+            "MB"
         )
     used = uploads_size(root)
     if used + len(data) > quota_bytes:

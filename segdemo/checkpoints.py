@@ -34,8 +34,8 @@ DEFAULT_INPUT_SIZE = [512, 1024]  # [height, width], Cityscapes evaluation size 
 MAX_INPUT_SIDE = 4096  # Cityscapes' full 2048 x 1024 twice over; larger would only fill the memory
 TEMPLATE_SUFFIXES = (".pth", ".pt", ".tar", ".ckpt")
 MAX_TENSOR_BYTES = 1 << 30
-"""Most tensor data a checkpoint file may hold (1 GiB): DeepLabV2's weights are 176 MB, with Adam's two moments
-530 MB. What a file claims is checked against this before any of it is read."""
+"""Most tensor data a checkpoint file may hold (1 GiB): DeepLabV2's weights are 176 MB, with Adam's two
+moments 530 MB. What a file claims is checked against this before any of it is read."""
 
 
 class CheckpointError(ValueError):
@@ -142,23 +142,35 @@ def validate_metadata(meta: Mapping[str, Any], where: str | Path) -> None:
         raise CheckpointError(f"{where}: unknown model {meta['model']!r} (known: {', '.join(MODEL_NAMES)})")
     if meta["num_classes"] != NUM_CLASSES:
         raise CheckpointError(
-            f"{where}: {meta['num_classes']} classes, but this tool works with the {NUM_CLASSES} Cityscapes classes"
+            f"{where}: {meta['num_classes']} classes, but this tool works with the {NUM_CLASSES} Cityscapes "
+            "classes"
         )
     size = meta.get("input_size", DEFAULT_INPUT_SIZE)
-    if not (isinstance(size, (list, tuple)) and len(size) == 2
-            and all(isinstance(v, int) and not isinstance(v, bool) for v in size)):
+    if not (
+        isinstance(size, (list, tuple))
+        and len(size) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in size)
+    ):
         raise CheckpointError(f"{where}: input_size {size!r} is not [height, width]")
     if not all(8 <= v <= MAX_INPUT_SIDE and v % 8 == 0 for v in size):
         raise CheckpointError(
-            f"{where}: input_size {size[0]} x {size[1]} cannot be used: both sides must be multiples of 8 from 8 to "
-            f"{MAX_INPUT_SIDE} (the networks upsample their 1/8 features x8)")
+            f"{where}: input_size {size[0]} x {size[1]} cannot be used: both sides must be multiples of 8 "
+            "from 8 to "
+            f"{MAX_INPUT_SIDE} (the networks upsample their 1/8 features x8)"
+        )
     for key in ("mean", "std"):
         values = meta.get(key, IMAGENET_MEAN if key == "mean" else IMAGENET_STD)
-        numbers = isinstance(values, (list, tuple)) and len(values) == 3 and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+        numbers = (
+            isinstance(values, (list, tuple))
+            and len(values) == 3
+            and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values
+            )
+        )
         if not numbers or (key == "std" and min(values) <= 0):
-            raise CheckpointError(f"{where}: {key} {values!r} is not three finite numbers"
-                                  f"{' above 0' if key == 'std' else ''}")
+            raise CheckpointError(
+                f"{where}: {key} {values!r} is not three finite numbers{' above 0' if key == 'std' else ''}"
+            )
 
 
 def _load_ours(path: Path) -> tuple[nn.Module, dict[str, Any]]:
@@ -196,19 +208,22 @@ def _claimed_bytes(path: Path) -> int:
     packed = [e.filename for e in entries if e.compress_type != zipfile.ZIP_STORED]
     if packed:
         raise CheckpointError(
-            f"{path.name}: its tensors are compressed ({packed[0]}), which torch.save never does: a file built "
+            f"{path.name}: its tensors are compressed ({packed[0]}), which torch.save never does: a file "
+            "built "
             "to inflate when read is refused. Save the state dict again with torch.save."
         )
     return sum(e.file_size for e in entries)
 
 
 def _read_state_file(path: Path) -> Any:
-    """``torch.load(weights_only=True)`` of a course-template file with bounded memory: what the file claims is
+    """``torch.load(weights_only=True)`` of a course-template file with bounded memory: what the file claims
+    is
     checked first, and a zip file is memory-mapped, so only the tensors the network takes are ever read."""
     claimed = _claimed_bytes(path)
     if claimed > MAX_TENSOR_BYTES:
         raise CheckpointError(
-            f"{path.name} holds {claimed / 2**20:,.0f} MB of tensors, more than a checkpoint of these networks can "
+            f"{path.name} holds {claimed / 2**20:,.0f} MB of tensors, more than a checkpoint of these "
+            "networks can "
             f"({MAX_TENSOR_BYTES >> 20:,} MB with an optimiser's state): refused before reading it"
         )
     try:
@@ -217,7 +232,9 @@ def _read_state_file(path: Path) -> Any:
         except RuntimeError as exc:
             if "mmap" not in str(exc):
                 raise
-            return torch.load(path, map_location="cpu", weights_only=True)  # a file mmap cannot map, checked above
+            return torch.load(
+                path, map_location="cpu", weights_only=True
+            )  # a file mmap cannot map, checked above
     except CheckpointError:
         raise
     except Exception as exc:
@@ -272,7 +289,8 @@ def _unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
 
 
 def peek_template(path: str | Path) -> str:
-    """The architecture of a template file, read without building a model (memory-mapped, size checked first)."""
+    """The architecture of a template file, read without building a model (memory-mapped, size checked
+    first)."""
     path = Path(path)
     return _detect_architecture(_unwrap_state_dict(_read_state_file(path), path), path)
 

@@ -97,7 +97,8 @@ def _check_batch(
         raise ValueError(f"source_image must be N x C x H x W, got shape {tuple(source_image.shape)}")
     if target_image.shape != source_image.shape:
         raise ValueError(
-            f"target_image shape {tuple(target_image.shape)} != source_image shape {tuple(source_image.shape)}"
+            f"target_image shape {tuple(target_image.shape)} != source_image shape "
+            f"{tuple(source_image.shape)}"
         )
     n, _, h, w = source_image.shape
     for name, lab in (("source_label", source_label), ("target_label", target_label)):
@@ -116,10 +117,13 @@ def class_mix(
 ) -> ClassMixResult:
     """ClassMix a batch: paste ``ceil(n / 2)`` random source classes of each sample onto its target.
 
-    Every one of the 256 label values of sample ``i`` gets a key ``torch.rand(N, 256, generator=generator)[i]``;
-    of the ``n`` classes present in ``source_label[i]`` (``IGNORE_INDEX`` excluded), the ``ceil(n / 2)`` with the
+    Every one of the 256 label values of sample ``i`` gets a key ``torch.rand(N, 256,
+    generator=generator)[i]``;
+    of the ``n`` classes present in ``source_label[i]`` (``IGNORE_INDEX`` excluded), the ``ceil(n / 2)`` with
+    the
     smallest keys are pasted. The whole choice is tensor work on the batch's device, with no host
-    synchronisation, and a seeded generator makes it reproducible (``None`` uses torch's global CPU generator).
+    synchronisation, and a seeded generator makes it reproducible (``None`` uses torch's global CPU
+    generator).
     A sample with no valid source class gets an empty mask: its output is the target image and label.
 
     Args:
@@ -134,11 +138,14 @@ def class_mix(
     values = source_label.reshape(n, -1).long().clamp(0, _LABEL_VALUES - 1)
     present = torch.zeros(n, _LABEL_VALUES, dtype=torch.bool, device=device).scatter_(1, values, True)
     present[:, IGNORE_INDEX] = False
-    keys = torch.rand(n, _LABEL_VALUES, generator=generator,
-                      device=generator.device if generator is not None else "cpu").to(device)
+    keys = torch.rand(
+        n, _LABEL_VALUES, generator=generator, device=generator.device if generator is not None else "cpu"
+    ).to(device)
     keys = torch.where(present, keys, torch.full_like(keys, 2.0))  # absent classes sort last
     positions = torch.arange(_LABEL_VALUES, device=device).expand(n, -1)
-    rank = torch.empty(n, _LABEL_VALUES, dtype=torch.long, device=device).scatter_(1, keys.argsort(dim=1), positions)
+    rank = torch.empty(n, _LABEL_VALUES, dtype=torch.long, device=device).scatter_(
+        1, keys.argsort(dim=1), positions
+    )
     wanted = (present.sum(dim=1, keepdim=True) + 1) // 2  # ceil(n / 2)
     chosen = present & (rank < wanted)
     mask = chosen.gather(1, values).view_as(source_label)
@@ -147,7 +154,9 @@ def class_mix(
     return ClassMixResult(image=image, label=label, mask=mask, chosen=chosen)
 
 
-def pixel_weight(teacher_probs: torch.Tensor, mask: torch.Tensor, threshold: float = CONFIDENCE_THRESHOLD) -> torch.Tensor:
+def pixel_weight(
+    teacher_probs: torch.Tensor, mask: torch.Tensor, threshold: float = CONFIDENCE_THRESHOLD
+) -> torch.Tensor:
     """Per-pixel weight of the loss on a ClassMix-ed pseudo-label, from the teacher's class probabilities.
 
     ``teacher_probs``: ``N x C x H x W`` softmax probabilities of the teacher on the target images; see
@@ -158,7 +167,9 @@ def pixel_weight(teacher_probs: torch.Tensor, mask: torch.Tensor, threshold: flo
     return confidence_weight(teacher_probs.max(dim=1).values, mask, threshold)
 
 
-def confidence_weight(confidence: torch.Tensor, mask: torch.Tensor, threshold: float = CONFIDENCE_THRESHOLD) -> torch.Tensor:
+def confidence_weight(
+    confidence: torch.Tensor, mask: torch.Tensor, threshold: float = CONFIDENCE_THRESHOLD
+) -> torch.Tensor:
     """Per-pixel weight of the loss on a ClassMix-ed pseudo-label.
 
     Pasted source pixels (``mask`` True / > 0.5) carry ground truth and get weight 1. Every other
@@ -312,7 +323,8 @@ def mix_preview(
     source_image = np.asarray(source_image)
     if source_label.shape != source_image.shape[:2]:
         raise ValueError(
-            f"the source label is {source_label.shape[1]} x {source_label.shape[0]} pixels but the source image "
+            f"the source label is {source_label.shape[1]} x {source_label.shape[0]} pixels but the source "
+            "image "
             f"is {source_image.shape[1]} x {source_image.shape[0]}"
         )
     size = source_label.shape
@@ -324,7 +336,9 @@ def mix_preview(
     if pseudo_label is None:
         pseudo = torch.full_like(lab_t, IGNORE_INDEX)
     else:
-        pseudo = torch.from_numpy(_resize_map(np.asarray(pseudo_label, np.uint8), size, True).astype(np.int64))[None]
+        pseudo = torch.from_numpy(
+            _resize_map(np.asarray(pseudo_label, np.uint8), size, True).astype(np.int64)
+        )[None]
     if classes is None:
         generator = torch.Generator().manual_seed(int(seed))
         mixed = class_mix(src_t, lab_t, tgt_t, pseudo, generator=generator)
@@ -378,7 +392,8 @@ class AmbiguousLabelError(ImageError):
 
 
 def _label_values(picture: Any) -> tuple[np.ndarray, str]:
-    """``(values, "ids" | "colours")`` of a decoded label picture, for each mode PIL gives; ImageError if the mode
+    """``(values, "ids" | "colours")`` of a decoded label picture, for each mode PIL gives; ImageError if the
+    mode
     cannot hold exact class ids or colours."""
     mode = picture.mode
     if mode in ("L", "P", "I", "I;16", "I;16L", "I;16B", "I;16N"):
@@ -393,39 +408,56 @@ def _label_values(picture: Any) -> tuple[np.ndarray, str]:
             return values.astype(np.int64), "ids"
         raise ImageError("the label map holds fractional values (a float image), not class ids")
     if mode == "1":
-        raise ImageError("the label map is a black-and-white (1-bit) image: it holds no class ids; save the ids "
-                         "as a grey or palette PNG")
-    raise ImageError(f"the label map is a {mode} image, which cannot hold exact class ids or colours; save it "
-                     "as a PNG of ids (grey or palette) or of Cityscapes colours (RGB)")
+        raise ImageError(
+            "the label map is a black-and-white (1-bit) image: it holds no class ids; save the ids "
+            "as a grey or palette PNG"
+        )
+    raise ImageError(
+        f"the label map is a {mode} image, which cannot hold exact class ids or colours; save it "
+        "as a PNG of ids (grey or palette) or of Cityscapes colours (RGB)"
+    )
 
 
 def _read_ids(values: np.ndarray, encoding: str, declared: str | None) -> tuple[np.ndarray, str]:
-    """trainIds from a map of ids, read as ``encoding`` (see :data:`LABEL_ENCODINGS`); never a silent remap."""
+    """trainIds from a map of ids, read as ``encoding`` (see :data:`LABEL_ENCODINGS`); never a silent
+    remap."""
     if encoding == "colours":
         raise ImageError("the label map holds ids (a grey or palette image), not colours")
     try:
         return ids_to_train_ids(values, encoding, declared)
     except LabelValuesError as exc:
         error = AmbiguousLabelError if exc.reason == "ambiguous" else ImageError
-        raise error(_LABEL_PROBLEMS[exc.reason].format(
-            values=listed_values(exc.values), others=listed_values(exc.others),
-            present=listed_values(present_values(values)),
-            train=f"0-{NUM_CLASSES - 1}, {IGNORE_INDEX}", ids=f"0-{MAX_ANY_LABEL_ID}",
-        )) from None
+        raise error(
+            _LABEL_PROBLEMS[exc.reason].format(
+                values=listed_values(exc.values),
+                others=listed_values(exc.others),
+                present=listed_values(present_values(values)),
+                train=f"0-{NUM_CLASSES - 1}, {IGNORE_INDEX}",
+                ids=f"0-{MAX_ANY_LABEL_ID}",
+            )
+        ) from None
 
 
 _LABEL_PROBLEMS = {
-    "ambiguous": "every value of the label map ({present}) is both a trainId and a Cityscapes label id, so it could "
-    "mean two different sets of classes: choose how to read it",
-    "neither": "the label map holds {values}: neither trainIds ({train}) nor label ids ({ids}); no class is guessed",
-    "mixed": "the label map mixes the two conventions ({values} only as trainIds, {others} only as label ids); "
-    "no class is guessed",
+    "ambiguous": (
+        "every value of the label map ({present}) is both a trainId and a Cityscapes label id, so it could "
+        "mean two different sets of classes: choose how to read it"
+    ),
+    "neither": (
+        "the label map holds {values}: neither trainIds ({train}) nor label ids ({ids}); no class is guessed"
+    ),
+    "mixed": (
+        "the label map mixes the two conventions ({values} only as trainIds, {others} only as label ids); "
+        "no class is guessed"
+    ),
     "not trainIds": "read as trainIds, the label map holds {values}, which are none ({train})",
     "not label ids": "read as label ids, the label map holds {values}, which are none ({ids})",
 }
 
 
-def load_label(source: Any, size: tuple[int, int] | None = None, encoding: str = "auto") -> tuple[np.ndarray, str]:
+def load_label(
+    source: Any, size: tuple[int, int] | None = None, encoding: str = "auto"
+) -> tuple[np.ndarray, str]:
     """Decode an uploaded label map into trainIds; returns ``(H x W uint8 trainIds, encoding used)``.
 
     Encodings (:data:`LABEL_ENCODINGS`): ``"trainIds"`` (values 0-18 and 255, e.g. the app's "mask PNG"
@@ -460,8 +492,10 @@ def load_label(source: Any, size: tuple[int, int] | None = None, encoding: str =
             declared = picture.info.get(PNG_LABELS_KEY)
             values, kind = _label_values(picture)
     except UnidentifiedImageError as exc:
-        raise ImageError("a label map must be a lossless image (PNG, TIFF, BMP): JPEG or WebP would change the "
-                         "class ids at every border") from exc
+        raise ImageError(
+            "a label map must be a lossless image (PNG, TIFF, BMP): JPEG or WebP would change the "
+            "class ids at every border"
+        ) from exc
     except ImageError:
         raise
     except Exception as exc:  # truncated or damaged file
@@ -470,7 +504,9 @@ def load_label(source: Any, size: tuple[int, int] | None = None, encoding: str =
         if encoding not in ("auto", "colours"):
             raise ImageError(f"the label map is a colour picture; it cannot be read as {encoding}")
         # Colour-coded: look every colour up in the palette; unknown colours are ignore.
-        codes = (values[..., 0].astype(np.int64) << 16) | (values[..., 1].astype(np.int64) << 8) | values[..., 2]
+        codes = (
+            (values[..., 0].astype(np.int64) << 16) | (values[..., 1].astype(np.int64) << 8) | values[..., 2]
+        )
         table = {(int(r) << 16) | (int(g) << 8) | int(b): i for i, (r, g, b) in enumerate(PALETTE)}
         train_ids = np.full(codes.shape, IGNORE_INDEX, np.uint8)
         for code, train_id in table.items():

@@ -190,7 +190,8 @@ def _to_train_ids(values: np.ndarray, kind: str, path: Path) -> np.ndarray:
     except LabelValuesError as exc:
         if exc.reason == "ambiguous":
             raise DatasetError(
-                f"label {path} holds only values 0-{NUM_CLASSES - 1} ({listed_values(exc.values)}), which read as "
+                f"label {path} holds only values 0-{NUM_CLASSES - 1} ({listed_values(exc.values)}), which "
+                "read as "
                 "trainIds and as label ids mean different classes: name it X_gtFine_labelTrainIds.png or "
                 "X_gtFine_labelIds.png to say which"
             ) from None
@@ -198,8 +199,10 @@ def _to_train_ids(values: np.ndarray, kind: str, path: Path) -> np.ndarray:
         ids_text = f"label ids 0-{MAX_ANY_LABEL_ID}"
         expected = {_TRAIN_IDS: train_text, _LABEL_IDS: ids_text, _AUTO: f"{train_text}, or {ids_text}"}[kind]
         raise DatasetError(
-            f"label {path} contains unexpected value(s) {listed_values(exc.values)}: expected {expected}. Re-extract "
-            "the file from the dataset archive (labels must be id maps, not colour-coded or resized with interpolation)"
+            f"label {path} contains unexpected value(s) {listed_values(exc.values)}: expected {expected}. "
+            "Re-extract "
+            "the file from the dataset archive (labels must be id maps, not colour-coded or resized with "
+            "interpolation)"
         ) from None
 
 
@@ -247,7 +250,8 @@ def _listing(folder: Path) -> str:
 
 
 def _nested_hint(root: Path, markers: tuple[str, ...]) -> str:
-    """Suggest a subfolder of ``root`` that has all of ``markers`` (a common mistake: pointing one level up)."""
+    """Suggest a subfolder of ``root`` that has all of ``markers`` (a common mistake: pointing one level
+    up)."""
     try:
         for sub in sorted(p for p in root.iterdir() if p.is_dir()):
             if all((sub / m).is_dir() for m in markers):
@@ -273,7 +277,8 @@ def _match(
     empty_remedy: str,
     remedy: str,
 ) -> None:
-    """Raise if there are no images, an image lacks a label or a label lacks an image (keys: pairing stems)."""
+    """Raise if there are no images, an image lacks a label or a label lacks an image (keys: pairing
+    stems)."""
     if not images:
         raise DatasetError(f"{what}: no images found in {image_dir}: {empty_remedy}")
     missing = [images[k].name for k in images.keys() - labels.keys()]
@@ -368,7 +373,8 @@ def _cityscapes_flat_dirs(root: Path, split: str, remedy: str, with_labels: bool
             present = [s for s in SPLITS if (image_dir / s).is_dir()]
             if present:
                 raise DatasetError(
-                    f"Cityscapes root {root} has no split {split!r}: {image_dir} only has {', '.join(present)}/; "
+                    f"Cityscapes root {root} has no split {split!r}: {image_dir} only has "
+                    f"{', '.join(present)}/; "
                     f"pass one of those as split, or add {image_dir / split} and {label_dir / split}"
                 )
     for folder in (image_dir, label_dir)[: 2 if with_labels else 1]:
@@ -377,7 +383,9 @@ def _cityscapes_flat_dirs(root: Path, split: str, remedy: str, with_labels: bool
     return image_dir, label_dir
 
 
-def _find_cityscapes(root: Path, split: str, with_labels: bool = True) -> tuple[list[tuple[Path, Path | None, str]], str]:
+def _find_cityscapes(
+    root: Path, split: str, with_labels: bool = True
+) -> tuple[list[tuple[Path, Path | None, str]], str]:
     """Return ([(image, label, value convention)], "official" | "flat") for a Cityscapes root.
 
     ``with_labels=False`` (target images for adaptation, which needs no target labels) finds the images
@@ -407,24 +415,30 @@ def _find_cityscapes(root: Path, split: str, with_labels: bool = True) -> tuple[
                     f"{_listing(top)}); pass an existing split or unzip the archive that contains it"
                 )
         image_files = _walk(image_dir, (_CS_IMAGE_SUFFIX + ".png",), recursive=True)
-        labels = (_collect_labels(_walk(label_dir, (".png",), recursive=True), allow_same_name=False)
-                  if with_labels else {})
+        labels = (
+            _collect_labels(_walk(label_dir, (".png",), recursive=True), allow_same_name=False)
+            if with_labels
+            else {}
+        )
         label_remedy = (
             "gtFine_trainvaltest.zip provides *_gtFine_labelIds.png for every image "
             "(cityscapesscripts' csCreateTrainIdLabelImgs adds *_gtFine_labelTrainIds.png); re-extract it"
         )
     else:
         if not (root / "images").is_dir() and not (root / split).is_dir():
+            hint = _nested_hint(root, ("leftImg8bit", "gtFine")) or _nested_hint(root, ("images", "labels"))
             raise DatasetError(
                 f"Cityscapes root {root} has no recognised layout (it contains {_listing(root)})"
-                f"{_nested_hint(root, ('leftImg8bit', 'gtFine')) or _nested_hint(root, ('images', 'labels'))}: "
-                f"{remedy}"
+                f"{hint}: {remedy}"
             )
         layout = "flat"
         image_dir, label_dir = _cityscapes_flat_dirs(root, split, remedy, with_labels)
         image_files = _walk(image_dir, IMAGE_EXTENSIONS, recursive=True)
-        labels = (_collect_labels(_walk(label_dir, (".png",), recursive=True), allow_same_name=True)
-                  if with_labels else {})
+        labels = (
+            _collect_labels(_walk(label_dir, (".png",), recursive=True), allow_same_name=True)
+            if with_labels
+            else {}
+        )
         label_remedy = (
             "every image X_leftImg8bit.png needs X_gtFine_labelTrainIds.png, X_gtFine_labelIds.png "
             "or a label with the same file name; copy the missing labels or remove those images"
@@ -444,7 +458,8 @@ def _find_cityscapes(root: Path, split: str, with_labels: bool = True) -> tuple[
 
 
 def validate_root(kind: str, root: str | os.PathLike[str], split: str = "val") -> None:
-    """Check that ``root`` holds a usable ``kind`` ("gta5" or "cityscapes") dataset; raise DatasetError if not.
+    """Check that ``root`` holds a usable ``kind`` ("gta5" or "cityscapes") dataset; raise DatasetError if
+    not.
 
     Structural checks only (folders exist, images found, every image has a label and vice versa);
     no pixel is read. ``split`` is used for Cityscapes only. The dataset constructors run the
@@ -551,7 +566,8 @@ class _SegmentationDataset(Dataset):
         if label_size != image.size and image_path not in self._warned:
             self._warned.add(image_path)
             warnings.warn(
-                f"{self.name} pair {image_path} / {label_path}: image is {image.size[0]}x{image.size[1]} but label "
+                f"{self.name} pair {image_path} / {label_path}: image is {image.size[0]}x{image.size[1]} but "
+                "label "
                 f"is {label_size[0]}x{label_size[1]}; resizing the label to the image (nearest). "
                 f"size_mismatches() lists every such pair",
                 SizeMismatchWarning,
@@ -591,8 +607,13 @@ class _SegmentationDataset(Dataset):
             image = image.resize(target, Image.Resampling.BILINEAR)
         pixels = np.asarray(image)
         if train_ids is not None:
-            label_target = image.size if self.label_size is None else (
-                (train_ids.shape[1], train_ids.shape[0]) if self.label_size == NATIVE else self.label_size)
+            label_target = (
+                image.size
+                if self.label_size is None
+                else (
+                    (train_ids.shape[1], train_ids.shape[0]) if self.label_size == NATIVE else self.label_size
+                )
+            )
             train_ids = self._resize_label(train_ids, label_target)
         if key is not None:
             self.cache.put(key, pixels, train_ids)
@@ -617,7 +638,9 @@ class _SegmentationDataset(Dataset):
         if loaded is None:
             return None  # skipped (on_bad_sample="skip"): collate_usable leaves it out of the batch
         pixels, train_ids = loaded
-        img = torch.from_numpy(np.array(pixels)).permute(2, 0, 1).contiguous()  # a copy: cache entries are read-only
+        img = (
+            torch.from_numpy(np.array(pixels)).permute(2, 0, 1).contiguous()
+        )  # a copy: cache entries are read-only
         mask = None if train_ids is None else torch.from_numpy(np.array(train_ids))
         if self.transform is not None:
             if mask is None:
@@ -663,11 +686,13 @@ class GTA5(_SegmentationDataset):
         root: folder holding ``images/`` and ``labels/``.
         size: output (width, height), e.g. :data:`GTA5_SIZE`; ``None`` keeps the native 1914 x 1052.
         transform: joint ``transform(Image uint8 3xHxW, Mask uint8 HxW) -> (image, mask)``, applied after
-            resizing and before normalisation (training augments on the device instead: :mod:`segdemo.augment`).
+            resizing and before normalisation (training augments on the device instead:
+            :mod:`segdemo.augment`).
         normalize: ``(x/255 - mean) / std`` if True, else float in [0, 1].
         mean, std: per-channel statistics for ``normalize``.
         as_uint8: items as uint8 3 x H x W image and uint8 H x W label (``normalize`` is then not applied):
-            what training loaders hand over, a quarter of the bytes of float32 and no float work in the workers.
+            what training loaders hand over, a quarter of the bytes of float32 and no float work in the
+            workers.
         label_size: (width, height) of the label if other than ``size``, or :data:`NATIVE` to keep the label
             at its native resolution (evaluation at Cityscapes' full 2048 x 1024, predictions upsampled).
         cache_dir: keep decoded, checked, resized samples there (:mod:`segdemo.sample_cache`) and read them
@@ -697,7 +722,9 @@ class GTA5(_SegmentationDataset):
         label_size: Sequence[int] | str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        super().__init__(root, size, transform, normalize, mean, std, on_bad_sample, as_uint8, label_size, cache_dir)
+        super().__init__(
+            root, size, transform, normalize, mean, std, on_bad_sample, as_uint8, label_size, cache_dir
+        )
         self.files = _find_gta5(self.root)
         self._label_kinds = [_LABEL_IDS] * len(self.files)
 
@@ -735,7 +762,9 @@ class Cityscapes(_SegmentationDataset):
         cache_dir: str | os.PathLike[str] | None = None,
         labels: bool = True,
     ) -> None:
-        super().__init__(root, size, transform, normalize, mean, std, on_bad_sample, as_uint8, label_size, cache_dir)
+        super().__init__(
+            root, size, transform, normalize, mean, std, on_bad_sample, as_uint8, label_size, cache_dir
+        )
         self.split = split
         pairs, self.layout = _find_cityscapes(self.root, split, with_labels=labels)
         self.files = [(image, label) for image, label, _ in pairs]

@@ -54,12 +54,14 @@ def _validate(source: Any, target: Any, beta: Any) -> tuple[torch.Tensor, torch.
     tgt = target.unsqueeze(0) if target.dim() == 3 else target
     if src.shape[-2:] != tgt.shape[-2:]:
         raise ValueError(
-            f"source and target must have the same spatial size: source is {src.shape[-2]} x {src.shape[-1]}, "
+            f"source and target must have the same spatial size: source is {src.shape[-2]} x "
+            f"{src.shape[-1]}, "
             f"target is {tgt.shape[-2]} x {tgt.shape[-1]} (resize or crop the target first)"
         )
     if tgt.shape[0] not in (1, src.shape[0]):
         raise ValueError(
-            f"target batch size must be 1 (broadcast) or equal to the source's {src.shape[0]}, got {tgt.shape[0]}"
+            f"target batch size must be 1 (broadcast) or equal to the source's {src.shape[0]}, got "
+            f"{tgt.shape[0]}"
         )
     return src, tgt, single
 
@@ -283,7 +285,9 @@ def resize_to(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
     # Raw 0..255 values, as FDA works on pixel values before normalisation.
-    return torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1)  # a copy: inputs may be read-only
+    return torch.from_numpy(np.array(image, dtype=np.float32)).permute(
+        2, 0, 1
+    )  # a copy: inputs may be read-only
 
 
 def translate_image(source: np.ndarray, target: np.ndarray, beta: float) -> np.ndarray:
@@ -298,19 +302,22 @@ def translate_image(source: np.ndarray, target: np.ndarray, beta: float) -> np.n
     return out.clamp(0, 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
-def _crop_centre(spec: np.ndarray, window: tuple[int, int, int, int], zoom: float) -> tuple[np.ndarray, tuple]:
+def _crop_centre(
+    spec: np.ndarray, window: tuple[int, int, int, int], zoom: float
+) -> tuple[np.ndarray, tuple]:
     """The central 1/zoom of a shifted spectrum (zero frequency stays in the middle), window moved along."""
     height, width = spec.shape
     ch, cw = height // 2, width // 2
     half_h, half_w = max(1, round(height / zoom / 2)), max(1, round(width / zoom / 2))
     top, left = max(ch - half_h, 0), max(cw - half_w, 0)
-    crop = spec[top:min(ch + half_h, height), left:min(cw + half_w, width)]
+    crop = spec[top : min(ch + half_h, height), left : min(cw + half_w, width)]
     t, lft, b, r = window
     return crop, (t - top, lft - left, b - top, r - left)
 
 
 class FDAPreview(NamedTuple):
-    """Output of :func:`fda_preview`: one amplitude swap and its spectra, as numpy arrays the source's size."""
+    """Output of :func:`fda_preview`: one amplitude swap and its spectra, as numpy arrays the source's
+    size."""
 
     result: np.ndarray
     """H x W x 3 uint8: the source in the target's style (:func:`translate_image`)."""

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 FSYNC_ENV = "SEGDEMO_FSYNC"
-"""``SEGDEMO_FSYNC=0`` skips :func:`fsync_path` (durability against power cuts) for disposable runs: the test
-suite sets it, since flushing a 150 MB resume state takes about a second; the test of the flushing unsets it."""
+"""``SEGDEMO_FSYNC=0`` skips :func:`fsync_path` (durability against power cuts) for disposable runs: the
+test suite sets it, since flushing a 150 MB resume state takes about a second; the test of the flushing
+unsets it."""
 
 
 def fsync_path(path: str | Path) -> None:
@@ -25,9 +26,11 @@ def fsync_path(path: str | Path) -> None:
 
 
 def atomic_write(path: str | Path, write: Callable[[str], Any], durable: bool = True) -> None:
-    """``write(tmp)`` a temporary file in ``path``'s folder and rename it to ``path``: readers and a run killed
+    """``write(tmp)`` a temporary file in ``path``'s folder and rename it to ``path``: readers and a run
+    killed
     half-way never see half a file under the name. ``durable`` also flushes the file and the folder to the
-    disk, so a power cut cannot either (checkpoints, run state); files that are cheap to regenerate skip it."""
+    disk, so a power cut cannot either (checkpoints, run state); files that are cheap to regenerate skip
+    it."""
     path = Path(path)
     # hidden (listings skip it) and ending in the target's own suffix, for writers that go by it (np.savez,
     # OpenCV's video writer, a checkpoint loader)

@@ -61,8 +61,9 @@ def resolve_device(name: str | torch.device | None) -> torch.device:
         if not torch.cuda.is_available():
             raise ValueError(f"device {text!r}: this machine has no CUDA GPU that PyTorch can use; use cpu")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"device {text!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
-                             f"numbered from 0")
+            raise ValueError(
+                f"device {text!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from 0"
+            )
     elif device.type != "cpu":
         raise ValueError(f"device {text!r}: only cpu and cuda are supported")
     return device

@@ -40,6 +40,7 @@ _MB = 2**20
 _INTEGER_16_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
 
+
 class ImageError(ValueError):
     """An upload that cannot be used; the message is one sentence for the user, no traceback."""
 

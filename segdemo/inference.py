@@ -38,6 +38,7 @@ EXACT_UPSAMPLE_MAX_PIXELS = 2**19
 argmax (exact); above it only the class map and confidence are (see :func:`predict`). Measured on
 2 CPU cores, 2048 x 1024 photo, BiSeNet at 128 x 256: 0.78 s exact vs 0.13 s cheap, 99.7 % equal labels."""
 
+
 @dataclass
 class Prediction:
     """One model's answer for one image, at the image's original size."""
@@ -187,7 +188,8 @@ def predict_many(
 
 
 class Segmenter:
-    """A checkpoint ready to segment images: the network (run in its fast exact inference form) and its metadata.
+    """A checkpoint ready to segment images: the network (run in its fast exact inference form) and its
+    metadata.
 
     ``Segmenter.from_checkpoint(path)`` loads one of our checkpoint folders or a course-template ``.pth``;
     ``segment(image)`` returns a :class:`Prediction` at the image's own size. ``backend`` is as in
@@ -210,7 +212,8 @@ class Segmenter:
     def from_checkpoint(
         cls, path: str | Path, device: str | torch.device = "cpu", backend: str = "auto"
     ) -> Segmenter:
-        """Load a checkpoint (raises :class:`segdemo.checkpoints.CheckpointError` with the reason if it cannot)."""
+        """Load a checkpoint (raises :class:`segdemo.checkpoints.CheckpointError` with the reason if it
+        cannot)."""
         model, meta = load_model(path, device=device)
         return cls(model, meta, device, backend)
 

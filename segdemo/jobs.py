@@ -46,8 +46,10 @@ PROGRESS_FILE = ".demo_progress.json"
 """The demo's progress file, written by ``train.demo`` and read here."""
 LOG_FILE = ".demo.log"
 PID_FILE = ".demo.pid"
-DEMO_DURATION = ("the source-only checkpoint after 2.3 min and all eight in 13.6 min on a 2-core AMD EPYC; "
-                 "all eight in 30.1 min on a 2-core Intel Xeon")
+DEMO_DURATION = (
+    "the source-only checkpoint after 2.3 min and all eight in 13.6 min on a 2-core AMD EPYC; "
+    "all eight in 30.1 min on a 2-core Intel Xeon"
+)
 """How long ``python -m train demo`` took where it was measured (docs/results.md), for the app to show."""
 
 # Processes started by this Python process: polled to reap them (no zombies) and to get their state
@@ -151,8 +153,13 @@ def start_demo(root: str | Path, command: Sequence[str] | None = None, cwd: str 
         log.flush()
         try:
             child = subprocess.Popen(
-                argv, cwd=str(cwd or REPO), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, start_new_session=True,
+                argv,
+                cwd=str(cwd or REPO),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
             )
         except OSError as exc:
             raise JobError(f"cannot start {argv[0]}: {exc}") from exc
@@ -230,12 +237,16 @@ def demo_status(root: str | Path) -> DemoStatus:
         if running:
             return DemoStatus(True, "starting", 0.0, "starting the demo ...", None, pid)
         if pid is not None:
-            return DemoStatus(False, "failed", 0.0, "the demo ended before reporting progress; see its log", None, pid)
+            return DemoStatus(
+                False, "failed", 0.0, "the demo ended before reporting progress; see its log", None, pid
+            )
         return DemoStatus(False, "idle", 0.0, "", None, None)
     state = str(progress.get("state") or "starting")
     message = str(progress.get("message") or state)
     if not running and (state in ("generating", "training") or "KeyboardInterrupt" in message):
         # Interrupted (stopped from the app, Ctrl-C, killed): the demo keeps finished variants and resumes.
-        where = f"{progress.get('variant')}, step {progress.get('step')}" if progress.get("variant") else state
+        where = (
+            f"{progress.get('variant')}, step {progress.get('step')}" if progress.get("variant") else state
+        )
         state, message = "stopped", f"stopped during {where}; start it again to continue"
     return DemoStatus(running, state, progress_fraction(progress), message, progress, pid, finished)

@@ -95,7 +95,8 @@ def colorize(train_ids: np.ndarray) -> np.ndarray:
 TRAIN_IDS = "trainIds"
 LABEL_IDS = "label ids"
 MAX_ANY_LABEL_ID = 34
-"""Largest label id a label-id map may hold: Cityscapes stops at 33, GTA5 also uses 34 (licence plate, ignored)."""
+"""Largest label id a label-id map may hold: Cityscapes stops at 33, GTA5 also uses 34 (licence plate,
+ignored)."""
 
 
 class LabelValuesError(ValueError):
@@ -125,8 +126,11 @@ def present_values(values: np.ndarray) -> np.ndarray:
     return np.unique(values)
 
 
-def ids_to_train_ids(values: np.ndarray, encoding: str = "auto", declared: str | None = None) -> tuple[np.ndarray, str]:
-    """``(uint8 trainIds, the encoding used)`` of a map of class ids; the one place that decides how one is read.
+def ids_to_train_ids(
+    values: np.ndarray, encoding: str = "auto", declared: str | None = None
+) -> tuple[np.ndarray, str]:
+    """``(uint8 trainIds, the encoding used)`` of a map of class ids; the one place that decides how one is
+    read.
 
     ``encoding`` is :data:`TRAIN_IDS`, :data:`LABEL_IDS` (0-34, mapped with :func:`id_to_train_id`) or "auto",
     which decides from the whole set of values: trainIds if the file declares it (``declared``, e.g. a

@@ -18,7 +18,8 @@ def _check(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> None
         raise TypeError(f"expected a floating point tensor in [0, 1], got dtype {x.dtype}")
     if x.ndim < 3 or x.shape[-3] != len(mean) or len(mean) != len(std):
         raise ValueError(
-            f"expected a (N x) {len(mean)} x H x W tensor matching mean/std of length {len(mean)}/{len(std)}, "
+            f"expected a (N x) {len(mean)} x H x W tensor matching mean/std of length "
+            f"{len(mean)}/{len(std)}, "
             f"got shape {tuple(x.shape)}"
         )
 
@@ -28,7 +29,8 @@ def normalize(
 ) -> torch.Tensor:
     """``(batch - mean) / std`` per channel for a float N x 3 x H x W (or 3 x H x W) tensor in [0, 1].
 
-    :func:`torchvision.transforms.v2.functional.normalize`, on any device and dtype; the input is not modified.
+    :func:`torchvision.transforms.v2.functional.normalize`, on any device and dtype; the input is not
+    modified.
     """
     _check(batch, mean, std)
     return F.normalize(batch, [float(m) for m in mean], [float(s) for s in std])
@@ -39,5 +41,6 @@ def denormalize(
 ) -> torch.Tensor:
     """Invert :func:`normalize`: ``batch * std + mean`` (values in [0, 1] again, not clamped)."""
     _check(batch, mean, std)
-    return F.normalize(batch, [-float(m) / float(s) for m, s in zip(mean, std, strict=True)],
-                       [1.0 / float(s) for s in std])
+    return F.normalize(
+        batch, [-float(m) / float(s) for m, s in zip(mean, std, strict=True)], [1.0 / float(s) for s in std]
+    )

@@ -80,5 +80,7 @@ def measure_latency(
         median_ms=statistics.median(times),
         fps=1000.0 * batch / mean,
         runs=runs,
-        device=torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+        device=torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"cpu ({torch.get_num_threads()} threads)",
     )

@@ -17,8 +17,25 @@ from segdemo.labels import CLASS_NAMES
 REPORT_CSV = Path(__file__).with_name("data") / "report_results.csv"
 # The CSV's per-class column names, in trainId order.
 REPORT_CLASS_COLUMNS = (
-    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic_light", "traffic_sign", "vegetation",
-    "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
+    "road",
+    "sidewalk",
+    "building",
+    "wall",
+    "fence",
+    "pole",
+    "traffic_light",
+    "traffic_sign",
+    "vegetation",
+    "terrain",
+    "sky",
+    "person",
+    "rider",
+    "car",
+    "truck",
+    "bus",
+    "train",
+    "motorcycle",
+    "bicycle",
 )
 assert [c.replace("_", " ") for c in REPORT_CLASS_COLUMNS] == list(CLASS_NAMES)
 
@@ -32,18 +49,20 @@ def report_rows() -> list[dict[str, Any]]:
     rows = []
     with REPORT_CSV.open(newline="") as f:
         for rec in csv.DictReader(f):
-            rows.append({
-                "source": "report",
-                "variant": rec["variant"],
-                "model": rec["model"],
-                "method": rec["method"],
-                "measured_on": f"real {rec['eval_domain']} val (the report, P100)",
-                "miou": _number(rec["mIoU"]),
-                "iou": {name: _number(rec[col]) for name, col in zip(CLASS_NAMES, REPORT_CLASS_COLUMNS)},
-                "latency_ms": _number(rec["latency_ms"]),
-                "flops": rec["flops"] or None,
-                "params": rec["params"] or None,
-            })
+            rows.append(
+                {
+                    "source": "report",
+                    "variant": rec["variant"],
+                    "model": rec["model"],
+                    "method": rec["method"],
+                    "measured_on": f"real {rec['eval_domain']} val (the report, P100)",
+                    "miou": _number(rec["mIoU"]),
+                    "iou": {name: _number(rec[col]) for name, col in zip(CLASS_NAMES, REPORT_CLASS_COLUMNS)},
+                    "latency_ms": _number(rec["latency_ms"]),
+                    "flops": rec["flops"] or None,
+                    "params": rec["params"] or None,
+                }
+            )
     return rows
 
 
@@ -53,6 +72,7 @@ def report_row(variant: str) -> dict[str, Any] | None:
 
 def format_table(rows: list[dict[str, Any]], per_class: bool = True) -> str:
     """A Markdown table: one line per row, mIoU and (optionally) the 19 per-class IoUs, in percent."""
+
     def cell(value: float | None) -> str:
         return "" if value is None or math.isnan(value) else f"{value:.2f}"
 
@@ -91,29 +111,33 @@ def evaluation_rows(root: str | Path = "checkpoints") -> list[dict[str, Any]]:
         if not entry.usable or entry.format != "folder" or entry.miou is None:
             continue
         iou = entry.iou or {}
-        rows.append({
-            "source": entry.name,
-            "name": entry.name,
-            "label": f"{entry.name} ({entry.eval_kind})",
-            "variant": entry.variant,
-            "model": entry.model,
-            "method": None,
-            "data": entry.eval_kind,
-            "train_data": entry.train_data,
-            "measured_on": entry.measured_on or "unknown data",
-            "miou": entry.miou,
-            "iou": {name: iou.get(name) for name in CLASS_NAMES},
-            "latency_ms": None,
-            "flops": None,
-            "params": None,
-        })
+        rows.append(
+            {
+                "source": entry.name,
+                "name": entry.name,
+                "label": f"{entry.name} ({entry.eval_kind})",
+                "variant": entry.variant,
+                "model": entry.model,
+                "method": None,
+                "data": entry.eval_kind,
+                "train_data": entry.train_data,
+                "measured_on": entry.measured_on or "unknown data",
+                "miou": entry.miou,
+                "iou": {name: iou.get(name) for name in CLASS_NAMES},
+                "latency_ms": None,
+                "flops": None,
+                "params": None,
+            }
+        )
     return rows
 
 
 def labelled_report_rows() -> list[dict[str, Any]]:
     """:func:`report_rows` with ``label`` ("<variant> (report)") and ``data`` ("real") added."""
-    return [{**row, "label": f"{row['variant']} (report)", "data": "real", "train_data": "real"}
-            for row in report_rows()]
+    return [
+        {**row, "label": f"{row['variant']} (report)", "data": "real", "train_data": "real"}
+        for row in report_rows()
+    ]
 
 
 def all_result_rows(root: str | Path = "checkpoints") -> list[dict[str, Any]]:
@@ -134,16 +158,18 @@ def results_frame(rows: list[dict[str, Any]]) -> Any:
     for row in rows:
         label = row.get("label") or f"{row['variant']} ({row.get('source', '')})"
         data = row.get("data", "unknown")
-        records.append({
-            "row": label,
-            "source": "report" if row.get("source") == "report" else "checkpoint",
-            "variant": row.get("variant"),
-            "model": row.get("model"),
-            "data": data,
-            "measured on": row.get("measured_on") or DATA_LABELS.get(data, data),
-            "mIoU": _nan(row.get("miou")),
-            **{name: _nan(row.get("iou", {}).get(name)) for name in CLASS_NAMES},
-        })
+        records.append(
+            {
+                "row": label,
+                "source": "report" if row.get("source") == "report" else "checkpoint",
+                "variant": row.get("variant"),
+                "model": row.get("model"),
+                "data": data,
+                "measured on": row.get("measured_on") or DATA_LABELS.get(data, data),
+                "mIoU": _nan(row.get("miou")),
+                **{name: _nan(row.get("iou", {}).get(name)) for name in CLASS_NAMES},
+            }
+        )
     columns = ["row", "source", "variant", "model", "data", "measured on", "mIoU", *CLASS_NAMES]
     return pd.DataFrame.from_records(records, columns=columns).set_index("row")
 
@@ -178,15 +204,18 @@ def checkpoints_frame(entries: list[CheckpointEntry]) -> Any:
     """The Home page's table of :func:`segdemo.catalogue.list_checkpoints` entries."""
     import pandas as pd
 
-    records = [{
-        "name": entry.name,
-        "variant": entry.variant or "",
-        "model": entry.model or "?",
-        "training data": entry.train_data,
-        "mIoU": _nan(entry.miou),
-        "measured on": entry.measured_on or "not evaluated",
-        "status": "ok" if entry.usable else f"unusable: {entry.error}",
-    } for entry in entries]
+    records = [
+        {
+            "name": entry.name,
+            "variant": entry.variant or "",
+            "model": entry.model or "?",
+            "training data": entry.train_data,
+            "mIoU": _nan(entry.miou),
+            "measured on": entry.measured_on or "not evaluated",
+            "status": "ok" if entry.usable else f"unusable: {entry.error}",
+        }
+        for entry in entries
+    ]
     columns = ["name", "variant", "model", "training data", "mIoU", "measured on", "status"]
     return pd.DataFrame.from_records(records, columns=columns)
 
@@ -254,18 +283,34 @@ def profile_frame(measured: list[dict[str, Any]]) -> Any:
 
     records = []
     for row in report_efficiency_rows():
-        records.append({
-            "row": f"{row['variant']} (report)", "model": row["model"], "input": "1x3x512x1024",
-            "device": "P100 (the report)", "mIoU": row["miou"], "params": row["params"],
-            "FLOPs": row["flops"], "latency ms": row["latency_ms"], "± ms": float("nan"),
-            "FPS": 1000.0 / row["latency_ms"],
-        })
+        records.append(
+            {
+                "row": f"{row['variant']} (report)",
+                "model": row["model"],
+                "input": "1x3x512x1024",
+                "device": "P100 (the report)",
+                "mIoU": row["miou"],
+                "params": row["params"],
+                "FLOPs": row["flops"],
+                "latency ms": row["latency_ms"],
+                "± ms": float("nan"),
+                "FPS": 1000.0 / row["latency_ms"],
+            }
+        )
     for i, row in enumerate(measured, 1):
-        records.append({
-            "row": f"run {i}: {row['model']} (this machine)", "model": row["model"], "input": row["input"],
-            "device": row["device"], "mIoU": float("nan"),
-            "params": f"{row['params'] / 1e6:.2f}M", "FLOPs": f"{row['flops'] / 1e9:.2f}G",
-            "latency ms": row["latency_ms"], "± ms": row["std_ms"], "FPS": row["fps"],
-        })
+        records.append(
+            {
+                "row": f"run {i}: {row['model']} (this machine)",
+                "model": row["model"],
+                "input": row["input"],
+                "device": row["device"],
+                "mIoU": float("nan"),
+                "params": f"{row['params'] / 1e6:.2f}M",
+                "FLOPs": f"{row['flops'] / 1e9:.2f}G",
+                "latency ms": row["latency_ms"],
+                "± ms": row["std_ms"],
+                "FPS": row["fps"],
+            }
+        )
     columns = ["row", "model", "input", "device", "mIoU", "params", "FLOPs", "latency ms", "± ms", "FPS"]
     return pd.DataFrame.from_records(records, columns=columns).set_index("row")

@@ -41,9 +41,18 @@ class SampleCache:
         return f"SampleCache({str(self.folder)!r})"
 
     def key(self, image: Path, label: Path | None, label_kind: str, size: object, label_size: object) -> str:
-        """The entry name for a sample read from ``image`` / ``label`` and resized to ``size`` / ``label_size``."""
-        text = "|".join([f"v{CACHE_FORMAT}", _file_identity(image), _file_identity(label), label_kind,
-                         repr(size), repr(label_size)])
+        """The entry name for a sample read from ``image`` / ``label`` and resized to ``size`` /
+        ``label_size``."""
+        text = "|".join(
+            [
+                f"v{CACHE_FORMAT}",
+                _file_identity(image),
+                _file_identity(label),
+                label_kind,
+                repr(size),
+                repr(label_size),
+            ]
+        )
         return hashlib.sha1(text.encode()).hexdigest()[:24]
 
     def path(self, key: str) -> Path:

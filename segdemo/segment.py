@@ -1,6 +1,7 @@
 """``python -m segdemo.segment``: segment image files with a checkpoint, from the command line.
 
-    python -m segdemo.segment street.jpg more/*.png --checkpoint checkpoints/bisenet_gta5_dacs --out segmented/
+    python -m segdemo.segment street.jpg more/*.png --checkpoint checkpoints/bisenet_gta5_dacs --out
+    segmented/
 
 For every image it writes ``OUT/<stem>_mask.png`` (trainIds 0-18, palette PNG) and ``OUT/<stem>_overlay.png``.
 Files are decoded exactly as the app decodes uploads (:func:`segdemo.images.load_image`: the same limits
@@ -34,6 +35,7 @@ from segdemo.viz import OVERLAY_ALPHA, label_png_bytes, overlay, to_png_bytes, w
 
 __all__ = ["conflicts", "main", "output_paths", "segment_file"]
 
+
 def segment_file(
     source: bytes | str | os.PathLike[str] | BinaryIO,
     segmenter: Segmenter,
@@ -66,18 +68,23 @@ def output_paths(out_dir: str | os.PathLike[str], name: str) -> tuple[Path, Path
 
 
 def conflicts(inputs: list[Path], outputs: list[Path], overwrite: bool = False) -> list[str]:
-    """Why each output may not be written: it is one of the inputs, or an existing file this tool did not write
+    """Why each output may not be written: it is one of the inputs, or an existing file this tool did not
+    write
     (allowed with ``overwrite``). Empty when every output is safe to write."""
     resolved = {path.resolve() for path in inputs}
     problems = []
     for path in outputs:
         if path.resolve() in resolved:
-            problems.append(f"{path} is one of the input images: it would be written over (choose another --out)")
+            problems.append(
+                f"{path} is one of the input images: it would be written over (choose another --out)"
+            )
         elif path.is_dir():
             problems.append(f"{path} is a folder: an output cannot be written there (choose another --out)")
         elif path.exists() and not overwrite and not written_by_segdemo(path):
-            problems.append(f"{path} already exists and was not written by this tool: it would be replaced "
-                            "(pass --overwrite to replace it, or choose another --out)")
+            problems.append(
+                f"{path} already exists and was not written by this tool: it would be replaced "
+                "(pass --overwrite to replace it, or choose another --out)"
+            )
     return problems
 
 
@@ -104,16 +111,29 @@ def _megabytes(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m segdemo.segment", description=__doc__.split("\n\n")[0])
-    parser.add_argument("images", nargs="+", type=Path, help="image files (PNG, JPEG, WebP, GIF, BMP, TIFF, ...)")
-    parser.add_argument("--checkpoint", type=Path, required=True,
-                        help="our checkpoint folder or a course-template .pth")
+    parser.add_argument(
+        "images", nargs="+", type=Path, help="image files (PNG, JPEG, WebP, GIF, BMP, TIFF, ...)"
+    )
+    parser.add_argument(
+        "--checkpoint", type=Path, required=True, help="our checkpoint folder or a course-template .pth"
+    )
     parser.add_argument("--out", type=Path, required=True, help="folder for the masks and overlays")
-    parser.add_argument("--alpha", type=float, default=OVERLAY_ALPHA, help=f"overlay opacity, 0-1 (default {OVERLAY_ALPHA})")
-    parser.add_argument("--max-mb", type=_megabytes, default=MAX_UPLOAD_BYTES, dest="max_bytes",
-                        help=f"refuse larger files (default {MAX_UPLOAD_BYTES // 2**20})")
+    parser.add_argument(
+        "--alpha", type=float, default=OVERLAY_ALPHA, help=f"overlay opacity, 0-1 (default {OVERLAY_ALPHA})"
+    )
+    parser.add_argument(
+        "--max-mb",
+        type=_megabytes,
+        default=MAX_UPLOAD_BYTES,
+        dest="max_bytes",
+        help=f"refuse larger files (default {MAX_UPLOAD_BYTES // 2**20})",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace existing files of the same names that this tool did not write (never inputs)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing files of the same names that this tool did not write (never inputs)",
+    )
     return parser
 
 
@@ -123,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --alpha must be in [0, 1], got {args.alpha}", file=sys.stderr)
         return 2
     names = _unique_names(args.images)
-    problems = conflicts(args.images, [p for name in names for p in output_paths(args.out, name)], args.overwrite)
+    problems = conflicts(
+        args.images, [p for name in names for p in output_paths(args.out, name)], args.overwrite
+    )
     if problems:
         for problem in problems:
             print(f"error: {problem}", file=sys.stderr)
@@ -137,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for path, name in zip(args.images, names):
         try:
-            prediction, mask_path, _ = segment_file(path, segmenter, args.out, name, args.alpha, args.max_bytes)
+            prediction, mask_path, _ = segment_file(
+                path, segmenter, args.out, name, args.alpha, args.max_bytes
+            )
         except (ValueError, RuntimeError) as exc:  # ImageError: the file; others: the model on this image
             failed += 1
             print(f"{path}: {exc}", file=sys.stderr)

@@ -31,9 +31,6 @@ _VIDEO_CODECS = {
 }
 
 
-
-
-
 def _codec_works(fourcc: str, suffix: str) -> bool:
     """Write one frame with ``fourcc`` into a throw-away ``suffix`` file and see if it appears."""
     logging = cv2.utils.logging

@@ -199,15 +199,17 @@ def to_png_bytes(array: np.ndarray) -> bytes:
         raise ValueError(f"cannot encode an empty image of shape {array.shape}")
     buf = io.BytesIO()
     # fromarray picks L / RGB / RGBA from the shape of a uint8 array.
-    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL,
-                                                     pnginfo=_signature())
+    Image.fromarray(np.ascontiguousarray(array)).save(
+        buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL, pnginfo=_signature()
+    )
     return buf.getvalue()
 
 
 PNG_SOFTWARE = "segdemo"
 """The PNG ``Software`` text of every PNG this project writes: how ``segdemo.segment`` knows its own files."""
 PNG_LABELS_KEY = "segdemo-labels"
-"""A label PNG's text entry saying how its values are meant ("trainIds"), so that reading it back is never a guess."""
+"""A label PNG's text entry saying how its values are meant ("trainIds"), so that reading it back is never
+a guess."""
 
 
 def _signature(labels: str | None = None) -> PngInfo:

@@ -16,13 +16,19 @@ SHARED = REPO.parent / "shared"
 # contend for the cores; run without xdist, the suite uses two threads in one process.
 XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 torch.set_num_threads(1 if XDIST_WORKER else 2)
-# Checkpoint files are not flushed to the disk in tests (a second per resume state; nothing here must survive a
+# Checkpoint files are not flushed to the disk in tests (a second per resume state; nothing here must survive
+# a
 # power cut). tests/test_train_reliability.py::test_a_state_is_flushed_to_the_disk_before_last_names_it turns
 # it back on. Subprocesses (the CLI, the app servers) inherit it.
 os.environ["SEGDEMO_FSYNC"] = "0"
 
 # Long-running modules first, so that neither worker is left alone with one of them at the end.
-SLOW_FIRST = ("tests/e2e/", "tests/test_train_reliability.py", "tests/test_train.py", "tests/test_bad_samples.py")
+SLOW_FIRST = (
+    "tests/e2e/",
+    "tests/test_train_reliability.py",
+    "tests/test_train.py",
+    "tests/test_bad_samples.py",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -34,8 +40,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
-    """Whole modules per worker, so that module fixtures are built once, in SLOW_FIRST's order. The two browser-test
-    modules start at once on the two workers, which then train their two checkpoints side by side (e2e/conftest)."""
+    """Whole modules per worker, so that module fixtures are built once, in SLOW_FIRST's order. The two
+    browser-test
+    modules start at once on the two workers, which then train their two checkpoints side by side
+    (e2e/conftest)."""
     from xdist.scheduler import LoadScopeScheduling
 
     class ModuleScheduling(LoadScopeScheduling):
@@ -48,13 +56,20 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
 
 # The settings of every tiny training run in the tests: 64 x 32, batch 2, loading in the process, a line per
 # step, and no periodic saves (a test that needs them asks with checkpoint_every=N).
-TINY = ["gta5_size=64x32", "cityscapes_size=64x32", "batch_size=2", "num_workers=0", "log_every=1",
-        "checkpoint_every=1000"]
+TINY = [
+    "gta5_size=64x32",
+    "cityscapes_size=64x32",
+    "batch_size=2",
+    "num_workers=0",
+    "log_every=1",
+    "checkpoint_every=1000",
+]
 
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A procedural tree for tiny runs (read only): 8 GTA5-layout images, 8 + 4 Cityscapes-layout ones, 64 x 32."""
+    """A procedural tree for tiny runs (read only): 8 GTA5-layout images, 8 + 4 Cityscapes-layout ones, 64 x
+    32."""
     from segdemo import synthetic
 
     root = tmp_path_factory.mktemp("procedural")
@@ -103,7 +118,8 @@ def assert_same_logits(ours: torch.Tensor, theirs: torch.Tensor) -> None:
     assert (ours - theirs).abs().max() <= 1e-4 * theirs.abs().max()
 
 
-# --- Streamlit AppTest helpers (tests/test_app.py, tests/test_app_uploads.py) ------------------------------------
+# --- Streamlit AppTest helpers (tests/test_app.py, tests/test_app_uploads.py)
+# ------------------------------------
 
 APP_TIMEOUT = 120  # seconds per script run: a first checkpoint load builds its inference form
 

@@ -62,8 +62,13 @@ def filled_root(tmp_path_factory, bisenet_state, template_bytes) -> Path:
         if variant == "bisenet_gta5":  # a different network, so the two predictions differ
             torch.manual_seed(1)
             model = build_model("bisenet")
-        meta = default_metadata("bisenet", input_size=[64, 128], variant=variant,
-                                train_data={"kind": "procedural"}, metrics=_metrics(miou))
+        meta = default_metadata(
+            "bisenet",
+            input_size=[64, 128],
+            variant=variant,
+            train_data={"kind": "procedural"},
+            metrics=_metrics(miou),
+        )
         save_checkpoint(model, root / variant, meta)
     (root / "template_bisenet.pth").write_bytes(template_bytes)
     return root
@@ -116,7 +121,11 @@ def test_home_lists_checkpoints_with_training_data_and_device(ckpts):
     assert list(table["name"]) == ["bisenet_gta5", "bisenet_gta5_dacs", "template_bisenet.pth"]
     row = table.set_index("name").loc["bisenet_gta5_dacs"]
     assert (row["variant"], row["model"], row["training data"], row["mIoU"]) == (
-        "bisenet_gta5_dacs", "bisenet", "procedural", 31.5)
+        "bisenet_gta5_dacs",
+        "bisenet",
+        "procedural",
+        31.5,
+    )
     assert "procedural" in row["measured on"]
     template = table.set_index("name").loc["template_bisenet.pth"]
     assert (template["model"], template["training data"], template["status"]) == ("bisenet", "unknown", "ok")
@@ -156,7 +165,8 @@ def test_home_demo_button_runs_the_job_in_the_background_with_progress(empty, mo
         "def w(**s): p.write_text(json.dumps({'count': 2, 'index': 0, 'finished': [], **s}))\n"
         "w(state='training', variant='bisenet_gta5', step=5, total=10, message='training bisenet_gta5')\n"
         "print('step 5 of 10', flush=True); time.sleep(4)\n"
-        "w(state='done', variant='bisenet_gta5', step=10, total=10, finished=['a', 'b'], message='all done')\n"
+        "w(state='done', variant='bisenet_gta5', step=10, total=10, finished=['a', 'b'], message='all "
+        "done')\n"
     )
     at, deadline = start_stand_in_demo(empty, monkeypatch, script)
     bars = at.get("progress")
@@ -188,7 +198,9 @@ def test_home_stop_button_interrupts_the_demo(empty, monkeypatch):
 def test_segment_reports_a_checkpoint_whose_weights_are_damaged(tmp_path, monkeypatch, bisenet_state):
     model = build_model("bisenet")
     model.load_state_dict(bisenet_state)
-    save_checkpoint(model, tmp_path / "damaged", default_metadata("bisenet", input_size=[64, 128], variant="x"))
+    save_checkpoint(
+        model, tmp_path / "damaged", default_metadata("bisenet", input_size=[64, 128], variant="x")
+    )
     weights = tmp_path / "damaged" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])  # truncated copy
     monkeypatch.setenv("SEGDEMO_CHECKPOINTS", str(tmp_path))
@@ -207,7 +219,9 @@ def test_home_imports_a_course_template_file(empty, template_bytes):
     assert list(table["name"]) == ["uploads/bisenet_trained.pth"] and list(table["model"]) == ["bisenet"]
 
 
-def test_home_imports_within_a_size_limit_and_a_quota_and_removes_an_import(empty, template_bytes, monkeypatch):
+def test_home_imports_within_a_size_limit_and_a_quota_and_removes_an_import(
+    empty, template_bytes, monkeypatch
+):
     size_mb = len(template_bytes) / 2**20
     monkeypatch.setenv("SEGDEMO_UPLOADS_QUOTA_MB", str(int(size_mb * 1.5)))  # room for one, not two
     at = open_page()
@@ -243,8 +257,11 @@ def test_only_imported_checkpoints_can_be_removed(tmp_path, template_bytes):
     path, _ = import_template_checkpoint(template_bytes, "mine.pth", tmp_path)
     assert imported_checkpoints(tmp_path) == [path] and uploads_size(tmp_path) == len(template_bytes)
     save_checkpoint(build_model("bisenet"), tmp_path / "trained", default_metadata("bisenet"))
-    for outside in (tmp_path / "trained" / "model.safetensors", tmp_path / "uploads" / ".." / "trained",
-                    tmp_path / "uploads" / "missing.pth"):
+    for outside in (
+        tmp_path / "trained" / "model.safetensors",
+        tmp_path / "uploads" / ".." / "trained",
+        tmp_path / "uploads" / "missing.pth",
+    ):
         with pytest.raises(CheckpointError, match="only those can be removed"):
             remove_imported_checkpoint(outside, tmp_path)
     assert (tmp_path / "trained" / "model.safetensors").is_file()
@@ -252,10 +269,13 @@ def test_only_imported_checkpoints_can_be_removed(tmp_path, template_bytes):
     assert imported_checkpoints(tmp_path) == [] and uploads_size(tmp_path) == 0
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"this is not a checkpoint", "cannot load"),
-    ("state", "neither a BiSeNet nor a DeepLabV2"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"this is not a checkpoint", "cannot load"),
+        ("state", "neither a BiSeNet nor a DeepLabV2"),
+    ],
+)
 def test_home_rejects_a_bad_upload_and_keeps_nothing(empty, content, message):
     if content == "state":
         buffer = io.BytesIO()
@@ -270,7 +290,9 @@ def test_home_rejects_a_bad_upload_and_keeps_nothing(empty, content, message):
     assert not any((empty / "uploads").iterdir())
 
 
-@pytest.mark.parametrize("name", ["[link](http:__example.com) **bold**.pth", "back\\slash_and_`code`:smile:.pth"])
+@pytest.mark.parametrize(
+    "name", ["[link](http:__example.com) **bold**.pth", "back\\slash_and_`code`:smile:.pth"]
+)
 def test_user_supplied_names_are_shown_as_literal_text(empty, name):
     at = open_page()
     at.file_uploader(key="home_upload").upload(name, b"not a checkpoint")
@@ -284,11 +306,16 @@ def test_user_supplied_names_are_shown_as_literal_text(empty, name):
     assert "**bold**" not in raw and "](" not in raw
 
 
-def test_a_checkpoint_with_unusable_metadata_is_shown_with_its_reason_and_never_selected(empty, bisenet_state):
+def test_a_checkpoint_with_unusable_metadata_is_shown_with_its_reason_and_never_selected(
+    empty, bisenet_state
+):
     model = build_model("bisenet")
     model.load_state_dict(bisenet_state)
-    save_checkpoint(model, empty / "bisenet_gta5_dacs", default_metadata("bisenet", input_size=[500, 1000],
-                                                                         variant="bisenet_gta5_dacs"))
+    save_checkpoint(
+        model,
+        empty / "bisenet_gta5_dacs",
+        default_metadata("bisenet", input_size=[500, 1000], variant="bisenet_gta5_dacs"),
+    )
     at = open_page()
     row = at.dataframe[0].value.set_index("name").loc["bisenet_gta5_dacs"]
     assert "multiples of 8" in row["status"]
@@ -395,7 +422,9 @@ def test_segment_video_is_returned_playable_with_a_download(ckpts, media, tmp_pa
     rerun(at)
     videos = at.get("video")
     assert len(videos) == 1
-    data = media_bytes(media, element(at, "download_button", "Download the segmented video (4 frames)").proto.url)
+    data = media_bytes(
+        media, element(at, "download_button", "Download the segmented video (4 frames)").proto.url
+    )
     assert data.startswith(WEBM)
     assert media_bytes(media, videos[0].proto.url) == data
     (tmp_path / "check.webm").write_bytes(data)  # the file plays back: decode it
@@ -405,10 +434,13 @@ def test_segment_video_is_returned_playable_with_a_download(ckpts, media, tmp_pa
     assert ok and frame.shape == (48, 96, 3)
 
 
-@pytest.mark.parametrize("name, content, message", [
-    ("clip.mp4", b"\x00" * 100, "clip.mp4: this is not a video OpenCV can read"),
-    ("zero.mp4", b"", "zero.mp4: the file is empty (0 bytes)"),
-])
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("clip.mp4", b"\x00" * 100, "clip.mp4: this is not a video OpenCV can read"),
+        ("zero.mp4", b"", "zero.mp4: the file is empty (0 bytes)"),
+    ],
+)
 def test_segment_unreadable_video_gives_a_message(ckpts, name, content, message):
     at = open_page("segment")
     at.radio(key="seg_input").set_value("Upload a video clip")
@@ -479,8 +511,12 @@ def test_fda_uploads_and_a_bad_one(empty):
     at.radio(key="fda_target_mode").set_value("Upload")
     rerun(at)
     assert not at.image and "Upload an image" in texts(at.info)
-    at.file_uploader(key="fda_source_upload").upload("game.png", sample_png("source", size=(128, 64)), "image/png")
-    at.file_uploader(key="fda_target_upload").upload("photo.png", sample_png("target", size=(300, 100)), "image/png")
+    at.file_uploader(key="fda_source_upload").upload(
+        "game.png", sample_png("source", size=(128, 64)), "image/png"
+    )
+    at.file_uploader(key="fda_target_upload").upload(
+        "photo.png", sample_png("target", size=(300, 100)), "image/png"
+    )
     rerun(at)
     assert len(at.image) == 6 and captions(at)[0] == "source: game.png"
     at.file_uploader(key="fda_target_upload").clear().upload("photo.png", PNG + b"broken", "image/png")
@@ -615,7 +651,10 @@ def test_results_row_choice_and_no_checkpoints(empty):
 
 def test_benchmark_measures_this_device_beside_the_report(empty):
     at = open_page("benchmark")
-    assert list(at.dataframe[0].value.index) == ["deeplabv2_cityscapes (report)", "bisenet_cityscapes (report)"]
+    assert list(at.dataframe[0].value.index) == [
+        "deeplabv2_cityscapes (report)",
+        "bisenet_cityscapes (report)",
+    ]
     at.selectbox(key="bench_size").set_value("64 x 128 (tiny)")
     at.slider(key="bench_runs").set_value(2)
     at.slider(key="bench_warmup").set_value(0)

@@ -74,11 +74,32 @@ def _meta(variant: str, **fields):
 def root(tmp_path_factory, bisenet, template_bytes) -> Path:
     """evaluated/ (procedural), real/ (real data), plain/ (no metrics), a template, and things to skip."""
     root = tmp_path_factory.mktemp("ckpts")
-    save_checkpoint(bisenet, root / "evaluated", _meta("bisenet_gta5_dacs", train_data={"kind": "procedural"}, metrics={
-        "eval_data": "procedural cityscapes-layout val, 100 images", "miou": 40.0,
-        "iou": {name: float(i) for i, name in enumerate(CLASS_NAMES)}}))
-    save_checkpoint(bisenet, root / "runs" / "real", _meta("bisenet_gta5", train_data={"kind": "real"}, metrics={
-        "eval_data": "real cityscapes-layout val, 500 images", "miou": 20.0, "iou": {"road": 80.0}}))
+    save_checkpoint(
+        bisenet,
+        root / "evaluated",
+        _meta(
+            "bisenet_gta5_dacs",
+            train_data={"kind": "procedural"},
+            metrics={
+                "eval_data": "procedural cityscapes-layout val, 100 images",
+                "miou": 40.0,
+                "iou": {name: float(i) for i, name in enumerate(CLASS_NAMES)},
+            },
+        ),
+    )
+    save_checkpoint(
+        bisenet,
+        root / "runs" / "real",
+        _meta(
+            "bisenet_gta5",
+            train_data={"kind": "real"},
+            metrics={
+                "eval_data": "real cityscapes-layout val, 500 images",
+                "miou": 20.0,
+                "iou": {"road": 80.0},
+            },
+        ),
+    )
     save_checkpoint(bisenet, root / "plain", _meta("bisenet_gta5_aug1"))
     save_checkpoint(bisenet, root / "plain" / "last", _meta("resume state"))  # resume state: never listed
     (root / "evaluated" / "tb").mkdir()
@@ -105,7 +126,11 @@ def test_list_describes_each_checkpoint(root):
     infos = {i.name: i for i in list_checkpoints(root)}
     evaluated = infos["evaluated"]
     assert (evaluated.format, evaluated.variant, evaluated.model, evaluated.train_data) == (
-        "folder", "bisenet_gta5_dacs", "bisenet", "procedural")
+        "folder",
+        "bisenet_gta5_dacs",
+        "bisenet",
+        "procedural",
+    )
     assert evaluated.miou == 40.0 and evaluated.eval_kind == "procedural" and evaluated.error is None
     assert evaluated.measured_on.startswith("procedural") and evaluated.input_size == [64, 128]
     assert infos["runs/real"].train_data == "real" and infos["runs/real"].eval_kind == "real"
@@ -113,7 +138,11 @@ def test_list_describes_each_checkpoint(root):
     assert infos["plain"].train_data == "unknown"
     template = infos["uploads/template.pth"]
     assert (template.format, template.model, template.train_data, template.error) == (
-        "template", "bisenet", "unknown", None)
+        "template",
+        "bisenet",
+        "unknown",
+        None,
+    )
     assert "cannot load" in infos["broken.pth"].error
 
 
@@ -125,7 +154,9 @@ def test_describe_reports_a_damaged_folder_instead_of_raising(tmp_path, bisenet)
 
 
 def test_eval_kind_reads_the_evaluation_description():
-    assert eval_kind({"miou": 1.0, "eval_data": "procedural cityscapes-layout val, 10 images"}) == "procedural"
+    assert (
+        eval_kind({"miou": 1.0, "eval_data": "procedural cityscapes-layout val, 10 images"}) == "procedural"
+    )
     assert eval_kind({"miou": 1.0, "eval_data": "real cityscapes-layout val, 500 images"}) == "real"
     assert eval_kind({"miou": 1.0, "eval_data": "somewhere"}) == "unknown"
     assert eval_kind({"eval_data": "real ..."}) == "unknown"  # no mIoU: no evaluation
@@ -160,11 +191,14 @@ def test_import_keeps_a_valid_template_file(tmp_path, template_bytes, bisenet):
     assert {p.name for p in (tmp_path / "uploads").iterdir()} == {path.name, third.name}
 
 
-@pytest.mark.parametrize("name, data, message", [
-    ("model.pth", b"garbage", "cannot load model.pth"),
-    ("model.pth", b"", "empty"),
-    ("model.onnx", b"x", "expected a course-template state dict"),
-])
+@pytest.mark.parametrize(
+    "name, data, message",
+    [
+        ("model.pth", b"garbage", "cannot load model.pth"),
+        ("model.pth", b"", "empty"),
+        ("model.onnx", b"x", "expected a course-template state dict"),
+    ],
+)
 def test_import_refuses_bad_files_and_leaves_nothing(tmp_path, name, data, message):
     with pytest.raises(CheckpointError, match=message) as info:
         import_template_checkpoint(data, name, tmp_path)
@@ -218,8 +252,9 @@ def test_fda_preview_draws_the_window_and_zooms(pair):
     source, target = pair
     preview = fda_preview(source, target, 0.05)
     assert preview.b == 3 and preview.window == (29, 61, 36, 68)
-    assert preview.target.shape == source.shape and np.array_equal(preview.result,
-                                                                      translate_image(source, target, 0.05))
+    assert preview.target.shape == source.shape and np.array_equal(
+        preview.result, translate_image(source, target, 0.05)
+    )
     for picture in preview.spectra.values():
         assert picture.shape == source.shape and picture.dtype == np.uint8
         assert (picture == WINDOW_COLOR).all(axis=2).sum() > 0
@@ -253,8 +288,9 @@ def test_mix_preview_random_half_is_class_mix_with_the_seed(scene):
     resized = resize_to(target, label.shape)
     to_t = lambda a: torch.from_numpy(np.array(a)).permute(2, 0, 1)[None]
     lab = torch.from_numpy(label.astype(np.int64))[None]
-    expected = class_mix(to_t(image), lab, to_t(resized), torch.full_like(lab, 255),
-                         generator=torch.Generator().manual_seed(3))
+    expected = class_mix(
+        to_t(image), lab, to_t(resized), torch.full_like(lab, 255), generator=torch.Generator().manual_seed(3)
+    )
     assert mix.classes == expected.classes[0].tolist()
     assert np.array_equal(mix.mask, expected.mask[0].numpy())
     assert np.array_equal(mix.image, expected.image[0].permute(1, 2, 0).numpy())
@@ -310,11 +346,14 @@ def test_load_label_reads_the_three_encodings(scene):
     assert tuple(PALETTE[0]) == (128, 64, 128)
 
 
-@pytest.mark.parametrize("data, message", [
-    (b"", "empty"),
-    (b"\xff\xd8\xff\xe0 not a png", "must be a lossless image"),
-    ("truncated", "could not be decoded"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"", "empty"),
+        (b"\xff\xd8\xff\xe0 not a png", "must be a lossless image"),
+        ("truncated", "could not be decoded"),
+    ],
+)
 def test_load_label_refuses_what_is_not_a_label_png(data, message):
     if data == "truncated":
         data = _png(np.random.default_rng(0).integers(0, 19, (64, 64), dtype=np.uint8))[:200]
@@ -329,7 +368,9 @@ def test_a_label_with_a_stray_value_is_refused_never_remapped():
     with pytest.raises(ImageError, match=r"holds 100: neither trainIds .* nor label ids"):
         load_label(_png(label))
     label[5, 7] = 30  # only a label id, beside 255, only a trainId: no convention fits, no guess
-    with pytest.raises(ImageError, match=r"mixes the two conventions \(255 only as trainIds, 30 only as label ids\)"):
+    with pytest.raises(
+        ImageError, match=r"mixes the two conventions \(255 only as trainIds, 30 only as label ids\)"
+    ):
         load_label(_png(label))
     with pytest.raises(ImageError, match="read as trainIds, the label map holds 30"):
         load_label(_png(label), encoding="trainIds")
@@ -359,7 +400,9 @@ def test_every_mode_pil_opens_works_or_gets_one_sentence_as_image_and_as_label(m
     values = (np.arange(24 * 32).reshape(24, 32) % 19).astype(np.uint8)
     values[0, 0] = 255  # an ignore pixel: unambiguously trainIds
     wide = {"I": np.int32, "F": np.float32, "I;16": np.uint16}  # fromarray picks these modes from the dtype
-    picture = Image.fromarray(values.astype(wide[mode])) if mode in wide else Image.fromarray(values).convert(mode)
+    picture = (
+        Image.fromarray(values.astype(wide[mode])) if mode in wide else Image.fromarray(values).convert(mode)
+    )
     assert picture.mode == mode
     saved = 0
     for fmt in ("PNG", "TIFF", "WEBP"):
@@ -401,9 +444,19 @@ def test_evaluation_rows_label_the_data_they_were_measured_on(root):
     assert rows["evaluated (procedural)"]["iou"]["sidewalk"] == 1.0
     assert rows["runs/real (real)"]["iou"]["sidewalk"] is None
     labels = [r["label"] for r in all_result_rows(root)]
-    assert labels[:8] == [f"{v} (report)" for v in (
-        "deeplabv2_cityscapes", "bisenet_cityscapes", "bisenet_gta5", "bisenet_gta5_aug1", "bisenet_gta5_aug2",
-        "bisenet_gta5_aug12", "bisenet_gta5_fda", "bisenet_gta5_dacs")]
+    assert labels[:8] == [
+        f"{v} (report)"
+        for v in (
+            "deeplabv2_cityscapes",
+            "bisenet_cityscapes",
+            "bisenet_gta5",
+            "bisenet_gta5_aug1",
+            "bisenet_gta5_aug2",
+            "bisenet_gta5_aug12",
+            "bisenet_gta5_fda",
+            "bisenet_gta5_dacs",
+        )
+    ]
 
 
 def test_results_frame_best_per_class_and_deltas(root):
@@ -414,7 +467,9 @@ def test_results_frame_best_per_class_and_deltas(root):
     assert math.isnan(frame.loc["bisenet_cityscapes (report)", "road"])
     best = best_per_class(frame)
     # Real and procedural numbers never compete: each kind has its own best.
-    assert best.loc["bisenet_gta5_dacs (report)", "road"] and best.loc["runs/real (real)", "road"] is np.False_
+    assert (
+        best.loc["bisenet_gta5_dacs (report)", "road"] and best.loc["runs/real (real)", "road"] is np.False_
+    )
     assert best.loc["deeplabv2_cityscapes (report)", "mIoU"]
     assert best.loc["evaluated (procedural)", "mIoU"] and best.loc["evaluated (procedural)", "bicycle"]
     assert not best.loc["evaluated (procedural)", "road"]  # its only procedural value is 0: nothing to mark
@@ -440,8 +495,11 @@ def test_run_profile_reports_progress_and_sits_beside_the_report():
     assert [f for _, f in seen] == sorted(f for _, f in seen) and seen[-1][1] == pytest.approx(1.0)
     assert sum("timed run" in text for text, _ in seen) == 2
     table = profile_frame([row])
-    assert list(table.index) == ["deeplabv2_cityscapes (report)", "bisenet_cityscapes (report)",
-                                 "run 1: bisenet (this machine)"]
+    assert list(table.index) == [
+        "deeplabv2_cityscapes (report)",
+        "bisenet_cityscapes (report)",
+        "run 1: bisenet (this machine)",
+    ]
     assert table.loc["bisenet_cityscapes (report)", "FPS"] == pytest.approx(1000 / 17.14)
     assert table.loc["run 1: bisenet (this machine)", "params"] == "12.07M"
     with pytest.raises(ValueError, match="runs"):
@@ -505,7 +563,9 @@ def test_a_job_runs_in_the_background_and_reports_progress(tmp_path):
     status = jobs.demo_status(tmp_path)
     assert (status.running, status.state, status.fraction, status.message) == (False, "done", 1.0, "all done")
     tail = jobs.log_tail(tmp_path)
-    assert "line one, updated" in tail.splitlines() and "line one" not in tail.splitlines()  # \r: the last state
+    assert (
+        "line one, updated" in tail.splitlines() and "line one" not in tail.splitlines()
+    )  # \r: the last state
     assert any(line.startswith("$ ") for line in tail.splitlines())  # the command line heads its output
 
 
@@ -518,8 +578,11 @@ def test_a_job_can_be_stopped_and_says_so(tmp_path):
     assert status.state == "stopped" and "start it again" in status.message
     assert not jobs.stop_demo(tmp_path)  # nothing left to stop
     # The real demo records an interrupt as failed with the KeyboardInterrupt; that is a stop, too.
-    (tmp_path / jobs.PROGRESS_FILE).write_text(json.dumps(
-        {"state": "failed", "message": "KeyboardInterrupt: SIGINT", "variant": "bisenet_gta5", "step": 32}))
+    (tmp_path / jobs.PROGRESS_FILE).write_text(
+        json.dumps(
+            {"state": "failed", "message": "KeyboardInterrupt: SIGINT", "variant": "bisenet_gta5", "step": 32}
+        )
+    )
     status = jobs.demo_status(tmp_path)
     assert status.state == "stopped" and "bisenet_gta5, step 32" in status.message
 

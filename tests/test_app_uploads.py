@@ -24,8 +24,9 @@ from segdemo.models import build_model
 def checkpoint_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("checkpoints")
     torch.manual_seed(0)
-    meta = default_metadata("bisenet", input_size=[64, 128], variant="bisenet_gta5_dacs",
-                            train_data={"kind": "procedural"})
+    meta = default_metadata(
+        "bisenet", input_size=[64, 128], variant="bisenet_gta5_dacs", train_data={"kind": "procedural"}
+    )
     save_checkpoint(build_model("bisenet").eval(), root / "bisenet_gta5_dacs", meta)
     return root
 
@@ -80,7 +81,8 @@ def test_a_checkpoint_upload_that_would_run_code_is_refused_and_never_runs(tmp_p
     assert not any((root / "uploads").iterdir())  # nothing kept
 
 
-# --- reading back what the app showed -------------------------------------------------------------------------
+# --- reading back what the app showed
+# -------------------------------------------------------------------------
 
 
 def media_image(stores: list, url: str) -> np.ndarray:

@@ -26,13 +26,16 @@ def _gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-@pytest.mark.parametrize("op, theirs, low, high", [
-    (augment._brightness, TF.adjust_brightness, 0.6, 1.4),
-    (augment._contrast, TF.adjust_contrast, 0.6, 1.4),
-    (augment._saturation, TF.adjust_saturation, 0.6, 1.4),
-    (augment._hue, TF.adjust_hue, -0.1, 0.1),
-    (augment._hue, TF.adjust_hue, -0.5, 0.5),
-])
+@pytest.mark.parametrize(
+    "op, theirs, low, high",
+    [
+        (augment._brightness, TF.adjust_brightness, 0.6, 1.4),
+        (augment._contrast, TF.adjust_contrast, 0.6, 1.4),
+        (augment._saturation, TF.adjust_saturation, 0.6, 1.4),
+        (augment._hue, TF.adjust_hue, -0.1, 0.1),
+        (augment._hue, TF.adjust_hue, -0.5, 0.5),
+    ],
+)
 def test_each_colour_op_is_torchvisions_with_a_factor_per_sample(op, theirs, low, high) -> None:
     images = _images()
     factors = torch.linspace(low, high, images.shape[0])
@@ -46,7 +49,9 @@ def test_blur_and_gamma_are_torchvisions_with_a_parameter_per_sample() -> None:
     sigmas = torch.linspace(0.1, 2.0, images.shape[0])
     ours = augment._blur(images, sigmas, 5)
     for i, sigma in enumerate(sigmas.tolist()):
-        torch.testing.assert_close(ours[i], TF.gaussian_blur(images[i], [5, 5], [sigma, sigma]), atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            ours[i], TF.gaussian_blur(images[i], [5, 5], [sigma, sigma]), atol=1e-5, rtol=0
+        )
     gammas = torch.linspace(0.7, 1.5, images.shape[0])
     photometric = Photometric(gamma_range=(0.7, 1.5), p_gamma=1.0)
     out = photometric(images, _gen(3))
@@ -98,7 +103,9 @@ def test_aug2_never_touches_labels_and_each_op_fires_about_half_the_time() -> No
     # Three independent ops at p = 0.5: a sample is left alone with probability 1/8.
     assert 40 < changed.count(False) < 120
     for name in ("p_jitter", "p_blur", "p_gamma"):  # one op alone changes about half of the samples
-        only = Photometric(**{**AUG2.__dict__, **{k: 0.0 for k in ("p_jitter", "p_blur", "p_gamma") if k != name}})
+        only = Photometric(
+            **{**AUG2.__dict__, **{k: 0.0 for k in ("p_jitter", "p_blur", "p_gamma") if k != name}}
+        )
         alone = only(images, _gen(3))
         assert 240 < sum(not torch.equal(alone[i], images[i]) for i in range(600)) < 360, name
 

@@ -52,7 +52,8 @@ def paint_value(path: Path, value: int) -> None:
 
 @pytest.fixture(scope="module")
 def bad_tree(clean_tree, tmp_path_factory) -> dict:
-    """The clean tree with, in the middle of each set, a truncated image and a label holding unknown values."""
+    """The clean tree with, in the middle of each set, a truncated image and a label holding unknown
+    values."""
     root = tmp_path_factory.mktemp("bad") / "data"
     shutil.copytree(clean_tree, root)
     gta5 = GTA5(root / "gta5")
@@ -129,8 +130,23 @@ def test_skip_with_nothing_usable_and_an_unknown_policy(tmp_path, clean_tree):
         assert all(dataset[i] is None for i in range(len(dataset)))
         assert collate_usable([dataset[0], dataset[1]]) is None
         # A run on it stops in one line rather than training on nothing.
-        code = main(["run", "bisenet_gta5", "--gta5", str(root), "--cityscapes", str(clean_tree / "cityscapes"),
-                     "--out", str(tmp_path / "ck"), "--device", "cpu", *TINY, "num_workers=0", "bad_samples=skip"])
+        code = main(
+            [
+                "run",
+                "bisenet_gta5",
+                "--gta5",
+                str(root),
+                "--cityscapes",
+                str(clean_tree / "cityscapes"),
+                "--out",
+                str(tmp_path / "ck"),
+                "--device",
+                "cpu",
+                *TINY,
+                "num_workers=0",
+                "bad_samples=skip",
+            ]
+        )
     assert code == 2
     with pytest.raises(ValueError, match="on_bad_sample must be one of"):
         GTA5(root, on_bad_sample="ignore")
@@ -138,8 +154,22 @@ def test_skip_with_nothing_usable_and_an_unknown_policy(tmp_path, clean_tree):
 
 def run(bad_tree, out: Path, *extra: str) -> int:
     root = bad_tree["root"]
-    return main(["run", "bisenet_gta5", "--gta5", str(root / "gta5"), "--cityscapes", str(root / "cityscapes"),
-                 "--out", str(out), "--device", "cpu", *TINY, *extra])
+    return main(
+        [
+            "run",
+            "bisenet_gta5",
+            "--gta5",
+            str(root / "gta5"),
+            "--cityscapes",
+            str(root / "cityscapes"),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            *TINY,
+            *extra,
+        ]
+    )
 
 
 def test_train_run_stops_at_a_corrupt_image_read_in_a_loader_worker(bad_tree, tmp_path, capsys):
@@ -169,9 +199,19 @@ def test_train_run_refuses_an_unknown_bad_samples_value(bad_tree, tmp_path, caps
 
 def test_train_evaluate_names_a_bad_val_label(bad_tree, tmp_path, capsys):
     torch.manual_seed(0)
-    save_checkpoint(build_model("bisenet").eval(), tmp_path / "ck", default_metadata("bisenet", input_size=[32, 64]))
-    code = main(["evaluate", str(tmp_path / "ck"), "--cityscapes", str(bad_tree["root"] / "cityscapes"),
-                 "--device", "cpu"])
+    save_checkpoint(
+        build_model("bisenet").eval(), tmp_path / "ck", default_metadata("bisenet", input_size=[32, 64])
+    )
+    code = main(
+        [
+            "evaluate",
+            str(tmp_path / "ck"),
+            "--cityscapes",
+            str(bad_tree["root"] / "cityscapes"),
+            "--device",
+            "cpu",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err
     assert str(bad_tree["val"][1]) in err and "unexpected value(s) 42" in err

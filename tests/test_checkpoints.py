@@ -88,7 +88,9 @@ def test_wrong_class_count_is_refused(tmp_path):
     torch.save(TemplateBiSeNet(num_classes=10).state_dict(), path)
     with pytest.raises(CheckpointError, match="10 classes"):
         load_model(path)
-    save_checkpoint(build_model("bisenet", 10), tmp_path / "ours10", default_metadata("bisenet", num_classes=10))
+    save_checkpoint(
+        build_model("bisenet", 10), tmp_path / "ours10", default_metadata("bisenet", num_classes=10)
+    )
     with pytest.raises(CheckpointError, match="10 classes"):
         load_model(tmp_path / "ours10")
 
@@ -135,15 +137,18 @@ def test_missing_or_broken_metadata(tmp_path):
         load_model(tmp_path / "ck")
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("input_size", [500, 1000], "multiples of 8"),
-    ("input_size", [0, 0], "multiples of 8 from 8"),
-    ("input_size", [60000, 60000], "to 4096"),
-    ("input_size", "512x1024", "is not [height, width]"),
-    ("mean", [0.5, 0.5], "mean [0.5, 0.5] is not three finite numbers"),
-    ("std", [0.2, 0.0, 0.2], "above 0"),
-    ("num_classes", 10, "10 classes"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("input_size", [500, 1000], "multiples of 8"),
+        ("input_size", [0, 0], "multiples of 8 from 8"),
+        ("input_size", [60000, 60000], "to 4096"),
+        ("input_size", "512x1024", "is not [height, width]"),
+        ("mean", [0.5, 0.5], "mean [0.5, 0.5] is not three finite numbers"),
+        ("std", [0.2, 0.0, 0.2], "above 0"),
+        ("num_classes", 10, "10 classes"),
+    ],
+)
 def test_unusable_metadata_is_refused_when_listed_and_when_loaded(tmp_path, field, value, message):
     from segdemo.catalogue import describe_checkpoint
 
@@ -196,8 +201,11 @@ def test_our_checkpoint_with_another_architecture_is_refused(tmp_path):
     # BiSeNet weights under metadata that says DeepLabV2 (a folder renamed or a meta.json copied over).
     save_checkpoint(build_model("bisenet"), tmp_path / "ck", default_metadata("bisenet"))
     update_metadata(tmp_path / "ck", model="deeplabv2")
-    with pytest.raises(CheckpointError, match=r"model\.safetensors does not fit the deeplabv2 architecture: "
-                                              r"\d+ missing .*\d+ unknown"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"model\.safetensors does not fit the deeplabv2 architecture: "
+        r"\d+ missing .*\d+ unknown",
+    ):
         load_model(tmp_path / "ck")
 
 
@@ -241,7 +249,8 @@ print(json.dumps(out))
 
 
 def _deflated(path: Path, state: dict) -> Path:
-    """``state`` saved by torch.save, then repacked with its tensors deflated: small on disk, large when read."""
+    """``state`` saved by torch.save, then repacked with its tensors deflated: small on disk, large when
+    read."""
     plain = path.with_suffix(".plain")
     torch.save(state, plain)
     with zipfile.ZipFile(plain) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as packed:
@@ -266,8 +275,14 @@ def test_checkpoint_files_that_claim_much_more_are_refused_before_they_are_read(
     tensors = {k: v.contiguous() for k, v in build_model("bisenet").state_dict().items()}
     save_file({**tensors, "extra.weight": torch.zeros(claim)}, folder / "model.safetensors")
     files = [deflated, upload, padded, folder]
-    result = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, str(tmp_path / "root"), *map(str, files)],
-                            cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", _MEMORY_PROBE, str(tmp_path / "root"), *map(str, files)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout)
     for path in files:

@@ -117,7 +117,9 @@ def test_exact_choice_for_a_seeded_batch_and_composition() -> None:
     batch = _batch([SOURCE_LABEL_5, SOURCE_LABEL_4, SOURCE_LABEL_5], seed=3)
     result = class_mix(*batch, generator=torch.Generator().manual_seed(7))
     # One row of keys per sample, in batch order, from the same generator.
-    expected = _expected_choices([SOURCE_LABEL_5, SOURCE_LABEL_4, SOURCE_LABEL_5], torch.Generator().manual_seed(7))
+    expected = _expected_choices(
+        [SOURCE_LABEL_5, SOURCE_LABEL_4, SOURCE_LABEL_5], torch.Generator().manual_seed(7)
+    )
     assert [c.tolist() for c in result.classes] == expected
     assert result.chosen.shape == (3, 256) and result.chosen.sum(dim=1).tolist() == [3, 2, 3]
     _check_composition(result, batch)
@@ -209,8 +211,16 @@ def test_ema_step_zero_copies_the_student() -> None:
 
 @pytest.mark.parametrize(
     ("step", "momentum", "alpha"),
-    [(1, 0.99, 0.5), (3, 0.99, 0.75), (50, 0.99, 1 - 1 / 51), (99, 0.99, 0.99), (10**6, 0.99, 0.99),
-     (3, 0.6, 0.6), (10**6, 0.999, 0.999), (5, 0.0, 0.0)],
+    [
+        (1, 0.99, 0.5),
+        (3, 0.99, 0.75),
+        (50, 0.99, 1 - 1 / 51),
+        (99, 0.99, 0.99),
+        (10**6, 0.99, 0.99),
+        (3, 0.6, 0.6),
+        (10**6, 0.999, 0.999),
+        (5, 0.0, 0.0),
+    ],
 )
 def test_ema_alpha_schedule(step: int, momentum: float, alpha: float) -> None:
     teacher, student = _pair()
@@ -240,7 +250,9 @@ def test_confidence_weight_is_pixel_weight_from_the_largest_probability() -> Non
     mask = torch.rand(2, 5, 6, generator=torch.Generator().manual_seed(5)) > 0.5
     confidence = probs.max(dim=1).values
     for threshold in (0.3, 0.6, 0.968):
-        assert torch.equal(confidence_weight(confidence, mask, threshold), pixel_weight(probs, mask, threshold))
+        assert torch.equal(
+            confidence_weight(confidence, mask, threshold), pixel_weight(probs, mask, threshold)
+        )
     with pytest.raises(ValueError, match="confidence must be N x H x W"):
         confidence_weight(probs, mask)
 

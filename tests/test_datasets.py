@@ -1,4 +1,5 @@
-"""Tests for segdemo.datasets: layouts, validation messages, label mapping, resizing, the real GTA5 samples."""
+"""Tests for segdemo.datasets: layouts, validation messages, label mapping, resizing, the real GTA5
+samples."""
 
 from __future__ import annotations
 
@@ -273,7 +274,9 @@ def test_uint8_items_are_what_training_loaders_hand_over(tmp_path: Path) -> None
     assert torch.equal(label, torch.from_numpy(id_to_train_id(ids)))
     # The float item is the same picture, scaled and normalised.
     floating, long_label = GTA5(tmp_path)[0]
-    assert torch.allclose(floating, normalize(image.float() / 255), atol=1e-6) and torch.equal(long_label, label.long())
+    assert torch.allclose(floating, normalize(image.float() / 255), atol=1e-6) and torch.equal(
+        long_label, label.long()
+    )
 
 
 def test_target_images_need_no_labels(tmp_path: Path) -> None:

@@ -18,8 +18,11 @@ from train.export import ExportError, export_checkpoint
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ckpt") / "bisenet_small"
-    save_checkpoint(trained_like("bisenet", seed=5), folder,
-                    default_metadata("bisenet", input_size=[64, 128], variant="bisenet_gta5"))
+    save_checkpoint(
+        trained_like("bisenet", seed=5),
+        folder,
+        default_metadata("bisenet", input_size=[64, 128], variant="bisenet_gta5"),
+    )
     return folder
 
 

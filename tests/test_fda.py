@@ -67,15 +67,24 @@ def test_matches_reference_property_float64(h: int, w: int, beta: float, seed: i
 
 
 @pytest.mark.parametrize("max_columns", [0, 10**6], ids=["real-fft-route", "window-dft-route"])
-@pytest.mark.parametrize(("size", "beta"), [((64, 96), 0.01), ((64, 96), 0.2), ((63, 101), 0.37), ((9, 7), 0.3)])
-def test_both_routes_match_the_reference(monkeypatch, max_columns: int, size: tuple[int, int], beta: float) -> None:
+@pytest.mark.parametrize(
+    ("size", "beta"), [((64, 96), 0.01), ((64, 96), 0.2), ((63, 101), 0.37), ((9, 7), 0.3)]
+)
+def test_both_routes_match_the_reference(
+    monkeypatch, max_columns: int, size: tuple[int, int], beta: float
+) -> None:
     # Small windows take the window-only DFT, large ones the real FFT; force each route everywhere.
     monkeypatch.setattr(fda, "WINDOW_DFT_MAX_COLUMNS", max_columns)
     h, w = size
-    src, tgt = _images(2, h, w, seed=21, dtype=torch.float64) * 255, _images(1, h, w, seed=22, dtype=torch.float64) * 255
+    src, tgt = (
+        _images(2, h, w, seed=21, dtype=torch.float64) * 255,
+        _images(1, h, w, seed=22, dtype=torch.float64) * 255,
+    )
     out = fda_source_to_target(src, tgt, beta)  # one target broadcast to both sources
     for i in range(2):
-        np.testing.assert_allclose(out[i].numpy(), reference_fda(src[i].numpy(), tgt[0].numpy(), beta), atol=1e-8)
+        np.testing.assert_allclose(
+            out[i].numpy(), reference_fda(src[i].numpy(), tgt[0].numpy(), beta), atol=1e-8
+        )
 
 
 @pytest.mark.parametrize("max_columns", [0, 10**6], ids=["real-fft-route", "window-dft-route"])

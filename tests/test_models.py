@@ -10,8 +10,10 @@ from segdemo.profiling import count_flops, count_parameters, measure_latency
 
 def test_template_reference_matches_the_shared_listings(shared_dir):
     # The reference nets used below must be the template's networks, key for key and shape for shape.
-    for net, tsv in ((TemplateBiSeNet(), "template_bisenet_r18_state_dict.tsv"),
-                     (TemplateDeepLabV2(), "template_deeplabv2_r101_state_dict.tsv")):
+    for net, tsv in (
+        (TemplateBiSeNet(), "template_bisenet_r18_state_dict.tsv"),
+        (TemplateDeepLabV2(), "template_deeplabv2_r101_state_dict.tsv"),
+    ):
         listing = read_state_dict_listing(shared_dir / "reference" / tsv)
         ours = {k: tuple(v.shape) for k, v in net.state_dict().items()}
         assert ours == listing

@@ -13,7 +13,9 @@ from conftest import REPO, TINY
 from segdemo.checkpoints import load_model, read_metadata
 from train.__main__ import main
 from train.config import apply_overrides, get_variant, variants
-from train.engine import Trainer, TrainingError, build_data, build_optimizer, build_scheduler, describe_data
+from train.data import build_data, describe_data
+from train.engine import Trainer, build_optimizer, build_scheduler
+from train.errors import TrainingError
 from train.resume import read_progress
 
 
@@ -25,8 +27,14 @@ def test_list_names_the_eight_variants(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert [line.split()[0] for line in out.strip().splitlines()] == [
-        "deeplabv2_cityscapes", "bisenet_cityscapes", "bisenet_gta5", "bisenet_gta5_aug1",
-        "bisenet_gta5_aug2", "bisenet_gta5_aug12", "bisenet_gta5_fda", "bisenet_gta5_dacs",
+        "deeplabv2_cityscapes",
+        "bisenet_cityscapes",
+        "bisenet_gta5",
+        "bisenet_gta5_aug1",
+        "bisenet_gta5_aug2",
+        "bisenet_gta5_aug12",
+        "bisenet_gta5_fda",
+        "bisenet_gta5_dacs",
     ]
 
 
@@ -43,8 +51,9 @@ def test_variants_carry_the_report_settings():
 
 
 def test_overrides_parse_and_reject():
-    config = apply_overrides(get_variant("bisenet_gta5"), ["optimizer=sgd", "lr=2.5e-4", "gta5_size=640x360",
-                                                          "amp=false"])
+    config = apply_overrides(
+        get_variant("bisenet_gta5"), ["optimizer=sgd", "lr=2.5e-4", "gta5_size=640x360", "amp=false"]
+    )
     assert (config.optimizer, config.lr, config.gta5_size, config.amp) == ("sgd", 2.5e-4, (640, 360), False)
     with pytest.raises(ValueError, match="bad override 'colour=red'"):
         apply_overrides(config, ["colour=red"])
@@ -73,12 +82,13 @@ def test_poly_schedule_per_parameter_group():
     config = get_variant("bisenet_gta5")
     rates = _learning_rates(config, 51)
     assert rates[0] == [1e-3, 1e-3]
-    assert rates[50] == pytest.approx([1e-3 * 0.5 ** 0.9] * 2)
+    assert rates[50] == pytest.approx([1e-3 * 0.5**0.9] * 2)
     assert _learning_rates(config.replace(schedule="constant"), 51)[50] == [1e-3, 1e-3]
     # DeepLabV2 trains its classifier with 10x the backbone's learning rate, under the same decay.
     deeplab = _learning_rates(get_variant("deeplabv2_cityscapes"), 51)
-    assert deeplab[0] == pytest.approx([1e-3, 1e-2]) and deeplab[50] == pytest.approx([1e-3 * 0.5 ** 0.9,
-                                                                                        1e-2 * 0.5 ** 0.9])
+    assert deeplab[0] == pytest.approx([1e-3, 1e-2]) and deeplab[50] == pytest.approx(
+        [1e-3 * 0.5**0.9, 1e-2 * 0.5**0.9]
+    )
 
 
 @pytest.mark.parametrize("variant", list(variants()))
@@ -86,8 +96,14 @@ def test_every_variant_trains_a_few_steps(tiny_data, tmp_path, variant):
     config = tiny_config(variant)
     gta5, cityscapes = tiny_data / "gta5", tiny_data / "cityscapes"
     data = build_data(config, gta5, cityscapes)
-    trainer = Trainer(config, data, tmp_path / variant, device="cpu", progress=False,
-                      train_data_info=describe_data(config, gta5, cityscapes))
+    trainer = Trainer(
+        config,
+        data,
+        tmp_path / variant,
+        device="cpu",
+        progress=False,
+        train_data_info=describe_data(config, gta5, cityscapes),
+    )
     before = [p.detach().clone() for p in trainer.model.parameters() if p.requires_grad]
     trainer.run()
     after = [p.detach() for p in trainer.model.parameters() if p.requires_grad]
@@ -106,15 +122,25 @@ def test_resume_continues_the_same_schedule(tiny_data, tmp_path):
     gta5, cityscapes = tiny_data / "gta5", tiny_data / "cityscapes"
     config = tiny_config("bisenet_gta5_dacs", "iterations=4", "checkpoint_every=1")
 
-    straight = Trainer(config, build_data(config, gta5, cityscapes), tmp_path / "a", device="cpu", progress=False)
+    straight = Trainer(
+        config, build_data(config, gta5, cityscapes), tmp_path / "a", device="cpu", progress=False
+    )
     straight.run()
 
-    first = Trainer(config, build_data(config, gta5, cityscapes), tmp_path / "b", device="cpu", progress=False)
+    first = Trainer(
+        config, build_data(config, gta5, cityscapes), tmp_path / "b", device="cpu", progress=False
+    )
     first.run(stop_after=2)
     assert read_progress(tmp_path / "b")[1]["step"] == 2
     assert not (tmp_path / "b" / "model.safetensors").exists()  # not finished: no final model yet
-    resumed = Trainer(config, build_data(config, gta5, cityscapes), tmp_path / "b", device="cpu", resume=True,
-                      progress=False)
+    resumed = Trainer(
+        config,
+        build_data(config, gta5, cityscapes),
+        tmp_path / "b",
+        device="cpu",
+        resume=True,
+        progress=False,
+    )
     assert resumed.step == 2
     resumed.run()
     assert resumed.step == straight.step == 4
@@ -126,17 +152,40 @@ def test_resume_continues_the_same_schedule(tiny_data, tmp_path):
 def test_resume_refuses_a_changed_config(tiny_data, tmp_path):
     gta5, cityscapes = tiny_data / "gta5", tiny_data / "cityscapes"
     config = tiny_config("bisenet_gta5")
-    Trainer(config, build_data(config, gta5, cityscapes), tmp_path, device="cpu", progress=False).run(stop_after=1)
+    Trainer(config, build_data(config, gta5, cityscapes), tmp_path, device="cpu", progress=False).run(
+        stop_after=1
+    )
     changed = config.replace(lr=0.5)
     with pytest.raises(Exception, match="lr"):
-        Trainer(changed, build_data(changed, gta5, cityscapes), tmp_path, device="cpu", resume=True, progress=False)
+        Trainer(
+            changed,
+            build_data(changed, gta5, cityscapes),
+            tmp_path,
+            device="cpu",
+            resume=True,
+            progress=False,
+        )
 
 
 def test_cli_run_evaluate_and_errors(tiny_data, tmp_path, capsys):
     gta5, cityscapes = str(tiny_data / "gta5"), str(tiny_data / "cityscapes")
     out = tmp_path / "ck"
-    code = main(["run", "bisenet_gta5", "--gta5", gta5, "--cityscapes", cityscapes, "--out", str(out),
-                 "--device", "cpu", *TINY, "iterations=1"])
+    code = main(
+        [
+            "run",
+            "bisenet_gta5",
+            "--gta5",
+            gta5,
+            "--cityscapes",
+            cityscapes,
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            *TINY,
+            "iterations=1",
+        ]
+    )
     assert code == 0 and (out / "model.safetensors").is_file()
     capsys.readouterr()
     assert main(["evaluate", str(out), "--cityscapes", cityscapes, "--device", "cpu"]) == 0
@@ -147,10 +196,25 @@ def test_cli_run_evaluate_and_errors(tiny_data, tmp_path, capsys):
     # Missing data, unknown variant, bad override: exit code 2 and one clear line.
     assert main(["run", "bisenet_gta5", "--cityscapes", cityscapes, "--out", str(tmp_path / "x")]) == 2
     assert "pass --gta5 DIR" in capsys.readouterr().err
-    assert main(["run", "unet", "--gta5", gta5, "--cityscapes", cityscapes, "--out", str(tmp_path / "x")]) == 2
+    assert (
+        main(["run", "unet", "--gta5", gta5, "--cityscapes", cityscapes, "--out", str(tmp_path / "x")]) == 2
+    )
     assert "unknown variant 'unet'" in capsys.readouterr().err
-    assert main(["run", "bisenet_gta5", "--gta5", str(tmp_path / "nowhere"), "--cityscapes", cityscapes,
-                 "--out", str(tmp_path / "x")]) == 2
+    assert (
+        main(
+            [
+                "run",
+                "bisenet_gta5",
+                "--gta5",
+                str(tmp_path / "nowhere"),
+                "--cityscapes",
+                cityscapes,
+                "--out",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 2
+    )
     assert "nowhere" in capsys.readouterr().err
 
 
@@ -176,9 +240,29 @@ def test_torchrun_two_cpu_processes(tiny_data, tmp_path):
     """DistributedDataParallel with the gloo backend: two ranks, one writer."""
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
-           "-m", "train", "run", "bisenet_gta5", "--gta5", str(tiny_data / "gta5"), "--cityscapes",
-           str(tiny_data / "cityscapes"), "--out", str(out), "--device", "cpu", *TINY, "iterations=2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29531",
+        "-m",
+        "train",
+        "run",
+        "bisenet_gta5",
+        "--gta5",
+        str(tiny_data / "gta5"),
+        "--cityscapes",
+        str(tiny_data / "cityscapes"),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        *TINY,
+        "iterations=2",
+    ]
     result = subprocess.run(cmd, check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     meta = read_metadata(out)
@@ -189,24 +273,32 @@ def test_torchrun_two_cpu_processes(tiny_data, tmp_path):
 def test_init_from_starts_both_student_and_teacher_from_a_checkpoint(tiny_data, tmp_path):
     gta5, cityscapes = tiny_data / "gta5", tiny_data / "cityscapes"
     source = tiny_config("bisenet_gta5")
-    Trainer(source, build_data(source, gta5, cityscapes), tmp_path / "src", device="cpu", progress=False).run()
+    Trainer(
+        source, build_data(source, gta5, cityscapes), tmp_path / "src", device="cpu", progress=False
+    ).run()
     kept, _ = load_model(tmp_path / "src")
 
     config = tiny_config("bisenet_gta5_dacs", f"init_from={tmp_path / 'src'}")
-    trainer = Trainer(config, build_data(config, gta5, cityscapes), tmp_path / "dacs", device="cpu", progress=False)
+    trainer = Trainer(
+        config, build_data(config, gta5, cityscapes), tmp_path / "dacs", device="cpu", progress=False
+    )
     for name, value in kept.state_dict().items():
         assert torch.equal(trainer.model.state_dict()[name], value), name
         assert torch.equal(trainer.teacher.state_dict()[name], value), name
     trainer.run()
     assert read_metadata(tmp_path / "dacs")["config"]["init_from"] == str(tmp_path / "src")
 
-    for bad, message in ((tiny_config("deeplabv2_cityscapes", f"init_from={tmp_path / 'src'}"), "holds a bisenet"),
-                         (tiny_config("bisenet_gta5", f"init_from={tmp_path / 'nothing'}"), "init_from=")):
+    for bad, message in (
+        (tiny_config("deeplabv2_cityscapes", f"init_from={tmp_path / 'src'}"), "holds a bisenet"),
+        (tiny_config("bisenet_gta5", f"init_from={tmp_path / 'nothing'}"), "init_from="),
+    ):
         with pytest.raises(TrainingError, match=message):
             Trainer(bad, build_data(bad, gta5, cityscapes), tmp_path / "bad", device="cpu", progress=False)
 
 
-def test_demo_trains_what_a_variant_starts_from_and_reuses_only_matching_checkpoints(tiny_data, tmp_path, capsys):
+def test_demo_trains_what_a_variant_starts_from_and_reuses_only_matching_checkpoints(
+    tiny_data, tmp_path, capsys
+):
     from train.demo import DEMO_INIT, run_demo
 
     threads = torch.get_num_threads()
@@ -233,14 +325,33 @@ def test_demo_trains_what_a_variant_starts_from_and_reuses_only_matching_checkpo
 
 def test_evaluation_at_the_labels_full_resolution_and_the_recorded_protocol(tiny_data, tmp_path, capsys):
     from segdemo.datasets import Cityscapes
-    from train.engine import evaluate
+    from segdemo.evaluation import evaluate
 
     gta5, cityscapes = str(tiny_data / "gta5"), str(tiny_data / "cityscapes")
     out = tmp_path / "ck"
     # Trained and scored at 32x16 while the val labels are 64x32: full resolution scores every native pixel.
-    assert main(["run", "bisenet_gta5", "--gta5", gta5, "--cityscapes", cityscapes, "--out", str(out),
-                 "--device", "cpu", *TINY, "gta5_size=32x16", "cityscapes_size=32x16", "iterations=1",
-                 "eval_full_resolution=true"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "bisenet_gta5",
+                "--gta5",
+                gta5,
+                "--cityscapes",
+                cityscapes,
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                *TINY,
+                "gta5_size=32x16",
+                "cityscapes_size=32x16",
+                "iterations=1",
+                "eval_full_resolution=true",
+            ]
+        )
+        == 0
+    )
     metrics = read_metadata(out)["metrics"]
     assert metrics["eval_kind"] == "procedural" and metrics["protocol"]["input_size"] == [32, 16]
     assert metrics["protocol"]["labels"] == "native resolution, predictions upsampled"
@@ -254,7 +365,9 @@ def test_evaluation_at_the_labels_full_resolution_and_the_recorded_protocol(tiny
     capsys.readouterr()
     assert main(["evaluate", str(out), "--cityscapes", cityscapes, "--device", "cpu"]) == 0
     assert read_metadata(out)["metrics"]["protocol"]["labels"] == "resized to the input size (nearest)"
-    assert main(["evaluate", str(out), "--cityscapes", cityscapes, "--device", "cpu", "--full-resolution"]) == 0
+    assert (
+        main(["evaluate", str(out), "--cityscapes", cityscapes, "--device", "cpu", "--full-resolution"]) == 0
+    )
     assert read_metadata(out)["metrics"]["protocol"]["labels"].startswith("native")
 
 
@@ -263,8 +376,24 @@ def test_cache_cli_fills_what_a_run_then_reads(tiny_data, tmp_path, capsys, monk
 
     gta5, cityscapes = str(tiny_data / "gta5"), str(tiny_data / "cityscapes")
     cache = tmp_path / "cache"
-    assert main(["cache", "bisenet_gta5_dacs", "--gta5", gta5, "--cityscapes", cityscapes, "--cache", str(cache),
-                 "--workers", "0", *TINY]) == 0
+    assert (
+        main(
+            [
+                "cache",
+                "bisenet_gta5_dacs",
+                "--gta5",
+                gta5,
+                "--cityscapes",
+                cityscapes,
+                "--cache",
+                str(cache),
+                "--workers",
+                "0",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "labeled: 8 samples" in printed and "target: 8 samples" in printed and "val: 4 samples" in printed
     assert len(list(cache.glob("*/*.npz"))) == 20
@@ -273,10 +402,44 @@ def test_cache_cli_fills_what_a_run_then_reads(tiny_data, tmp_path, capsys, monk
         raise AssertionError(f"decoded {path}: the cache was not used")
 
     monkeypatch.setattr(datasets, "_read_image", no_decoding)
-    assert main(["run", "bisenet_gta5_dacs", "--gta5", gta5, "--cityscapes", cityscapes, "--out",
-                 str(tmp_path / "ck"), "--device", "cpu", *TINY, "iterations=2", f"cache_dir={cache}"]) == 0
-    assert main(["cache", "bisenet_gta5", "--gta5", gta5, "--cityscapes", cityscapes, "--cache", str(cache),
-                 "--workers", "0", *TINY]) == 0  # everything already there: nothing decoded
+    assert (
+        main(
+            [
+                "run",
+                "bisenet_gta5_dacs",
+                "--gta5",
+                gta5,
+                "--cityscapes",
+                cityscapes,
+                "--out",
+                str(tmp_path / "ck"),
+                "--device",
+                "cpu",
+                *TINY,
+                "iterations=2",
+                f"cache_dir={cache}",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "cache",
+                "bisenet_gta5",
+                "--gta5",
+                gta5,
+                "--cityscapes",
+                cityscapes,
+                "--cache",
+                str(cache),
+                "--workers",
+                "0",
+                *TINY,
+            ]
+        )
+        == 0
+    )  # everything already there: nothing decoded
     assert "0 new entries" in capsys.readouterr().out
 
 
@@ -292,8 +455,9 @@ def test_bad_out_folders_and_devices_get_one_line_and_exit_2(tiny_data, tmp_path
     if not torch.cuda.is_available():
         cases.append((["--out", str(tmp_path / "ok"), "--device", "cuda"], "no CUDA GPU"))
     for extra, message in cases:
-        code = main(["run", "bisenet_gta5", "--gta5", gta5, "--cityscapes", cityscapes, *TINY, "iterations=1",
-                     *extra])
+        code = main(
+            ["run", "bisenet_gta5", "--gta5", gta5, "--cityscapes", cityscapes, *TINY, "iterations=1", *extra]
+        )
         err = capsys.readouterr().err.strip()
         assert code == 2 and err.startswith("error: ") and message in err, err
         assert "\n" not in err and "Traceback" not in err

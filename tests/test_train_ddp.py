@@ -1,6 +1,7 @@
 """Training under torch.distributed, as torchrun runs it: two CPU processes with the gloo backend.
 
-Each method (supervised, FDA with its entropy loss, DACS) trains, stops half-way and resumes to the same result
+Each method (supervised, FDA with its entropy loss, DACS) trains, stops half-way and resumes to the same
+result
 as an uninterrupted run; ranks draw their own augmentations; evaluation is shared out and summed; DeepLabV2's
 frozen BatchNorm stays frozen with sync_bn; SIGTERM to one rank saves once and ends every rank.
 
@@ -30,8 +31,18 @@ WORLD = 2
 @pytest.fixture(scope="module")
 def context():
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["torch", "torch.distributed", "torch.utils.tensorboard", "tqdm",
-                                    "train.__main__", "train.engine", "segdemo.synthetic", __name__])
+    context.set_forkserver_preload(
+        [
+            "torch",
+            "torch.distributed",
+            "torch.utils.tensorboard",
+            "tqdm",
+            "train.__main__",
+            "train.engine",
+            "segdemo.synthetic",
+            __name__,
+        ]
+    )
     return context
 
 
@@ -43,8 +54,14 @@ def _free_port() -> int:
 
 def _as_rank(rank: int, port: int, log: str) -> None:
     """The environment torchrun gives a worker, output to ``log``, one thread."""
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_WORLD_SIZE=str(WORLD),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(WORLD),
+        LOCAL_WORLD_SIZE=str(WORLD),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
@@ -54,18 +71,28 @@ def _as_rank(rank: int, port: int, log: str) -> None:
 def _methods_worker(rank: int, port: int, data: str, out: str, log: str) -> None:
     """Each method: an uninterrupted run, and a run stopped after 1 of 2 steps then resumed; rank draws."""
     _as_rank(rank, port, log)
+    from segdemo.evaluation import evaluate
     from train.config import apply_overrides, get_variant
-    from train.engine import Trainer, build_data, evaluate, init_distributed
+    from train.data import build_data
+    from train.distributed import init_distributed
+    from train.engine import Trainer
 
     init_distributed()
     results = {}
-    for variant, extra in (("bisenet_gta5_aug12", []), ("bisenet_gta5_fda", ["fda_entropy_weight=0.005"]),
-                           ("bisenet_gta5_dacs", [])):
+    for variant, extra in (
+        ("bisenet_gta5_aug12", []),
+        ("bisenet_gta5_fda", ["fda_entropy_weight=0.005"]),
+        ("bisenet_gta5_dacs", []),
+    ):
         config = apply_overrides(get_variant(variant), [*TINY, "iterations=2", *extra])
         data_ = build_data(config, Path(data) / "gta5", Path(data) / "cityscapes")
         Trainer(config, data_, Path(out) / variant / "straight", device="cpu", progress=False).run()
-        Trainer(config, data_, Path(out) / variant / "resumed", device="cpu", progress=False).run(stop_after=1)
-        resumed = Trainer(config, data_, Path(out) / variant / "resumed", device="cpu", resume=True, progress=False)
+        Trainer(config, data_, Path(out) / variant / "resumed", device="cpu", progress=False).run(
+            stop_after=1
+        )
+        resumed = Trainer(
+            config, data_, Path(out) / variant / "resumed", device="cpu", resume=True, progress=False
+        )
         step_after_load = resumed.step
         resumed.run()
         # The same images on both ranks: what each rank's augmentation does to them.
@@ -73,8 +100,12 @@ def _methods_worker(rank: int, port: int, data: str, out: str, log: str) -> None
         labels = torch.zeros(2, 32, 64, dtype=torch.long)
         augmented = resumed.augment(images, labels, resumed._generator(1))[0]
         matrix = evaluate(resumed.model, data_.val, "cpu", mean=data_.labeled.mean, std=data_.labeled.std)
-        results[variant] = {"step_after_load": step_after_load, "augmented_sum": float(augmented.sum()),
-                            "eval_pixels": int(matrix.matrix.sum()), "miou": float(matrix.miou())}
+        results[variant] = {
+            "step_after_load": step_after_load,
+            "augmented_sum": float(augmented.sum()),
+            "eval_pixels": int(matrix.matrix.sum()),
+            "miou": float(matrix.miou()),
+        }
     Path(out, f"rank{rank}.json").write_text(json.dumps(results))
 
 
@@ -83,7 +114,10 @@ def _sync_bn_worker(rank: int, port: int, data: str, out: str, log: str) -> None
     from torch import nn
 
     from train.config import apply_overrides, get_variant
-    from train.engine import Trainer, TrainingError, build_data, init_distributed
+    from train.data import build_data
+    from train.distributed import init_distributed
+    from train.engine import Trainer
+    from train.errors import TrainingError
 
     init_distributed()
     config = apply_overrides(get_variant("deeplabv2_cityscapes"), [*TINY, "iterations=1", "sync_bn=true"])
@@ -93,7 +127,8 @@ def _sync_bn_worker(rank: int, port: int, data: str, out: str, log: str) -> None
     before = [m.running_var.clone() for m in norms]
     trainer.run()
     report = {
-        "sync": sum(isinstance(m, nn.SyncBatchNorm) for m in norms), "norms": len(norms),
+        "sync": sum(isinstance(m, nn.SyncBatchNorm) for m in norms),
+        "norms": len(norms),
         "running_stats_changed": sum(not torch.equal(b, m.running_var) for b, m in zip(before, norms)),
         "trainable_norm_parameters": sum(p.requires_grad for m in norms for p in m.parameters()),
     }
@@ -116,14 +151,18 @@ def _cli_worker(rank: int, port: int, argv: list[str], log: str) -> None:
 def _run_ranks(context, target, args: tuple, tmp_path: Path, timeout: float = 300) -> list:
     port = _free_port()
     logs = [tmp_path / f"rank{rank}.log" for rank in range(WORLD)]
-    processes = [context.Process(target=target, args=(rank, port, *args, str(logs[rank])), daemon=True)
-                 for rank in range(WORLD)]
+    processes = [
+        context.Process(target=target, args=(rank, port, *args, str(logs[rank])), daemon=True)
+        for rank in range(WORLD)
+    ]
     for process in processes:
         process.start()
     for process in processes:
         process.join(timeout)
     for process, log in zip(processes, logs):
-        assert process.exitcode == 0, f"exit {process.exitcode}:\n{log.read_text()[-3000:] if log.exists() else ''}"
+        assert process.exitcode == 0, (
+            f"exit {process.exitcode}:\n{log.read_text()[-3000:] if log.exists() else ''}"
+        )
     return processes
 
 
@@ -153,7 +192,9 @@ def test_sync_bn_leaves_deeplab_frozen(context, tiny_data, tmp_path):
     out = tmp_path / "out"
     _run_ranks(context, _sync_bn_worker, (str(tiny_data), str(out)), tmp_path)
     report = json.loads((out / "rank0.json").read_text())
-    assert report["norms"] > 100 and report["sync"] == 0  # nothing to synchronise: the statistics never change
+    assert (
+        report["norms"] > 100 and report["sync"] == 0
+    )  # nothing to synchronise: the statistics never change
     assert report["running_stats_changed"] == 0 and report["trainable_norm_parameters"] == 0
     assert "sync_bn=true needs CUDA devices" in report["bisenet"]
 
@@ -162,7 +203,7 @@ def test_sync_batchnorm_converts_what_trains_and_frozen_stays_frozen_anyway():
     from torch import nn
 
     from segdemo.models import build_model
-    from train.engine import sync_batchnorm
+    from train.distributed import sync_batchnorm
 
     bisenet = sync_batchnorm(build_model("bisenet"))
     assert any(isinstance(m, nn.SyncBatchNorm) for m in bisenet.modules())
@@ -178,18 +219,36 @@ def test_sigterm_to_one_rank_saves_once_and_ends_every_rank(context, tiny_data, 
     from train.resume import named_folder, read_progress
 
     out = tmp_path / "run"
-    argv = ["run", "bisenet_gta5", "--gta5", str(tiny_data / "gta5"), "--cityscapes", str(tiny_data / "cityscapes"),
-            "--out", str(out), "--device", "cpu", *TINY, "iterations=400", "checkpoint_every=1000"]
+    argv = [
+        "run",
+        "bisenet_gta5",
+        "--gta5",
+        str(tiny_data / "gta5"),
+        "--cityscapes",
+        str(tiny_data / "cityscapes"),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        *TINY,
+        "iterations=400",
+        "checkpoint_every=1000",
+    ]
     port = _free_port()
     logs = [tmp_path / f"rank{rank}.log" for rank in range(WORLD)]
-    processes = [context.Process(target=_cli_worker, args=(rank, port, argv, str(logs[rank])), daemon=True)
-                 for rank in range(WORLD)]
+    processes = [
+        context.Process(target=_cli_worker, args=(rank, port, argv, str(logs[rank])), daemon=True)
+        for rank in range(WORLD)
+    ]
     for process in processes:
         process.start()
     deadline = time.monotonic() + 120
-    while not re.search(r"\b([3-9]|\d\d+)/400 \[", logs[0].read_text(errors="replace") if logs[0].exists() else ""):
-        assert time.monotonic() < deadline and all(p.is_alive() for p in processes), \
+    while not re.search(
+        r"\b([3-9]|\d\d+)/400 \[", logs[0].read_text(errors="replace") if logs[0].exists() else ""
+    ):
+        assert time.monotonic() < deadline and all(p.is_alive() for p in processes), (
             logs[0].read_text()[-2000:] if logs[0].exists() else "no log"
+        )
         time.sleep(0.05)
     os.kill(processes[1].pid, signal.SIGTERM)  # rank 1 only
     for process in processes:

@@ -1,4 +1,5 @@
-"""What GPU users' runs depend on, proved on the CPU: the AMP dtype per card, resuming on another machine, every
+"""What GPU users' runs depend on, proved on the CPU: the AMP dtype per card, resuming on another machine,
+every
 method field doing what it says, no host synchronisation inside a step, DACS's memory, and fast loaders."""
 
 from __future__ import annotations
@@ -10,9 +11,12 @@ import pytest
 import torch
 from conftest import TINY
 
+from train import data as train_data
 from train import engine
 from train.config import apply_overrides, get_variant
-from train.engine import Batches, Trainer, amp_dtype_for, build_data, loader_workers, training_precision
+from train.data import Batches, build_data, loader_workers
+from train.engine import Trainer, amp_dtype_for, training_precision
+from train.errors import TrainingError
 from train.resume import named_folder, read_progress
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -30,10 +34,17 @@ def trainer_for(config, data: Path, out: Path, **kwargs) -> Trainer:
 # ---------------------------------------------------------------------------------------------- AMP
 
 
-@pytest.mark.parametrize("card, capability, dtype", [
-    ("P100", (6, 0), torch.float16), ("V100", (7, 0), torch.float16), ("T4", (7, 5), torch.float16),
-    ("A100", (8, 0), torch.bfloat16), ("RTX 4090", (8, 9), torch.bfloat16), ("H100", (9, 0), torch.bfloat16),
-])
+@pytest.mark.parametrize(
+    "card, capability, dtype",
+    [
+        ("P100", (6, 0), torch.float16),
+        ("V100", (7, 0), torch.float16),
+        ("T4", (7, 5), torch.float16),
+        ("A100", (8, 0), torch.bfloat16),
+        ("RTX 4090", (8, 9), torch.bfloat16),
+        ("H100", (9, 0), torch.bfloat16),
+    ],
+)
 def test_amp_dtype_by_compute_capability(card, capability, dtype):
     assert amp_dtype_for(capability) == dtype, card
 
@@ -57,7 +68,7 @@ def test_amp_on_the_cpu_and_bad_dtypes():
     config = get_variant("bisenet_gta5")
     assert training_precision(config, cpu) == torch.float32  # auto: float32 on a CPU
     assert training_precision(config.replace(amp_dtype="bf16"), cpu) == torch.bfloat16
-    with pytest.raises(engine.TrainingError, match="fp16 needs a CUDA device"):
+    with pytest.raises(TrainingError, match="fp16 needs a CUDA device"):
         training_precision(config.replace(amp_dtype="fp16"), cpu)
     with pytest.raises(ValueError, match="amp_dtype must be one of"):
         apply_overrides(config, ["amp_dtype=fp8"])
@@ -107,7 +118,7 @@ def test_resume_with_another_number_of_processes_says_what_differs(tiny_data, tm
     progress = json.loads(progress_file.read_text())
     progress["world_size"] = 2
     progress_file.write_text(json.dumps(progress))
-    with pytest.raises(engine.TrainingError) as info:
+    with pytest.raises(TrainingError) as info:
         trainer_for(config, tiny_data, tmp_path, resume=True)
     message = str(info.value)
     assert "\n" not in message and "trained on 2 process(es)" in message and "has 1" in message
@@ -204,9 +215,14 @@ def test_a_step_reads_nothing_back_from_the_device(tiny_data, tmp_path, monkeypa
 
     monkeypatch.setattr(Trainer, "_train_step", step)
     monkeypatch.setattr(Batches, "__next__", next_batch)
-    for variant, extra in (("bisenet_gta5_aug12", []), ("bisenet_gta5_fda", ["fda_entropy_weight=0.005"]),
-                           ("bisenet_gta5_dacs", [])):
-        trainer_for(tiny_config(variant, "iterations=3", "log_every=3", *extra), tiny_data, tmp_path / variant).run()
+    for variant, extra in (
+        ("bisenet_gta5_aug12", []),
+        ("bisenet_gta5_fda", ["fda_entropy_weight=0.005"]),
+        ("bisenet_gta5_dacs", []),
+    ):
+        trainer_for(
+            tiny_config(variant, "iterations=3", "log_every=3", *extra), tiny_data, tmp_path / variant
+        ).run()
         assert reads == [], f"{variant}: {sorted(set(reads))}"
 
 
@@ -248,11 +264,11 @@ def test_dacs_holds_one_forward_pass_for_backward_at_a_time(tiny_data, tmp_path)
 
 def test_loader_workers_default_to_the_cores_this_process_has(monkeypatch):
     config = get_variant("bisenet_gta5")
-    monkeypatch.setattr(engine, "available_cores", lambda: 8)
+    monkeypatch.setattr(train_data, "available_cores", lambda: 8)
     assert loader_workers(config) == 7  # one core left to the training process
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # torchrun: four training processes share the machine
     assert loader_workers(config) == 1
-    monkeypatch.setattr(engine, "available_cores", lambda: 1)
+    monkeypatch.setattr(train_data, "available_cores", lambda: 1)
     assert loader_workers(config) == 0
     assert loader_workers(config.replace(num_workers=3)) == 3
 

@@ -38,8 +38,20 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run_args(data: Path, out: Path, *extra: str) -> list[str]:
-    return ["run", "bisenet_gta5", "--gta5", str(data / "gta5"), "--cityscapes", str(data / "cityscapes"),
-            "--out", str(out), "--device", "cpu", *TINY, *extra]
+    return [
+        "run",
+        "bisenet_gta5",
+        "--gta5",
+        str(data / "gta5"),
+        "--cityscapes",
+        str(data / "cityscapes"),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        *TINY,
+        *extra,
+    ]
 
 
 def _run_cli(argv: list[str], log: str) -> None:
@@ -47,7 +59,9 @@ def _run_cli(argv: list[str], log: str) -> None:
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
-    torch.set_num_threads(1)  # the same maths in every run, so resumed and uninterrupted runs compare bit for bit
+    torch.set_num_threads(
+        1
+    )  # the same maths in every run, so resumed and uninterrupted runs compare bit for bit
     sys.exit(main(argv))
 
 
@@ -58,10 +72,20 @@ Launch = Callable[[list[str], Path], multiprocessing.Process]
 def launch() -> Launch:
     """Start ``python -m train <argv>`` in a child process writing to a log file; returns the process."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([
-        "torch", "torch.utils.tensorboard", "tqdm", "train.__main__", "train.engine", "train.config",
-        "segdemo.checkpoints", "segdemo.synthetic", "train.resume", __name__,
-    ])
+    context.set_forkserver_preload(
+        [
+            "torch",
+            "torch.utils.tensorboard",
+            "tqdm",
+            "train.__main__",
+            "train.engine",
+            "train.config",
+            "segdemo.checkpoints",
+            "segdemo.synthetic",
+            "train.resume",
+            __name__,
+        ]
+    )
 
     def start(argv: list[str], log: Path) -> multiprocessing.Process:
         log.touch()
@@ -83,8 +107,9 @@ def wait_for_step(step: int, process: multiprocessing.Process, log: Path) -> Non
     deadline = time.monotonic() + 120
     while steps_shown(log) < step:
         if process.exitcode is not None or not process.is_alive():
-            raise AssertionError(f"the run ended (exit {process.exitcode}) before step {step}:\n"
-                                 f"{log.read_text()[-2000:]}")
+            raise AssertionError(
+                f"the run ended (exit {process.exitcode}) before step {step}:\n{log.read_text()[-2000:]}"
+            )
         assert time.monotonic() < deadline, f"no step {step} within 120 s:\n{log.read_text()[-2000:]}"
         time.sleep(0.02)
 
@@ -105,7 +130,9 @@ def check_resume_state(out: Path) -> int:
     assert meta["steps"] == progress["step"], "the weights and progress.json are of different steps"
     state = torch.load(last / "trainer.pt", map_location="cpu", weights_only=True)
     adam_steps = {int(s["step"]) for s in state["optimizer"]["state"].values() if "step" in s}  # not SGD
-    assert adam_steps <= {progress["step"]}, f"optimiser at steps {adam_steps}, progress at {progress['step']}"
+    assert adam_steps <= {progress["step"]}, (
+        f"optimiser at steps {adam_steps}, progress at {progress['step']}"
+    )
     assert all(torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point())
     return int(progress["step"])
 
@@ -132,8 +159,9 @@ def assert_same_run(resumed: Path, reference: Path) -> None:
     state_a = torch.load(named_folder(resumed) / "trainer.pt", weights_only=True)
     state_b = torch.load(named_folder(reference) / "trainer.pt", weights_only=True)
     # The last learning rate set is the poly schedule's value at the final step; Adam counted every step.
-    assert [g["lr"] for g in state_a["optimizer"]["param_groups"]] == \
-        [g["lr"] for g in state_b["optimizer"]["param_groups"]]
+    assert [g["lr"] for g in state_a["optimizer"]["param_groups"]] == [
+        g["lr"] for g in state_b["optimizer"]["param_groups"]
+    ]
     assert {int(s["step"]) for s in state_a["optimizer"]["state"].values()} == {TOTAL}
 
 
@@ -147,7 +175,9 @@ def test_sigkill_at_20_random_moments_then_resume_matches_an_uninterrupted_run(
     for kill in range(KILLS):
         resume = resume_folder(out) is not None
         log = tmp_path / f"kill{kill:02d}.log"
-        process = launch(run_args(tiny_data, out, "checkpoint_every=1", *(["--resume"] if resume else [])), log)
+        process = launch(
+            run_args(tiny_data, out, "checkpoint_every=1", *(["--resume"] if resume else [])), log
+        )
         if kill % 4 == 3:
             time.sleep(rng.uniform(0.0, 1.0))  # during start-up: model building, resume loading
         else:
@@ -170,9 +200,14 @@ def test_sigkill_at_20_random_moments_then_resume_matches_an_uninterrupted_run(
         if saved_before or (out / "last").exists():
             saved_before = True
             resumed_from.add(check_resume_state(out))  # the latest state survives every kill and loads
-        print(f"kill {kill}: resumed={resume} shown={steps_shown(log)} exit={code} saved={sorted(resumed_from)}")
+        print(
+            f"kill {kill}: resumed={resume} shown={steps_shown(log)} exit={code} saved={sorted(resumed_from)}"
+        )
     # Most kills hit a running training loop, and the run came back from many different states.
-    assert killed_while_training >= KILLS // 2 and len(resumed_from) >= 5, (killed_while_training, resumed_from)
+    assert killed_while_training >= KILLS // 2 and len(resumed_from) >= 5, (
+        killed_while_training,
+        resumed_from,
+    )
 
     log = tmp_path / "final.log"
     code = finish(launch(run_args(tiny_data, out, "checkpoint_every=1", "--resume"), log), log)
@@ -208,13 +243,25 @@ def test_a_loss_that_stays_nan_stops_the_run(tiny_data, tmp_path, capsys):
     out = tmp_path / "run"
     # lr inf: the first SGD step makes every weight inf or NaN on any CPU (IEEE arithmetic), so every later
     # forward pass gives a NaN loss. Each such step is skipped; five in a row stop the run.
-    code = main(run_args(tiny_data, out, "optimizer=sgd", "lr=inf", "schedule=constant", "checkpoint_every=1000",
-                         "max_nonfinite_steps=5"))
+    code = main(
+        run_args(
+            tiny_data,
+            out,
+            "optimizer=sgd",
+            "lr=inf",
+            "schedule=constant",
+            "checkpoint_every=1000",
+            "max_nonfinite_steps=5",
+        )
+    )
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
-    assert re.search(r"the loss was NaN or inf in 5 consecutive steps \(max_nonfinite_steps\), the last at step 6; "
-                     r"stopped: those steps were skipped, leaving the weights as they were\. "
-                     r"No checkpoint had been saved yet\.", err), err
+    assert re.search(
+        r"the loss was NaN or inf in 5 consecutive steps \(max_nonfinite_steps\), the last at step 6; "
+        r"stopped: those steps were skipped, leaving the weights as they were\. "
+        r"No checkpoint had been saved yet\.",
+        err,
+    ), err
     assert not (out / "last").exists() and not (out / "model.safetensors").exists()
 
 
@@ -239,30 +286,37 @@ def test_a_few_nan_losses_are_skipped_and_the_run_goes_on(tiny_data, tmp_path, c
     code = main(run_args(tiny_data, out, f"max_nonfinite_steps={limit}"))
     err = capsys.readouterr().err
     if limit == 3:  # three in a row are as many as allowed: stopped
-        assert code == 2 and re.search(r"in 3 consecutive steps \(max_nonfinite_steps\), the last at step 6; stopped",
-                                       err), err
+        assert code == 2 and re.search(
+            r"in 3 consecutive steps \(max_nonfinite_steps\), the last at step 6; stopped", err
+        ), err
         return
     assert code == 0, err
     # The three steps were skipped: Adam counted 21 updates in 24 steps, and the weights stayed finite.
     state = torch.load(named_folder(out) / "trainer.pt", weights_only=True)
     assert {int(s["step"]) for s in state["optimizer"]["state"].values()} == {TOTAL - 3}
     model, meta = load_model(out)
-    assert meta["steps"] == TOTAL and all(torch.isfinite(t).all() for t in model.state_dict().values()
-                                          if t.is_floating_point())
+    assert meta["steps"] == TOTAL and all(
+        torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point()
+    )
 
 
 # How a diverging run stops: "... at step N; stopped ..." and what was kept.
-STOPPED = re.compile(r"at step (\d+); stopped[^.]*\. "
-                     r"(?:The last good checkpoint \(step (\d+)\) is kept in (\S+)\.|(No checkpoint had been saved yet\.))")
+STOPPED = re.compile(
+    r"at step (\d+); stopped[^.]*\. "
+    r"(?:The last good checkpoint \(step (\d+)\) is kept in (\S+)\.|(No checkpoint had been saved yet\.))"
+)
 
 
 @pytest.mark.parametrize("lr, saved_before", [("30", True), ("1e3", True), ("3e38", False)])
 def test_a_diverging_run_never_saves_a_non_finite_state(tiny_data, tmp_path, capsys, lr, saved_before):
     out = tmp_path / "run"
     # lr 30 and 1e3: within a few steps either the loss turns NaN for good or BatchNorm's running variance
-    # overflows in a forward pass whose loss is still finite. Which comes first depends on the CPU's float kernels
-    # (at lr 30, AMD EPYC: the variance; an Intel Xeon with AVX-512: the loss), so any of the stops is right: the
-    # weights check at a save, or the loss staying NaN to the end (or max_nonfinite_steps). lr 3e38: the first SGD
+    # overflows in a forward pass whose loss is still finite. Which comes first depends on the CPU's float
+    # kernels
+    # (at lr 30, AMD EPYC: the variance; an Intel Xeon with AVX-512: the loss), so any of the stops is right:
+    # the
+    # weights check at a save, or the loss staying NaN to the end (or max_nonfinite_steps). lr 3e38: the
+    # first SGD
     # step overflows the weights. No state with a NaN or inf may become the resume state, nor a final model.
     args = run_args(tiny_data, out, "optimizer=sgd", f"lr={lr}", "schedule=constant", "checkpoint_every=1")
     assert main(args) == 2
@@ -339,7 +393,8 @@ def test_saves_and_resumes_where_symbolic_links_are_refused(tiny_data, tmp_path,
     """Google Drive as Colab mounts it, exFAT disks and some network shares refuse symbolic links (errno 95):
     the resume state must need none."""
     from train.config import apply_overrides, get_variant
-    from train.engine import Trainer, build_data
+    from train.data import build_data
+    from train.engine import Trainer
 
     def refuse(*_args, **_kwargs):
         raise OSError(errno.EOPNOTSUPP, "Operation not supported")
@@ -365,21 +420,32 @@ def test_saves_and_resumes_where_symbolic_links_are_refused(tiny_data, tmp_path,
 @pytest.mark.parametrize("minutes", [1e-9, 0.0])
 def test_checkpoint_minutes_saves_on_a_timer_between_epoch_saves(tiny_data, tmp_path, minutes):
     from train.config import apply_overrides, get_variant
-    from train.engine import Trainer, build_data
+    from train.data import build_data
+    from train.engine import Trainer
     from train.resume import read_progress
 
-    assert get_variant("bisenet_gta5").checkpoint_minutes == 10.0  # the default: hours-long epochs save anyway
-    config = apply_overrides(get_variant("bisenet_gta5"), [*TINY, "iterations=4", "checkpoint_every=1000",
-                                                           f"checkpoint_minutes={minutes}"])
-    trainer = Trainer(config, build_data(config, tiny_data / "gta5", tiny_data / "cityscapes"), tmp_path,
-                      device="cpu", progress=False)
+    assert (
+        get_variant("bisenet_gta5").checkpoint_minutes == 10.0
+    )  # the default: hours-long epochs save anyway
+    config = apply_overrides(
+        get_variant("bisenet_gta5"),
+        [*TINY, "iterations=4", "checkpoint_every=1000", f"checkpoint_minutes={minutes}"],
+    )
+    trainer = Trainer(
+        config,
+        build_data(config, tiny_data / "gta5", tiny_data / "cityscapes"),
+        tmp_path,
+        device="cpu",
+        progress=False,
+    )
     seen = []
 
     def record(step: int, _total: int) -> None:  # called before the step's save
         seen.append(read_progress(tmp_path)[1]["step"] if resume_folder(tmp_path) else None)
 
     trainer.run(on_step=record)
-    # 1e-9 minutes: every step's state was saved on the timer; 0: the timer is off and nothing was saved early.
+    # 1e-9 minutes: every step's state was saved on the timer; 0: the timer is off and nothing was saved
+    # early.
     assert seen == ([None, 1, 2, 3] if minutes else [None, None, None, None])
 
 
@@ -387,7 +453,8 @@ def test_a_state_is_flushed_to_the_disk_before_last_names_it(tiny_data, tmp_path
     """A power cut must not tear a state: every file of it, and its folder, reach the disk (fsync) before the
     rename that makes ``last`` name it."""
     from train.config import apply_overrides, get_variant
-    from train.engine import Trainer, build_data
+    from train.data import build_data
+    from train.engine import Trainer
 
     synced: set[str] = set()
     checked: list[str] = []

@@ -54,8 +54,19 @@ def test_cli_reports_each_bad_file_in_one_line_and_segments_the_rest(checkpoint,
         (folder / case.name).write_bytes(case.data)
     out = tmp_path / "out"
     # --max-mb 1 is the configured limit here; --alpha 0 makes the overlay the decoded picture itself.
-    code = main([*(str(folder / c.name) for c in cases), "--checkpoint", str(checkpoint), "--out", str(out),
-                 "--max-mb", "1", "--alpha", "0"])
+    code = main(
+        [
+            *(str(folder / c.name) for c in cases),
+            "--checkpoint",
+            str(checkpoint),
+            "--out",
+            str(out),
+            "--max-mb",
+            "1",
+            "--alpha",
+            "0",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 1
     errors = captured.err.strip().splitlines()
@@ -87,7 +98,9 @@ def test_cli_with_a_bad_checkpoint_or_arguments(checkpoint, tmp_path, capsys):
     photo().save(image)
     assert main([str(image), "--checkpoint", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2
     assert "error: checkpoint" in capsys.readouterr().err and not (tmp_path / "o").exists()
-    assert main([str(image), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o"), "--alpha", "2"]) == 2
+    assert (
+        main([str(image), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o"), "--alpha", "2"]) == 2
+    )
     assert "--alpha must be in [0, 1]" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([str(image), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o"), "--max-mb", "-1"])
@@ -95,11 +108,21 @@ def test_cli_with_a_bad_checkpoint_or_arguments(checkpoint, tmp_path, capsys):
     # Two inputs with the same stem do not overwrite each other.
     (tmp_path / "b").mkdir()
     photo(20, 10).save(tmp_path / "b" / "street.png")
-    assert main([str(image), str(tmp_path / "b" / "street.png"), "--checkpoint", str(checkpoint),
-                 "--out", str(tmp_path / "o")]) == 0
+    assert (
+        main(
+            [
+                str(image),
+                str(tmp_path / "b" / "street.png"),
+                "--checkpoint",
+                str(checkpoint),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 0
+    )
     assert read_png(tmp_path / "o" / "street_mask.png").shape == (48, 64)
     assert read_png(tmp_path / "o" / "street-2_mask.png").shape == (10, 20)
-
 
 
 def test_cli_never_writes_over_an_input_or_a_file_it_did_not_make(checkpoint, tmp_path, capsys):
@@ -108,12 +131,21 @@ def test_cli_never_writes_over_an_input_or_a_file_it_did_not_make(checkpoint, tm
     photo().save(folder / "street.png")
     photo(20, 10).save(folder / "street_mask.png")  # the user's own file, also given as an input
     inputs = {p.name: p.read_bytes() for p in folder.iterdir()}
-    args = [str(folder / "street.png"), str(folder / "street_mask.png"), "--checkpoint", str(checkpoint),
-            "--out", str(folder)]
+    args = [
+        str(folder / "street.png"),
+        str(folder / "street_mask.png"),
+        "--checkpoint",
+        str(checkpoint),
+        "--out",
+        str(folder),
+    ]
     for extra in ([], ["--overwrite"]):  # an input is never written over, not even with --overwrite
         assert main([*args, *extra]) == 2
         err = capsys.readouterr().err
-        assert f"error: {folder / 'street_mask.png'} is one of the input images" in err and "Traceback" not in err
+        assert (
+            f"error: {folder / 'street_mask.png'} is one of the input images" in err
+            and "Traceback" not in err
+        )
         assert "nothing was written" in err
         assert {p.name: p.read_bytes() for p in folder.iterdir()} == inputs
 
@@ -139,20 +171,42 @@ def test_cli_names_a_bad_device_in_one_line(checkpoint, tmp_path, capsys):
     for device, message in (("bogus", "unknown device 'bogus'"), ("cuda:7", "device 'cuda:7'")):
         if device.startswith("cuda") and torch.cuda.device_count() > 7:
             continue
-        assert main([str(image), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o"),
-                     "--device", device]) == 2
+        assert (
+            main(
+                [
+                    str(image),
+                    "--checkpoint",
+                    str(checkpoint),
+                    "--out",
+                    str(tmp_path / "o"),
+                    "--device",
+                    device,
+                ]
+            )
+            == 2
+        )
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and message in err and "\n" not in err and "Traceback" not in err
 
 
-# --- the same decode-and-segment path, with hypothesis --------------------------------------------------------
+# --- the same decode-and-segment path, with hypothesis
+# --------------------------------------------------------
 
-_PREFIXES = [b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"GIF89a", b"RIFF\x10\0\0\0WEBPVP8 ", b"BM", b"II*\0"]
+_PREFIXES = [
+    b"",
+    b"\x89PNG\r\n\x1a\n",
+    b"\xff\xd8\xff\xe0",
+    b"GIF89a",
+    b"RIFF\x10\0\0\0WEBPVP8 ",
+    b"BM",
+    b"II*\0",
+]
 
 
 @pytest.fixture(scope="module")
 def out_dir(tmp_path_factory) -> Path:
-    """One folder for all the examples of a hypothesis test (function-scoped tmp_path would be shared anyway)."""
+    """One folder for all the examples of a hypothesis test (function-scoped tmp_path would be shared
+    anyway)."""
     return tmp_path_factory.mktemp("segmented")
 
 
@@ -185,7 +239,13 @@ def _valid_image(mode: str, width: int, height: int, seed: int) -> bytes:
         return encode(image, "GIF" if seed % 2 else "PNG")
     channels = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}[mode]
     array = pixels[..., 0] if channels == 1 else np.ascontiguousarray(pixels[..., :channels])
-    fmt = "JPEG" if mode in ("L", "RGB") and seed % 3 == 0 else "WEBP" if mode == "RGBA" and seed % 3 == 1 else "PNG"
+    fmt = (
+        "JPEG"
+        if mode in ("L", "RGB") and seed % 3 == 0
+        else "WEBP"
+        if mode == "RGBA" and seed % 3 == 1
+        else "PNG"
+    )
     return encode(Image.fromarray(array, mode), fmt)
 
 
@@ -197,8 +257,12 @@ def sizes(draw) -> tuple[int, int]:
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(mode=st.sampled_from(["RGB", "RGBA", "L", "LA", "P", "I;16", "CMYK"]), size=sizes(),
-       seed=st.integers(0, 2**16), as_file=st.booleans())
+@given(
+    mode=st.sampled_from(["RGB", "RGBA", "L", "LA", "P", "I;16", "CMYK"]),
+    size=sizes(),
+    seed=st.integers(0, 2**16),
+    as_file=st.booleans(),
+)
 def test_random_valid_images_are_segmented_at_their_size(bisenet, out_dir, mode, size, seed, as_file):
     width, height = size
     data = _valid_image(mode, width, height, seed)

@@ -52,7 +52,8 @@ def photo(width: int = 64, height: int = 48, seed: int = 0) -> Image.Image:
 
 
 def _rotated_jpeg() -> bytes:
-    """Stored 80 x 40 with a red block at the stored top left; EXIF orientation 6 (turn 90 degrees clockwise)."""
+    """Stored 80 x 40 with a red block at the stored top left; EXIF orientation 6 (turn 90 degrees
+    clockwise)."""
     stored = np.full((40, 80, 3), 90, dtype=np.uint8)
     stored[:16, :16] = (255, 0, 0)
     exif = Image.Exif()
@@ -78,16 +79,32 @@ def uploads() -> list[Upload]:
     rgba = np.dstack([np.asarray(photo(30, 20)), np.tile(np.arange(30, dtype=np.uint8) * 8, (20, 1))])
     return [
         Upload("empty.png", b"", "image/png", error=r"the file is empty \(0 bytes\)"),
-        Upload("notes.png", b"these are my notes, not a picture\n" * 20, "image/png",
-               error="this file is not an image PIL can read"),
+        Upload(
+            "notes.png",
+            b"these are my notes, not a picture\n" * 20,
+            "image/png",
+            error="this file is not an image PIL can read",
+        ),
         Upload("cut.png", png[: len(png) // 2], "image/png", error="the image file is truncated"),
         Upload("cut.jpg", jpeg[: len(jpeg) // 2], "image/jpeg", error="the image file is truncated"),
-        Upload("bomb.png", png_header_only(30000, 30000), "image/png",
-               error=r"too large to decode safely \(900\.0 megapixels\).*decompression bomb"),
-        Upload("strip.png", encode(Image.new("RGB", (20000, 100), (80, 80, 80)), "PNG"), "image/png",
-               error=r"20000 x 100 pixels, an aspect ratio of 200:1"),
-        Upload("oversized.png", png + b"\0" * (OVER_LIMIT_BYTES - len(png)), "image/png",
-               error=r"the file is 1\.5 MB, the limit is 1\.0 MB"),
+        Upload(
+            "bomb.png",
+            png_header_only(30000, 30000),
+            "image/png",
+            error=r"too large to decode safely \(900\.0 megapixels\).*decompression bomb",
+        ),
+        Upload(
+            "strip.png",
+            encode(Image.new("RGB", (20000, 100), (80, 80, 80)), "PNG"),
+            "image/png",
+            error=r"20000 x 100 pixels, an aspect ratio of 200:1",
+        ),
+        Upload(
+            "oversized.png",
+            png + b"\0" * (OVER_LIMIT_BYTES - len(png)),
+            "image/png",
+            error=r"the file is 1\.5 MB, the limit is 1\.0 MB",
+        ),
         Upload("deep.png", encode(Image.fromarray(gradient), "PNG"), "image/png", size=(32, 24)),
         Upload("cmyk.jpg", encode(photo(40, 30).convert("CMYK"), "JPEG"), "image/jpeg", size=(40, 30)),
         Upload("rgba.png", encode(Image.fromarray(rgba, "RGBA"), "PNG"), "image/png", size=(30, 20)),
@@ -101,6 +118,10 @@ def uploads() -> list[Upload]:
 
 def red_corners(picture: np.ndarray) -> list[str]:
     """Which corners of an RGB picture are red (for the EXIF case)."""
-    corners = {"top_left": picture[2, 2], "top_right": picture[2, -3], "bottom_left": picture[-3, 2],
-               "bottom_right": picture[-3, -3]}
+    corners = {
+        "top_left": picture[2, 2],
+        "top_right": picture[2, -3],
+        "bottom_left": picture[-3, 2],
+        "bottom_right": picture[-3, -3],
+    }
     return [name for name, px in corners.items() if px[0] > 200 and px[1] < 60 and px[2] < 60]

@@ -31,7 +31,10 @@ def cmd_list(_args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from segdemo.datasets import DatasetError
     from segdemo.hardware import resolve_device
-    from train.engine import Trainer, TrainingError, build_data, describe_data, init_distributed
+    from train.data import build_data, describe_data
+    from train.distributed import init_distributed
+    from train.engine import Trainer
+    from train.errors import TrainingError
     from train.resume import prepare_run_folder
 
     try:
@@ -41,7 +44,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         init_distributed()
         data = build_data(config, args.gta5, args.cityscapes)
         trainer = Trainer(
-            config, data, args.out, device=device, resume=args.resume,
+            config,
+            data,
+            args.out,
+            device=device,
+            resume=args.resume,
             train_data_info=describe_data(config, args.gta5, args.cityscapes),
         )
         out = trainer.run()
@@ -49,8 +56,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
-        print(f"\nstopped ({exc or 'interrupted'}); state saved: resume with the same command plus --resume",
-              file=sys.stderr)
+        print(
+            f"\nstopped ({exc or 'interrupted'}); state saved: resume with the same command plus --resume",
+            file=sys.stderr,
+        )
         return 130
     if trainer.is_main:
         from segdemo.checkpoints import read_metadata
@@ -64,9 +73,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from train.evaluate import EvaluationError, evaluate_checkpoints
 
     try:
-        print(evaluate_checkpoints(args.checkpoints, args.cityscapes, device=args.device, limit=args.limit,
-                                   write=not args.no_write, full_resolution=args.full_resolution,
-                                   workers=args.workers))
+        print(
+            evaluate_checkpoints(
+                args.checkpoints,
+                args.cityscapes,
+                device=args.device,
+                limit=args.limit,
+                write=not args.no_write,
+                full_resolution=args.full_resolution,
+                workers=args.workers,
+            )
+        )
     except EvaluationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -112,8 +129,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from train.demo import run_demo
 
     try:
-        run_demo(data_dir=args.data, out_dir=args.out, only=args.only, results_file=args.results,
-                 scale=args.scale, threads=args.threads, seed=args.seed, **({"size": (args.size[1], args.size[0])} if args.size else {}))
+        run_demo(
+            data_dir=args.data,
+            out_dir=args.out,
+            only=args.only,
+            results_file=args.results,
+            scale=args.scale,
+            threads=args.threads,
+            seed=args.seed,
+            **({"size": (args.size[1], args.size[0])} if args.size else {}),
+        )
     except (ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -129,41 +154,68 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="the variants of the report").set_defaults(func=cmd_list)
 
-    run = sub.add_parser("run", help="train one variant", description=(
-        "Train a variant. Overrides are field=value (e.g. lr=2.5e-4 optimizer=sgd epochs=10 "
-        "gta5_size=640x360); `python -m train list` names the variants."))
+    run = sub.add_parser(
+        "run",
+        help="train one variant",
+        description=(
+            "Train a variant. Overrides are field=value (e.g. lr=2.5e-4 optimizer=sgd epochs=10 "
+            "gta5_size=640x360); `python -m train list` names the variants."
+        ),
+    )
     run.add_argument("variant")
     run.add_argument("overrides", nargs="*", help="field=value config overrides")
     run.add_argument("--gta5", type=Path, help="GTA5 root (images/, labels/)")
     run.add_argument("--cityscapes", type=Path, help="Cityscapes root (leftImg8bit/, gtFine/ or a flat copy)")
-    run.add_argument("--out", type=Path, required=True, help="checkpoint folder, e.g. checkpoints/bisenet_gta5")
+    run.add_argument(
+        "--out", type=Path, required=True, help="checkpoint folder, e.g. checkpoints/bisenet_gta5"
+    )
     run.add_argument("--resume", action="store_true", help="continue from OUT/last with the same schedule")
     run.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
     run.set_defaults(func=cmd_run)
 
-    ev = sub.add_parser("evaluate", help="per-class IoU and mIoU on the target val split", description=(
-        "Evaluate checkpoints on Cityscapes val. One checkpoint: its metrics are written into its metadata. "
-        "Several: the multi-band transfer (MBT) ensemble of FDA, averaging their softmax outputs."))
+    ev = sub.add_parser(
+        "evaluate",
+        help="per-class IoU and mIoU on the target val split",
+        description=(
+            "Evaluate checkpoints on Cityscapes val. One checkpoint: its metrics are written into its "
+            "metadata. "
+            "Several: the multi-band transfer (MBT) ensemble of FDA, averaging their softmax outputs."
+        ),
+    )
     ev.add_argument("checkpoints", nargs="+", type=Path)
     ev.add_argument("--cityscapes", type=Path, required=True)
     ev.add_argument("--device", default=None)
     ev.add_argument("--limit", type=int, default=0, help="evaluate on the first N images only")
     ev.add_argument("--no-write", action="store_true", help="do not write the metrics into the metadata")
-    ev.add_argument("--full-resolution", action="store_true",
-                    help="score against the labels at their native size (2048x1024), predictions upsampled")
+    ev.add_argument(
+        "--full-resolution",
+        action="store_true",
+        help="score against the labels at their native size (2048x1024), predictions upsampled",
+    )
     ev.add_argument("--workers", type=int, default=0, help="loader processes (default 0: in this process)")
     ev.set_defaults(func=cmd_evaluate)
 
-    cache = sub.add_parser("cache", help="decode, check and resize a variant's data once, for every later run",
-                           description=(
-        "Fill a sample cache (segdemo.sample_cache) with a variant's training, target and val images at its "
-        "sizes, using every CPU core. Runs with the same sizes and cache_dir=DIR then read ready uint8 arrays "
-        "instead of decoding PNGs. A run with cache_dir set fills the cache itself during its first epoch."))
+    cache = sub.add_parser(
+        "cache",
+        help="decode, check and resize a variant's data once, for every later run",
+        description=(
+            "Fill a sample cache (segdemo.sample_cache) with a variant's training, target and val images at "
+            "its "
+            "sizes, using every CPU core. Runs with the same sizes and cache_dir=DIR then read ready uint8 "
+            "arrays "
+            "instead of decoding PNGs. A run with cache_dir set fills the cache itself during its first "
+            "epoch."
+        ),
+    )
     cache.add_argument("variant")
-    cache.add_argument("overrides", nargs="*", help="field=value config overrides (sizes, eval_full_resolution)")
+    cache.add_argument(
+        "overrides", nargs="*", help="field=value config overrides (sizes, eval_full_resolution)"
+    )
     cache.add_argument("--gta5", type=Path)
     cache.add_argument("--cityscapes", type=Path)
-    cache.add_argument("--cache", type=Path, required=True, help="the cache folder (cache_dir=... of the runs)")
+    cache.add_argument(
+        "--cache", type=Path, required=True, help="the cache folder (cache_dir=... of the runs)"
+    )
     cache.add_argument("--workers", type=int, default=-1, help="loader processes (default: every core)")
     cache.set_defaults(func=cmd_cache)
 
@@ -175,10 +227,16 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--warmup", type=int, default=3)
     prof.set_defaults(func=cmd_profile)
 
-    export = sub.add_parser("export", help="a checkpoint as ONNX, checked in ONNX Runtime", description=(
-        "Export a checkpoint (folder or course-template .pth) to ONNX: the exact inference form (BatchNorm "
-        "folded), batch size free, normalisation and class names in the file's metadata. Written only if "
-        "ONNX Runtime reproduces the PyTorch logits within 1e-3."))
+    export = sub.add_parser(
+        "export",
+        help="a checkpoint as ONNX, checked in ONNX Runtime",
+        description=(
+            "Export a checkpoint (folder or course-template .pth) to ONNX: the exact inference form "
+            "(BatchNorm "
+            "folded), batch size free, normalisation and class names in the file's metadata. Written only if "
+            "ONNX Runtime reproduces the PyTorch logits within 1e-3."
+        ),
+    )
     export.add_argument("checkpoint", type=Path)
     export.add_argument("--out", type=Path, help="the .onnx file (default: CHECKPOINT/model.onnx)")
     export.add_argument("--size", type=_size, help="HEIGHTxWIDTH (default: the checkpoint's input size)")
@@ -189,7 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("checkpoints"))
     demo.add_argument("--only", nargs="*", help="train only these variants")
     demo.add_argument("--results", type=Path, help="also write the results table (Markdown) to this file")
-    demo.add_argument("--scale", type=float, default=1.0, help="multiply the demo's training steps (e.g. 0.1)")
+    demo.add_argument(
+        "--scale", type=float, default=1.0, help="multiply the demo's training steps (e.g. 0.1)"
+    )
     demo.add_argument("--threads", type=int, default=1, help="CPU threads for training (default 1, see docs)")
     demo.add_argument("--size", type=_size, help="HEIGHTxWIDTH to train and evaluate at (default 64x128)")
     demo.add_argument("--seed", type=int, default=0, help="training seed (the procedural data keep seed 0)")
@@ -202,7 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     # Overrides (field=value) may come before or after the options, as users type them.
     args, extra = parser.parse_known_args(argv)
     if extra:
-        if args.command not in ("run", "cache") or any("=" not in item or item.startswith("-") for item in extra):
+        if args.command not in ("run", "cache") or any(
+            "=" not in item or item.startswith("-") for item in extra
+        ):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = [*args.overrides, *extra]
     return args.func(args)

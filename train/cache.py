@@ -12,7 +12,7 @@ from pathlib import Path
 from torch.utils.data import DataLoader
 
 from train.config import Config
-from train.engine import available_cores, build_data
+from train.data import available_cores, build_data
 
 
 def fill_cache(config: Config, gta5: Path | None, cityscapes: Path | None, workers: int = -1) -> str:
@@ -32,11 +32,15 @@ def fill_cache(config: Config, gta5: Path | None, cityscapes: Path | None, worke
             pass
         seconds = time.perf_counter() - started
         added = dataset.cache.entries() - before
-        lines.append(f"{name}: {len(dataset)} samples ({dataset.root}) in {seconds:.1f} s, "
-                     f"{len(dataset) / max(seconds, 1e-9):.1f} samples/s on {max(workers, 1)} core(s); "
-                     f"{added} new entries")
-    lines.append(f"cache: {config.cache_dir} ({data.labeled.cache.entries()} entries); "
-                 f"train with cache_dir={config.cache_dir}")
+        lines.append(
+            f"{name}: {len(dataset)} samples ({dataset.root}) in {seconds:.1f} s, "
+            f"{len(dataset) / max(seconds, 1e-9):.1f} samples/s on {max(workers, 1)} core(s); "
+            f"{added} new entries"
+        )
+    lines.append(
+        f"cache: {config.cache_dir} ({data.labeled.cache.entries()} entries); "
+        f"train with cache_dir={config.cache_dir}"
+    )
     return "\n".join(lines)
 
 

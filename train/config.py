@@ -54,7 +54,9 @@ class Config:
     dacs_teacher_bn: str = "batch"
     # run
     pretrained: str = ""  # ImageNet backbone file ("imagenet" = torchvision's cache); empty = from scratch
-    init_from: str = ""  # start from this checkpoint's weights (our folder or a .pth); the schedule starts at 0
+    init_from: str = (
+        ""  # start from this checkpoint's weights (our folder or a .pth); the schedule starts at 0
+    )
     amp: bool = True  # mixed precision: on CUDA by default (amp_dtype), on the CPU only with amp_dtype=bf16
     # "auto": bfloat16 on compute capability 8.0 and above (A100, H100, RTX 30xx+), float16 with a loss scaler
     # below (T4, P100, V100); "bf16" / "fp16" force one (bf16 also runs on a CPU).
@@ -69,7 +71,9 @@ class Config:
     eval_full_resolution: bool = False  # score against the labels at their native size (2048x1024 Cityscapes)
     checkpoint_every: int = 0  # also save "last" every N steps (0 = once per epoch)
     checkpoint_minutes: float = 10.0  # and whenever this many minutes passed since the last save (0 = never)
-    max_nonfinite_steps: int = 20  # stop when the loss is NaN or inf this many steps in a row (each is skipped)
+    max_nonfinite_steps: int = (
+        20  # stop when the loss is NaN or inf this many steps in a row (each is skipped)
+    )
     bad_samples: str = "stop"  # a corrupt image or label: "stop" with its path, or "skip" it with a warning
     log_every: int = 20
 
@@ -78,19 +82,36 @@ class Config:
 
     def validate(self) -> None:
         checks = [
-            (self.model in ("bisenet", "deeplabv2"), f"model must be bisenet or deeplabv2, not {self.model!r}"),
-            (self.labeled in ("gta5", "cityscapes"), f"labeled must be gta5 or cityscapes, not {self.labeled!r}"),
+            (
+                self.model in ("bisenet", "deeplabv2"),
+                f"model must be bisenet or deeplabv2, not {self.model!r}",
+            ),
+            (
+                self.labeled in ("gta5", "cityscapes"),
+                f"labeled must be gta5 or cityscapes, not {self.labeled!r}",
+            ),
             (self.method in METHODS, f"method must be one of {METHODS}, not {self.method!r}"),
             (self.augment in AUGMENTATIONS, f"augment must be one of {AUGMENTATIONS}, not {self.augment!r}"),
             (self.optimizer in ("adam", "sgd"), f"optimizer must be adam or sgd, not {self.optimizer!r}"),
-            (self.schedule in ("poly", "constant"), f"schedule must be poly or constant, not {self.schedule!r}"),
-            (self.batch_size >= 2, "batch_size must be at least 2 (BatchNorm on pooled 1x1 features needs two)"),
+            (
+                self.schedule in ("poly", "constant"),
+                f"schedule must be poly or constant, not {self.schedule!r}",
+            ),
+            (
+                self.batch_size >= 2,
+                "batch_size must be at least 2 (BatchNorm on pooled 1x1 features needs two)",
+            ),
             (self.epochs >= 1 or self.iterations >= 1, "epochs or iterations must be positive"),
             (self.lr > 0, "lr must be positive"),
             (0 <= self.fda_beta < 0.5, "fda_beta must be in [0, 0.5)"),
-            (self.dacs_teacher_bn in ("batch", "running"),
-             f"dacs_teacher_bn must be batch or running, not {self.dacs_teacher_bn!r}"),
-            (self.bad_samples in ("stop", "skip"), f"bad_samples must be stop or skip, not {self.bad_samples!r}"),
+            (
+                self.dacs_teacher_bn in ("batch", "running"),
+                f"dacs_teacher_bn must be batch or running, not {self.dacs_teacher_bn!r}",
+            ),
+            (
+                self.bad_samples in ("stop", "skip"),
+                f"bad_samples must be stop or skip, not {self.bad_samples!r}",
+            ),
             (self.amp_dtype in AMP_DTYPES, f"amp_dtype must be one of {AMP_DTYPES}, not {self.amp_dtype!r}"),
             (0.0 <= self.dacs_ema < 1.0, "dacs_ema must be in [0, 1)"),
             (0.0 <= self.dacs_threshold <= 1.0, "dacs_threshold must be in [0, 1]"),
@@ -99,8 +120,10 @@ class Config:
             (self.checkpoint_minutes >= 0, "checkpoint_minutes must be 0 (off) or positive"),
             (self.num_workers >= -1, "num_workers must be -1 (auto) or a count"),
             (self.log_every >= 1, "log_every must be at least 1"),
-            (all(s % 8 == 0 for s in (*self.gta5_size, *self.cityscapes_size)),
-             "sizes must be multiples of 8 (BiSeNet upsamples its 1/8 spatial path x8 to the output)"),
+            (
+                all(s % 8 == 0 for s in (*self.gta5_size, *self.cityscapes_size)),
+                "sizes must be multiples of 8 (BiSeNet upsamples its 1/8 spatial path x8 to the output)",
+            ),
         ]
         for ok, message in checks:
             if not ok:

@@ -20,7 +20,8 @@ from segdemo.jobs import PROGRESS_FILE
 from segdemo.results import format_table
 from train import resume
 from train.config import get_variant
-from train.engine import Trainer, build_data, describe_data
+from train.data import build_data, describe_data
+from train.engine import Trainer
 
 DEMO_SEED = 0  # the procedural data's seed, and the default training seed
 DEMO_DATA = {"n_source": 600, "n_target_train": 600, "n_target_val": 100, "size": (320, 160)}
@@ -56,8 +57,13 @@ DEMO_INIT = {
  "step": int, "total": int, "finished": [variant, ...], "message": str, "updated": unix time}."""
 
 
-def demo_config(variant: str, scale: float = 1.0, size: tuple[int, int] = DEMO_SIZE,
-                out_dir: Path = Path("checkpoints"), seed: int = DEMO_SEED):
+def demo_config(
+    variant: str,
+    scale: float = 1.0,
+    size: tuple[int, int] = DEMO_SIZE,
+    out_dir: Path = Path("checkpoints"),
+    seed: int = DEMO_SEED,
+):
     """The variant's report config at demo scale; ``size`` is (width, height) for training and evaluation.
 
     Variants in :data:`DEMO_INIT` start from the weights of another variant's checkpoint in ``out_dir``.
@@ -70,7 +76,8 @@ def demo_config(variant: str, scale: float = 1.0, size: tuple[int, int] = DEMO_S
         "batch_size": 8,
         "iterations": max(1, round(DEMO_STEPS[variant] * scale)),
         # Loading is 4-10% of a step (benchmarks/demo_profile.py). In-process loading keeps augmentation draws
-        # keyed to the step, so an interrupted demo resumes bit-exactly (workers keep their own random streams).
+        # keyed to the step, so an interrupted demo resumes bit-exactly (workers keep their own random
+        # streams).
         "num_workers": 0,
         "log_every": 10,
         # Resume state every 100 steps (~25 s of work) rather than every 40: each save writes the weights and
@@ -104,8 +111,12 @@ def _finished(out: Path, config) -> bool:
     except CheckpointError:
         return False
     saved = meta.get("config")
-    return meta.get("steps") == config.iterations and "miou" in meta.get("metrics", {}) and \
-        isinstance(saved, dict) and resume.settings_mismatch(saved, config.as_dict()) is None
+    return (
+        meta.get("steps") == config.iterations
+        and "miou" in meta.get("metrics", {})
+        and isinstance(saved, dict)
+        and resume.settings_mismatch(saved, config.as_dict()) is None
+    )
 
 
 def _resumable(out: Path, config) -> bool:
@@ -162,8 +173,16 @@ def run_demo(
     for name in names:
         meta = read_metadata(out_dir / name)
         metrics = meta["metrics"]
-        rows.append({"variant": name, "measured_on": metrics["eval_data"], "miou": metrics["miou"],
-                     "iou": metrics["iou"], "steps": meta["steps"], "seconds": timings.get(name)})
+        rows.append(
+            {
+                "variant": name,
+                "measured_on": metrics["eval_data"],
+                "miou": metrics["miou"],
+                "iou": metrics["iou"],
+                "steps": meta["steps"],
+                "seconds": timings.get(name),
+            }
+        )
     table = format_table(rows)
     print("\nResults on the PROCEDURAL target val split (not Cityscapes):\n")
     print(table)
@@ -173,8 +192,16 @@ def run_demo(
     return rows
 
 
-def _train_all(names: list[str], scale: float, size: tuple[int, int], seed: int, gta5: Path, cityscapes: Path,
-               out_dir: Path, progress: dict) -> dict[str, float]:
+def _train_all(
+    names: list[str],
+    scale: float,
+    size: tuple[int, int],
+    seed: int,
+    gta5: Path,
+    cityscapes: Path,
+    out_dir: Path,
+    progress: dict,
+) -> dict[str, float]:
     timings: dict[str, float] = {}
     for i, name in enumerate(names):
         config = demo_config(name, scale, size, out_dir, seed)
@@ -186,7 +213,10 @@ def _train_all(names: list[str], scale: float, size: tuple[int, int], seed: int,
             continue
         # An interrupted run with other settings (say another --size) is trained afresh, not resumed.
         resume = _resumable(out, config)
-        print(f"[{i + 1}/{len(names)}] {name}: {config.iterations} steps{' (resuming)' if resume else ''}", flush=True)
+        print(
+            f"[{i + 1}/{len(names)}] {name}: {config.iterations} steps{' (resuming)' if resume else ''}",
+            flush=True,
+        )
         _write_progress(out_dir, state="training", message=f"training {name}", **progress)
         start = time.perf_counter()
         last_write = 0.0
@@ -196,11 +226,19 @@ def _train_all(names: list[str], scale: float, size: tuple[int, int], seed: int,
             if time.perf_counter() - last_write > 1.0 or step == total:  # at most once a second
                 last_write = time.perf_counter()
                 progress.update(step=step, total=total)
-                _write_progress(out_dir, state="training", message=f"training {progress['variant']}", **progress)
+                _write_progress(
+                    out_dir, state="training", message=f"training {progress['variant']}", **progress
+                )
 
         data = build_data(config, gta5, cityscapes)
-        trainer = Trainer(config, data, out, device="cpu", resume=resume,
-                          train_data_info=describe_data(config, gta5, cityscapes))
+        trainer = Trainer(
+            config,
+            data,
+            out,
+            device="cpu",
+            resume=resume,
+            train_data_info=describe_data(config, gta5, cityscapes),
+        )
         trainer.run(on_step=report)
         timings[name] = time.perf_counter() - start
         progress["finished"].append(name)

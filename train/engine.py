@@ -14,9 +14,8 @@ import copy
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,30 +23,28 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Sampler
 
 from segdemo.augment import BatchAugment, dacs_strong
 from segdemo.checkpoints import default_metadata, save_checkpoint
 from segdemo.dacs import batch_statistics, class_mix, confidence_weight, ema_update
-from segdemo.datasets import GTA5, NATIVE, Cityscapes, DatasetError, collate_usable
+from segdemo.evaluation import evaluate, evaluation_protocol
 from segdemo.fda import entropy_loss, fda_source_to_target
 from segdemo.files import atomic_write
 from segdemo.labels import IGNORE_INDEX
-from segdemo.metrics import ConfusionMatrix
 from segdemo.models import build_model
-from segdemo.normalization import IMAGENET_MEAN, IMAGENET_STD, normalize
+from segdemo.normalization import normalize
 from train import resume
 from train.config import Config
+from train.data import Batches, Data, loader_workers
+from train.distributed import sync_batchnorm
+from train.errors import TrainingError
 
 PRECISION_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 
 
-class TrainingError(RuntimeError):
-    """A run that cannot start or continue; the message says why."""
-
-
 def amp_dtype_for(capability: tuple[int, int]) -> torch.dtype:
-    """The autocast dtype for a CUDA device of this compute capability: bfloat16 from 8.0 (A100, H100, RTX 30xx
+    """The autocast dtype for a CUDA device of this compute capability: bfloat16 from 8.0 (A100, H100, RTX
+    30xx
     and later), float16 with a loss scaler below (T4 7.5, V100 7.0, P100 6.0). Below 8.0
     ``torch.cuda.is_bf16_supported()`` may still say True, counting emulation, which is slow there."""
     return torch.bfloat16 if tuple(capability) >= (8, 0) else torch.float16
@@ -64,153 +61,6 @@ def training_precision(config: Config, device: torch.device) -> torch.dtype:
     if config.amp_dtype == "fp16":
         raise TrainingError("amp_dtype=fp16 needs a CUDA device; on the CPU use amp_dtype=bf16 or amp=false")
     return torch.bfloat16 if config.amp_dtype == "bf16" else torch.float32
-
-
-@dataclass
-class Data:
-    labeled: torch.utils.data.Dataset
-    target: torch.utils.data.Dataset | None  # unlabeled target train images (FDA, DACS)
-    val: torch.utils.data.Dataset | None
-
-
-def data_kind(root: str | Path | None) -> str:
-    """"procedural" for data made by ``segdemo.synthetic``, else "real"."""
-    from segdemo.synthetic import is_procedural
-
-    return "procedural" if root and is_procedural(root) else "real"
-
-
-def describe_data(config: Config, gta5: str | Path | None, cityscapes: str | Path | None) -> dict[str, Any]:
-    """What a checkpoint was trained on, for its metadata (procedural results must say so)."""
-    roots = [cityscapes] + ([gta5] if config.labeled == "gta5" else [])
-    kinds = {data_kind(r) for r in roots}
-    return {
-        "kind": kinds.pop() if len(kinds) == 1 else "mixed",
-        "labeled": config.labeled,
-        "target": "cityscapes",
-        "uses_target_images": config.uses_target_images,
-        "gta5_root": str(gta5) if gta5 and config.labeled == "gta5" else None,
-        "cityscapes_root": str(cityscapes),
-    }
-
-
-def build_data(config: Config, gta5: str | Path | None, cityscapes: str | Path | None) -> Data:
-    """uint8 datasets (the device converts, augments and normalises), read through the cache if one is set."""
-    if config.labeled == "gta5" and not gta5:
-        raise TrainingError(f"{config.variant} trains on GTA5: pass --gta5 DIR")
-    if not cityscapes:
-        raise TrainingError(f"{config.variant} needs Cityscapes (target images and the val split): pass --cityscapes DIR")
-    common = {"as_uint8": True, "on_bad_sample": config.bad_samples,  # "stop" at a corrupt file, or "skip" it
-              "cache_dir": config.cache_dir or None}
-    if config.labeled == "gta5":
-        labeled = GTA5(gta5, size=config.gta5_size, **common)
-        train_size = config.gta5_size
-    else:
-        labeled = Cityscapes(cityscapes, "train", size=config.cityscapes_size, **common)
-        train_size = config.cityscapes_size
-    # Target images are loaded at the labeled size: FDA and ClassMix combine the two pixel by pixel. Adaptation
-    # needs no target labels, so none are read (or required).
-    target = (Cityscapes(cityscapes, "train", size=train_size, labels=False, **common)
-              if config.uses_target_images else None)
-    val = Cityscapes(cityscapes, "val", size=config.cityscapes_size,
-                     label_size=NATIVE if config.eval_full_resolution else None, **common)
-    if len(labeled) < config.batch_size:
-        raise TrainingError(f"{len(labeled)} labeled images are fewer than batch_size={config.batch_size}")
-    return Data(labeled, target, val)
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, which container limits narrow)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def loader_workers(config: Config) -> int:
-    """``config.num_workers``, or for -1 the cores per training process on this machine (torchrun's local ranks
-    share them), keeping one for the training process itself."""
-    if config.num_workers >= 0:
-        return config.num_workers
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    return max(0, available_cores() // max(1, local) - 1)
-
-
-class EpochSampler(Sampler[int]):
-    """A fresh permutation per epoch from (seed, epoch), split across ranks, able to start mid-epoch."""
-
-    def __init__(self, size: int, batch_size: int, seed: int, rank: int = 0, world: int = 1) -> None:
-        self.size, self.batch_size, self.seed, self.rank, self.world = size, batch_size, seed, rank, world
-        self.steps_per_epoch = size // (batch_size * world)
-        self.epoch, self.skip_steps = 0, 0
-
-    def set_epoch(self, epoch: int, skip_steps: int = 0) -> None:
-        self.epoch, self.skip_steps = epoch, skip_steps
-
-    def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        order = torch.randperm(self.size, generator=generator)[: self.steps_per_epoch * self.batch_size * self.world]
-        mine = order[self.rank :: self.world]
-        return iter(mine[self.skip_steps * self.batch_size :].tolist())
-
-    def __len__(self) -> int:
-        return (self.steps_per_epoch - self.skip_steps) * self.batch_size
-
-
-class Batches:
-    """Endless uint8 batches from one DataLoader whose worker processes live for the whole run.
-
-    The batch at global step s is the same whether or not the run was resumed: the sampler's permutation
-    depends on (seed, epoch) only, and the workers hold no randomness. ``wait_seconds`` adds up the time
-    spent waiting for the loader.
-    """
-
-    def __init__(self, dataset, config: Config, seed: int, start_step: int, rank: int, world: int,
-                 pin_memory: bool = False) -> None:
-        self.sampler = EpochSampler(len(dataset), config.batch_size, seed, rank, world)
-        if self.sampler.steps_per_epoch == 0:
-            raise TrainingError(f"{len(dataset)} images cannot fill one batch of {config.batch_size} x {world} ranks")
-        self.epoch, skip = divmod(start_step, self.sampler.steps_per_epoch)
-        self.sampler.set_epoch(self.epoch, skip)
-        workers = loader_workers(config)
-        self.loader = DataLoader(dataset, batch_size=config.batch_size, sampler=self.sampler, drop_last=True,
-                                 num_workers=workers, persistent_workers=workers > 0, pin_memory=pin_memory,
-                                 collate_fn=collate_usable)
-        self._iterator: Iterator | None = None
-        self.wait_seconds = 0.0
-
-    def __iter__(self) -> Batches:
-        return self
-
-    def __next__(self) -> tuple[Tensor, ...]:
-        started = time.perf_counter()
-        try:
-            while True:
-                if self._iterator is None:
-                    self._iterator = iter(self.loader)
-                try:
-                    batch = next(self._iterator)
-                    if batch is None:  # every sample of it was skipped (bad_samples=skip)
-                        raise DatasetError(f"every sample of a batch of {self.loader.batch_size} could not be used "
-                                           "(bad_samples=skip); the data set is damaged: see the warnings above")
-                    return batch
-                except StopIteration:
-                    self.epoch += 1
-                    self.sampler.set_epoch(self.epoch, 0)
-                    self._iterator = None
-        except DatasetError as exc:
-            raise _worker_error(exc) from None
-        finally:
-            self.wait_seconds += time.perf_counter() - started
-
-
-def _worker_error(exc: DatasetError) -> DatasetError:
-    """A bad sample read in a loader worker, reported by its own message (naming the file), not by the
-    worker's traceback that DataLoader wraps around it."""
-    lines = [line for line in str(exc).splitlines() if line.strip()]
-    if len(lines) > 1 and lines[0].startswith("Caught DatasetError"):
-        return DatasetError(lines[-1].removeprefix("segdemo.datasets.DatasetError: ").removeprefix("DatasetError: "))
-    return exc
 
 
 def _initial_weights(config: Config) -> dict[str, Tensor]:
@@ -236,18 +86,25 @@ def _fused_supported(device: torch.device) -> bool:
     return device.type in ("cuda", "cpu")
 
 
-def build_optimizer(config: Config, model: nn.Module, device: torch.device | None = None) -> torch.optim.Optimizer:
-    """Adam (or SGD) over the backbone and the head (``head_lr_mult`` x the learning rate). Fused where PyTorch
+def build_optimizer(
+    config: Config, model: nn.Module, device: torch.device | None = None
+) -> torch.optim.Optimizer:
+    """Adam (or SGD) over the backbone and the head (``head_lr_mult`` x the learning rate). Fused where
+    PyTorch
     has a fused kernel for the device: one kernel per step, and a step the loss scaler skips for a NaN or inf
     gradient is skipped on the device, without a host synchronisation."""
     groups = [
         {"params": [p for p in model.backbone_parameters() if p.requires_grad], "lr": config.lr},
-        {"params": [p for p in model.head_parameters() if p.requires_grad], "lr": config.lr * config.head_lr_mult},
+        {
+            "params": [p for p in model.head_parameters() if p.requires_grad],
+            "lr": config.lr * config.head_lr_mult,
+        },
     ]
     fused = {"fused": True} if device is not None and _fused_supported(device) else {}
     if config.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
-                               **fused)
+        return torch.optim.SGD(
+            groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, **fused
+        )
     return torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay, **fused)
 
 
@@ -275,14 +132,6 @@ def main_output(outputs: Tensor | tuple[Tensor, ...]) -> Tensor:
     return outputs if isinstance(outputs, Tensor) else outputs[0]
 
 
-def sync_batchnorm(model: nn.Module) -> nn.Module:
-    """SyncBatchNorm for the BatchNorms that train; frozen ones (DeepLabV2's) use running statistics that
-    never change, so there is nothing to synchronise and they stay plain, frozen BatchNorms."""
-    if not any(p.requires_grad for m in model.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters()):
-        return model
-    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
-
-
 class Trainer:
     """Holds the run's state; ``run()`` trains to the end, saving as it goes."""
 
@@ -304,7 +153,9 @@ class Trainer:
         if self.device.type == "cuda" and self.world > 1:
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels once
+            torch.backends.cudnn.benchmark = (
+                True  # fixed input sizes: let cuDNN pick its fastest kernels once
+            )
         self.train_data_info = train_data_info or {}
         self.progress = progress and self.is_main
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
@@ -315,8 +166,12 @@ class Trainer:
             self.model.load_state_dict(_initial_weights(config))
         if config.sync_bn and self.world > 1:
             self.model = sync_batchnorm(self.model)
-            if self.device.type != "cuda" and any(isinstance(m, nn.SyncBatchNorm) for m in self.model.modules()):
-                raise TrainingError("sync_bn=true needs CUDA devices: PyTorch's SyncBatchNorm runs on GPUs only")
+            if self.device.type != "cuda" and any(
+                isinstance(m, nn.SyncBatchNorm) for m in self.model.modules()
+            ):
+                raise TrainingError(
+                    "sync_bn=true needs CUDA devices: PyTorch's SyncBatchNorm runs on GPUs only"
+                )
         self.model = self.model.to(self.device, memory_format=self.memory_format)
         self.teacher = self._make_teacher() if config.method == "dacs" else None
         self.optimizer = build_optimizer(config, self.model, self.device)
@@ -326,14 +181,16 @@ class Trainer:
         self.best_miou = -1.0
         self.history: list[dict[str, Any]] = []
         self.precision = training_precision(config, self.device)
-        self.autocast = torch.autocast(self.device.type, dtype=self.precision,
-                                       enabled=self.precision != torch.float32)
+        self.autocast = torch.autocast(
+            self.device.type, dtype=self.precision, enabled=self.precision != torch.float32
+        )
         # Always on: besides float16's loss scaling, its check for NaN and inf gradients is what skips a
         # step whose loss is not finite (see _backward). At a fixed scale of 1 (float32, bfloat16) it
         # changes no value.
         scaled = self.precision == torch.float16
-        self.scaler = torch.amp.GradScaler(self.device.type, init_scale=2.0**16 if scaled else 1.0,
-                                           growth_interval=2000 if scaled else 2**30)
+        self.scaler = torch.amp.GradScaler(
+            self.device.type, init_scale=2.0**16 if scaled else 1.0, growth_interval=2000 if scaled else 2**30
+        )
         self.augment = BatchAugment(config.augment)
         self.mix_augment = dacs_strong(config.dacs_color_jitter, config.dacs_blur)
         # Consecutive steps whose loss was NaN or inf, and the step at which that run first reached
@@ -349,7 +206,9 @@ class Trainer:
         # Stop requests and timed saves are decided together by all ranks, over the CPU (no GPU sync).
         self.control = None
         if self.world > 1:
-            self.control = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else dist.group.WORLD
+            self.control = (
+                dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else dist.group.WORLD
+            )
         self.writer = None
         self.stop_requested: str | None = None
         self.last_save = time.monotonic()
@@ -377,7 +236,8 @@ class Trainer:
 
     @staticmethod
     def _at_least_two(*tensors: Tensor) -> tuple[Tensor, ...]:
-        """A batch that skipped samples (bad_samples=skip) down to one is shown it twice: BatchNorm needs two."""
+        """A batch that skipped samples (bad_samples=skip) down to one is shown it twice: BatchNorm needs
+        two."""
         return tuple(t.repeat(2, *[1] * (t.dim() - 1)) if t.shape[0] == 1 else t for t in tensors)
 
     def _no_sync(self):
@@ -403,7 +263,9 @@ class Trainer:
         if self.config.fda_entropy_weight > 0:
             # The target pass first, so that only one pass's activations are alive at a time.
             with self._no_sync(), self.autocast:
-                ent = entropy_loss(main_output(self.ddp(self._input(target))).float(), eta=self.config.fda_eta)
+                ent = entropy_loss(
+                    main_output(self.ddp(self._input(target))).float(), eta=self.config.fda_eta
+                )
                 self._backward(self.config.fda_entropy_weight * ent)
             losses["entropy"] = ent.detach()
         with self.autocast:
@@ -414,7 +276,9 @@ class Trainer:
         return losses
 
     def dacs_step(self, images: Tensor, labels: Tensor, target: Tensor) -> dict[str, Tensor]:
-        statistics = batch_statistics(self.teacher) if self.config.dacs_teacher_bn == "batch" else nullcontext()
+        statistics = (
+            batch_statistics(self.teacher) if self.config.dacs_teacher_bn == "batch" else nullcontext()
+        )
         with torch.no_grad(), self.autocast, statistics:
             teacher_logits = self.teacher(self._input(target))
         # Only what the loss needs: the pseudo-label and the confidence per pixel, not 19 probabilities.
@@ -439,8 +303,12 @@ class Trainer:
         self._backward(source_loss)
         target_pixels = (~mix.mask).float()
         confident = (weight * target_pixels).sum() / target_pixels.sum().clamp(min=1.0)
-        return {"loss": source_loss.detach() + mixed_loss.detach(), "source": source_loss.detach(),
-                "mixed": mixed_loss.detach(), "confident": confident}
+        return {
+            "loss": source_loss.detach() + mixed_loss.detach(),
+            "source": source_loss.detach(),
+            "mixed": mixed_loss.detach(),
+            "confident": confident,
+        }
 
     def _make_teacher(self) -> nn.Module:
         teacher = copy.deepcopy(self.model).eval()
@@ -450,7 +318,9 @@ class Trainer:
 
     def _train_step(self, labeled: Batches, target: Batches | None) -> dict[str, Tensor]:
         """One optimiser step on the next batch(es): no host synchronisation."""
-        torch.manual_seed((self.config.seed * 1_000_003 + self.step) * 1_009 + self.rank)  # anything else random
+        torch.manual_seed(
+            (self.config.seed * 1_000_003 + self.step) * 1_009 + self.rank
+        )  # anything else random
         images, labels = self._at_least_two(*self._labeled_batch(next(labeled)))
         self.optimizer.zero_grad(set_to_none=True)
         if self.config.method == "none":
@@ -473,13 +343,17 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ loop
     def run(self, stop_after: int | None = None, on_step: Callable[[int, int], None] | None = None) -> Path:
-        """Train to the end (or stop, resumable, after ``stop_after`` more steps); ``on_step(step, total)``."""
+        """Train to the end (or stop, resumable, after ``stop_after`` more steps); ``on_step(step,
+        total)``."""
         config = self.config
         stop_at = self.total if stop_after is None else min(self.total, self.step + stop_after)
         pin = self.device.type == "cuda"
         labeled = Batches(self.data.labeled, config, config.seed, self.step, self.rank, self.world, pin)
-        target = (Batches(self.data.target, config, config.seed + 1, self.step, self.rank, self.world, pin)
-                  if self.data.target is not None else None)
+        target = (
+            Batches(self.data.target, config, config.seed + 1, self.step, self.rank, self.world, pin)
+            if self.data.target is not None
+            else None
+        )
         if self.is_main:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -493,7 +367,9 @@ class Trainer:
         if self.progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=self.total, initial=self.step, desc=config.variant, unit="step", dynamic_ncols=True)
+            bar = tqdm(
+                total=self.total, initial=self.step, desc=config.variant, unit="step", dynamic_ncols=True
+            )
         self.model.train()
         started, first_step, seen, looping = time.perf_counter(), self.step, 0, True
         try:
@@ -512,8 +388,15 @@ class Trainer:
                 if on_step is not None:
                     on_step(self.step, self.total)
                 stop, timed_save = self._agree_on_stop_and_save()
-                stopping_early = self.step == stop_at < self.total  # the end itself saves after the evaluation
-                if stop or timed_save or stopping_early or (self.step % save_every == 0 and self.step < self.total):
+                stopping_early = (
+                    self.step == stop_at < self.total
+                )  # the end itself saves after the evaluation
+                if (
+                    stop
+                    or timed_save
+                    or stopping_early
+                    or (self.step % save_every == 0 and self.step < self.total)
+                ):
                     self._save_resume_state()
                 if stop:
                     raise KeyboardInterrupt(self.stop_requested or "stopped on another rank")
@@ -525,19 +408,25 @@ class Trainer:
         finally:
             if looping:
                 self.seconds = time.perf_counter() - started
-            self.data_wait_seconds = labeled.wait_seconds + (target.wait_seconds if target is not None else 0.0)
+            self.data_wait_seconds = labeled.wait_seconds + (
+                target.wait_seconds if target is not None else 0.0
+            )
             if bar is not None:
                 bar.close()
             if self.progress and self.step > first_step:
-                print(f"{self.step - first_step} steps in {self.seconds:.1f} s, "
-                      f"{100 * self.data_wait_seconds / max(self.seconds, 1e-9):.0f}% of it waiting for data",
-                      flush=True)
+                print(
+                    f"{self.step - first_step} steps in {self.seconds:.1f} s, "
+                    f"{100 * self.data_wait_seconds / max(self.seconds, 1e-9):.0f}% of it waiting for data",
+                    flush=True,
+                )
             if self.writer is not None:
                 self.writer.close()
             self._restore_signal_handlers(previous)
         return self.out_dir
 
-    def _log(self, losses: dict[str, Tensor], rate: float, labeled: Batches, target: Batches | None, bar) -> None:
+    def _log(
+        self, losses: dict[str, Tensor], rate: float, labeled: Batches, target: Batches | None, bar
+    ) -> None:
         values = {name: float(value) for name, value in losses.items()}  # the host sync of a logging step
         for name, value in values.items():
             self.writer.add_scalar(f"train/{name}", value, self.step)
@@ -551,9 +440,12 @@ class Trainer:
             bar.set_postfix(loss=f"{values['loss']:.3f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}")
 
     def _check_nonfinite(self, final: bool = False) -> None:
-        """Stop when the loss was NaN or inf ``max_nonfinite_steps`` steps in a row (on any rank): each such step
-        was skipped, and shorter runs of them (a float16 overflow, one bad batch) let the run go on. At the end,
-        a run whose last step's loss was not finite saves no final model: its weights give non-finite losses."""
+        """Stop when the loss was NaN or inf ``max_nonfinite_steps`` steps in a row (on any rank): each such
+        step
+        was skipped, and shorter runs of them (a float16 overflow, one bad batch) let the run go on. At the
+        end,
+        a run whose last step's loss was not finite saves no final model: its weights give non-finite
+        losses."""
         state = torch.stack([self.nonfinite_limit_step, self.nonfinite])
         if self.world > 1:
             dist.all_reduce(state, op=dist.ReduceOp.MAX)
@@ -562,12 +454,16 @@ class Trainer:
         if limit_step >= 0:
             raise TrainingError(
                 f"the loss was NaN or inf in {self.config.max_nonfinite_steps} consecutive steps "
-                f"(max_nonfinite_steps), the last at step {limit_step}; stopped: those steps were skipped, leaving "
-                f"the weights as they were. {hint}")
+                f"(max_nonfinite_steps), the last at step {limit_step}; stopped: those steps were skipped, "
+                "leaving "
+                f"the weights as they were. {hint}"
+            )
         if final and streak:
             raise TrainingError(
-                f"the loss was NaN or inf in the last {streak} step(s), the last at step {self.step}; stopped "
-                f"without saving a final model: the final weights give non-finite losses. {hint}")
+                f"the loss was NaN or inf in the last {streak} step(s), the last at step {self.step}; "
+                "stopped "
+                f"without saving a final model: the final weights give non-finite losses. {hint}"
+            )
 
     def _agree_on_stop_and_save(self) -> tuple[bool, bool]:
         """(stop now, save now because checkpoint_minutes passed): the same answer on every rank."""
@@ -585,9 +481,16 @@ class Trainer:
         if self.data.val is None:
             return
         # The student is the model we ship (as DACS does), also for DACS runs. Every rank scores its share.
-        matrix = evaluate(self.model, self.data.val, self.device, limit=self.config.eval_limit,
-                          precision=self.precision, num_workers=loader_workers(self.config),
-                          mean=self.data.labeled.mean, std=self.data.labeled.std)
+        matrix = evaluate(
+            self.model,
+            self.data.val,
+            self.device,
+            limit=self.config.eval_limit,
+            precision=self.precision,
+            num_workers=loader_workers(self.config),
+            mean=self.data.labeled.mean,
+            std=self.data.labeled.std,
+        )
         self.model.train()
         miou = 100.0 * matrix.miou()
         self.history.append({"step": self.step, "miou": round(miou, 2)})
@@ -598,11 +501,16 @@ class Trainer:
             self.best_miou = miou
             if self.is_main:
                 summary = matrix.summary()
-                meta = self._metadata(metrics={
-                    **self._evaluation_record(), "miou": summary["miou"],
-                    "pixel_accuracy": summary["pixel_accuracy"], "iou": summary["iou"], "step": self.step,
-                    "selected_by": "final step" if not self.config.eval_every else "best val mIoU",
-                })
+                meta = self._metadata(
+                    metrics={
+                        **self._evaluation_record(),
+                        "miou": summary["miou"],
+                        "pixel_accuracy": summary["pixel_accuracy"],
+                        "iou": summary["iou"],
+                        "step": self.step,
+                        "selected_by": "final step" if not self.config.eval_every else "best val mIoU",
+                    }
+                )
                 save_checkpoint(self.model, self.out_dir, meta)
 
     def _evaluation_record(self) -> dict[str, Any]:
@@ -641,12 +549,17 @@ class Trainer:
     # ------------------------------------------------------------------------------ resume, signals
     def _save_resume_state(self) -> None:
         # Every rank checks (the weights are the same on all), so all stop together on a bad state.
-        broken = [name for name, t in self.model.state_dict().items()
-                  if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+        broken = [
+            name
+            for name, t in self.model.state_dict().items()
+            if t.is_floating_point() and not bool(torch.isfinite(t).all())
+        ]
         if broken:
             raise TrainingError(
-                f"the weights became NaN or inf ({len(broken)} tensors, e.g. {broken[0]}) at step {self.step}; "
-                f"stopped without saving them. {self._kept_checkpoint()} Try a lower lr (now {self.config.lr})."
+                f"the weights became NaN or inf ({len(broken)} tensors, e.g. {broken[0]}) at step "
+                f"{self.step}; "
+                f"stopped without saving them. {self._kept_checkpoint()} Try a lower lr (now "
+                f"{self.config.lr})."
             )
         self.last_save = time.monotonic()
         if self.is_main:
@@ -657,15 +570,26 @@ class Trainer:
     def _write_resume_state(self) -> None:
         folder = resume.new_state_folder(self.out_dir, self.step)
         save_checkpoint(self.model, folder, self._metadata())
-        state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                 "scaler": self.scaler.state_dict()}
+        state = {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+        }
         if self.teacher is not None:
             state["teacher"] = self.teacher.state_dict()
         atomic_write(folder / resume.TRAINER_FILE, lambda tmp: torch.save(state, tmp))
-        resume.write_progress(folder, {
-            "step": self.step, "total": self.total, "best_miou": self.best_miou, "history": self.history,
-            "config": self.config.as_dict(), "precision": PRECISION_NAMES[self.precision], "world_size": self.world,
-        })
+        resume.write_progress(
+            folder,
+            {
+                "step": self.step,
+                "total": self.total,
+                "best_miou": self.best_miou,
+                "history": self.history,
+                "config": self.config.as_dict(),
+                "precision": PRECISION_NAMES[self.precision],
+                "world_size": self.world,
+            },
+        )
         resume.commit_state(self.out_dir, folder)
 
     def _kept_checkpoint(self) -> str:
@@ -682,14 +606,19 @@ class Trainer:
             raise TrainingError(f"--resume: {exc}") from exc
         differs = resume.settings_mismatch(progress["config"], self.config.as_dict())
         if differs:
-            raise TrainingError(f"--resume: {self.out_dir} was trained with {differs}; start a new run "
-                                "(another --out) for other settings")
+            raise TrainingError(
+                f"--resume: {self.out_dir} was trained with {differs}; start a new run "
+                "(another --out) for other settings"
+            )
         saved_world = int(progress.get("world_size", 1))
         if saved_world != self.world:
             raise TrainingError(
-                f"--resume: {self.out_dir} was trained on {saved_world} process(es) and this run has {self.world}: "
-                f"the data order and the number of steps depend on it. Resume with the same number of processes "
-                f"(torchrun --nproc_per_node {saved_world}), or start a new run")
+                f"--resume: {self.out_dir} was trained on {saved_world} process(es) and this run has "
+                f"{self.world}: "
+                "the data order and the number of steps depend on it. Resume with the same number of "
+                "processes "
+                f"(torchrun --nproc_per_node {saved_world}), or start a new run"
+            )
         saved_precision = progress.get("precision", "float32")
         precision = PRECISION_NAMES[self.precision]
         from segdemo.checkpoints import CheckpointError, load_model
@@ -711,17 +640,24 @@ class Trainer:
                 self.teacher.load_state_dict(state["teacher"])
         except CheckpointError as exc:
             raise TrainingError(f"--resume: {exc}") from exc
-        except Exception as exc:  # torch.load raises UnpicklingError, RuntimeError, EOFError, ... on bad files
+        except (
+            Exception
+        ) as exc:  # torch.load raises UnpicklingError, RuntimeError, EOFError, ... on bad files
             first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise TrainingError(
-                f"--resume: cannot load {folder / resume.TRAINER_FILE} ({first_line}); only tensors are accepted "
-                "(torch.load weights_only=True). It may be truncated or hold pickled code; start without --resume"
+                f"--resume: cannot load {folder / resume.TRAINER_FILE} ({first_line}); only tensors are "
+                "accepted "
+                "(torch.load weights_only=True). It may be truncated or hold pickled code; start without "
+                "--resume"
             ) from exc
         self.model.load_state_dict(model.state_dict())
         self.step, self.best_miou, self.history = progress["step"], progress["best_miou"], progress["history"]
         if saved_precision != precision and self.is_main:
-            print(f"resuming a run trained in {saved_precision} in {precision}"
-                  f"{': the loss scale starts afresh' if precision == 'float16' else ''}", flush=True)
+            print(
+                f"resuming a run trained in {saved_precision} in {precision}"
+                f"{': the loss scale starts afresh' if precision == 'float16' else ''}",
+                flush=True,
+            )
 
     def _install_signal_handlers(self) -> dict[int, Any]:
         previous = {}
@@ -745,72 +681,3 @@ def threading_is_not_main() -> bool:
     import threading
 
     return threading.current_thread() is not threading.main_thread()
-
-
-def evaluation_protocol(input_size: tuple[int, int] | list[int], full_resolution: bool) -> dict[str, Any]:
-    """How an evaluation scored: the network's input (width, height), and the labels' resolution."""
-    return {"input_size": list(input_size), "labels": "native resolution, predictions upsampled"
-            if full_resolution else "resized to the input size (nearest)"}
-
-
-def inference_form(model: nn.Module) -> nn.Module:
-    """The exact inference form (BatchNorm folded, ...) where there is one, else the model as it is."""
-    from segdemo.models.fast import prepare_for_inference
-
-    try:
-        return prepare_for_inference(model)
-    except (TypeError, ValueError):  # another network, or one with SyncBatchNorm
-        return model
-
-
-@torch.inference_mode()
-def evaluate(
-    models: nn.Module | list[nn.Module], dataset, device: str | torch.device = "cpu", batch_size: int = 4,
-    limit: int = 0, precision: torch.dtype = torch.float32, num_workers: int = 0,
-    mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
-) -> ConfusionMatrix:
-    """Confusion matrix over ``dataset`` (uint8 items from ``as_uint8=True`` datasets, normalised here with
-    ``mean`` / ``std``, or float items already normalised), through each model's inference form.
-
-    Several models are an ensemble: their softmax outputs are averaged (FDA's multi-band transfer). Labels of
-    another size than the images (``label_size``) are scored at theirs, the logits upsampled. Under
-    torch.distributed every rank scores its share of the images and the matrices are summed.
-    """
-    models = [models] if isinstance(models, nn.Module) else list(models)
-    device = torch.device(device)
-    for model in models:
-        model.eval()
-    runners = [inference_form(model) for model in models]
-    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-    matrix = ConfusionMatrix(device=device)
-    count = min(limit, len(dataset)) if limit else len(dataset)
-    subset = torch.utils.data.Subset(dataset, range(rank, count, world))
-    loader = DataLoader(subset, batch_size=batch_size, num_workers=num_workers, pin_memory=device.type == "cuda",
-                        collate_fn=collate_usable)
-    autocast = torch.autocast(device.type, dtype=precision, enabled=precision != torch.float32)
-    for batch in loader:
-        if batch is None:  # every image of it skipped (bad_samples=skip): nothing to score
-            continue
-        images, labels = batch
-        images = images.to(device, non_blocking=True)
-        if images.dtype == torch.uint8:
-            images = normalize(images.float().div_(255.0), mean or IMAGENET_MEAN, std or IMAGENET_STD)
-        labels = labels.to(device, non_blocking=True).long()
-        with autocast:
-            logits = [runner(images).float() for runner in runners]
-        if labels.shape[-2:] != logits[0].shape[-2:]:
-            logits = [F.interpolate(x, size=labels.shape[-2:], mode="bilinear", align_corners=False) for x in logits]
-        scores = logits[0] if len(logits) == 1 else sum(torch.softmax(x, dim=1) for x in logits)
-        matrix.update(scores.argmax(dim=1), labels)
-    return matrix.all_reduce()
-
-
-def init_distributed() -> tuple[int, int]:
-    """Initialise torch.distributed when launched by torchrun; returns (rank, world size)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend)
-    return (dist.get_rank() if dist.is_initialized() else 0), world

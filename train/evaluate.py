@@ -8,9 +8,10 @@ import torch
 
 from segdemo.checkpoints import CheckpointError, load_model, update_metadata
 from segdemo.datasets import NATIVE, Cityscapes, DatasetError
+from segdemo.evaluation import evaluate, evaluation_protocol
 from segdemo.hardware import resolve_device
 from segdemo.results import format_table, report_row
-from train.engine import data_kind, evaluate, evaluation_protocol
+from train.data import data_kind
 
 
 class EvaluationError(RuntimeError):
@@ -25,8 +26,13 @@ def _device(device: str | None) -> torch.device:
 
 
 def evaluate_checkpoints(
-    checkpoints: list[Path], cityscapes: Path, device: str | None = None, limit: int = 0, write: bool = True,
-    full_resolution: bool = False, workers: int = 0,
+    checkpoints: list[Path],
+    cityscapes: Path,
+    device: str | None = None,
+    limit: int = 0,
+    write: bool = True,
+    full_resolution: bool = False,
+    workers: int = 0,
 ) -> str:
     """Evaluate one checkpoint (or the MBT ensemble of several) and return the printed report.
 
@@ -42,12 +48,21 @@ def evaluate_checkpoints(
     metas = [meta for _, meta in loaded]
     first = metas[0]
     for meta in metas[1:]:
-        if (meta["input_size"], meta["mean"], meta["std"]) != (first["input_size"], first["mean"], first["std"]):
+        if (meta["input_size"], meta["mean"], meta["std"]) != (
+            first["input_size"],
+            first["mean"],
+            first["std"],
+        ):
             raise EvaluationError("MBT needs checkpoints with the same input size and normalisation")
     height, width = first["input_size"]
     try:
-        dataset = Cityscapes(cityscapes, "val", size=(width, height), as_uint8=True,
-                             label_size=NATIVE if full_resolution else None)
+        dataset = Cityscapes(
+            cityscapes,
+            "val",
+            size=(width, height),
+            as_uint8=True,
+            label_size=NATIVE if full_resolution else None,
+        )
     except DatasetError as exc:
         raise EvaluationError(str(exc)) from exc
     count = min(limit, len(dataset)) if limit else len(dataset)
@@ -57,8 +72,17 @@ def evaluate_checkpoints(
 
         precision = amp_dtype_for(torch.cuda.get_device_capability(dev))
     try:
-        matrix = evaluate([model for model, _ in loaded], dataset, dev, batch_size=2, limit=count,
-                          precision=precision, num_workers=workers, mean=first["mean"], std=first["std"])
+        matrix = evaluate(
+            [model for model, _ in loaded],
+            dataset,
+            dev,
+            batch_size=2,
+            limit=count,
+            precision=precision,
+            num_workers=workers,
+            mean=first["mean"],
+            std=first["std"],
+        )
     except DatasetError as exc:  # a corrupt val image or label, found while reading it: named, no traceback
         raise EvaluationError(str(exc)) from exc
     summary = matrix.summary()
@@ -72,24 +96,35 @@ def evaluate_checkpoints(
         rows.append({**reference, "variant": f"{name} (report)"})
     lines = [format_table(rows)]
     if kind == "procedural":
-        lines.append("\nNote: measured on procedurally generated data, not on Cityscapes; the report's row is "
-                     "shown for orientation only.")
+        lines.append(
+            "\nNote: measured on procedurally generated data, not on Cityscapes; the report's row is "
+            "shown for orientation only."
+        )
     if write and len(loaded) == 1:
         path = checkpoints[0]
         if path.is_dir() or path.suffix == ".safetensors":
-            update_metadata(path, metrics={
-                "eval_data": eval_data, "eval_kind": kind, "eval_size": [width, height],
-                "protocol": evaluation_protocol((width, height), full_resolution), "miou": summary["miou"],
-                "pixel_accuracy": summary["pixel_accuracy"], "iou": summary["iou"],
-                "selected_by": first.get("metrics", {}).get("selected_by", "evaluate"),
-            })
+            update_metadata(
+                path,
+                metrics={
+                    "eval_data": eval_data,
+                    "eval_kind": kind,
+                    "eval_size": [width, height],
+                    "protocol": evaluation_protocol((width, height), full_resolution),
+                    "miou": summary["miou"],
+                    "pixel_accuracy": summary["pixel_accuracy"],
+                    "iou": summary["iou"],
+                    "selected_by": first.get("metrics", {}).get("selected_by", "evaluate"),
+                },
+            )
             lines.append(f"\nmetrics written into {path}")
         else:
             lines.append("\n(course-template file: metrics printed, not written; it has no metadata)")
     return "\n".join(lines)
 
 
-def profile_table(model_name: str, size: tuple[int, int], device: str, runs: int = 10, warmup: int = 3) -> str:
+def profile_table(
+    model_name: str, size: tuple[int, int], device: str, runs: int = 10, warmup: int = 3
+) -> str:
     """Parameters, FLOPs, latency and FPS of a freshly built model, beside the report's Table 1/2 row."""
     from segdemo.models import build_model
     from segdemo.profiling import count_flops, count_parameters, measure_latency
@@ -104,14 +139,21 @@ def profile_table(model_name: str, size: tuple[int, int], device: str, runs: int
     lines = [
         "| model | input | device | params | FLOPs (fvcore) | latency ms (mean ± std) | FPS |",
         "|---|---|---|---|---|---|---|",
-        (f"| {model_name} | 1x3x{height}x{width} | {latency.device} | {params / 1e6:.2f}M | {flops / 1e9:.2f}G | "
-         f"{latency.mean_ms:.2f} ± {latency.std_ms:.2f} | {latency.fps:.1f} |"),
-        (f"| {model_name} (report) | 1x3x512x1024 | P100 | {report['params']} | {report['flops']} | "
-         f"{report['latency_ms']} | {1000 / report['latency_ms']:.1f} |"),
+        (
+            f"| {model_name} | 1x3x{height}x{width} | {latency.device} | {params / 1e6:.2f}M | "
+            f"{flops / 1e9:.2f}G | "
+            f"{latency.mean_ms:.2f} ± {latency.std_ms:.2f} | {latency.fps:.1f} |"
+        ),
+        (
+            f"| {model_name} (report) | 1x3x512x1024 | P100 | {report['params']} | {report['flops']} | "
+            f"{report['latency_ms']} | {1000 / report['latency_ms']:.1f} |"
+        ),
     ]
     lines.append(f"\n{runs} timed runs after {warmup} warm-up runs.")
     if model_name == "bisenet":
-        lines.append("The report's 12.58M for BiSeNet counts ResNet-18's unused ImageNet classifier (513,000).")
+        lines.append(
+            "The report's 12.58M for BiSeNet counts ResNet-18's unused ImageNet classifier (513,000)."
+        )
     return "\n".join(lines)
 
 

@@ -34,8 +34,8 @@ class ExportReport:
     def summary(self) -> str:
         h, w = self.input_size
         return (
-            f"wrote {self.path} ({self.size_bytes / 2**20:.1f} MB; input \"{INPUT_NAME}\" N x 3 x {h} x {w}, "
-            f"normalised; output \"{OUTPUT_NAME}\" N x C x {h} x {w})\n"
+            f'wrote {self.path} ({self.size_bytes / 2**20:.1f} MB; input "{INPUT_NAME}" N x 3 x {h} x {w}, '
+            f'normalised; output "{OUTPUT_NAME}" N x C x {h} x {w})\n'
             f"onnxruntime vs PyTorch on a random input: max |logit difference| {self.max_abs_diff:.2e} "
             f"(limit {TOLERANCE:g})\n"
             f"one image on the CPU ({torch.get_num_threads()} threads), median of 3: onnxruntime "

@@ -33,8 +33,23 @@ TRAINER_FILE = "trainer.pt"
 
 # The settings that define a run's schedule and data: a resumed run (and a kept demo checkpoint) must have
 # the same. Others (workers, logging, evaluation, saving, AMP) may change between a run and its resumption.
-RUN_KEYS = ("variant", "model", "labeled", "method", "augment", "gta5_size", "cityscapes_size", "batch_size",
-            "epochs", "iterations", "optimizer", "lr", "schedule", "seed", "init_from")
+RUN_KEYS = (
+    "variant",
+    "model",
+    "labeled",
+    "method",
+    "augment",
+    "gta5_size",
+    "cityscapes_size",
+    "batch_size",
+    "epochs",
+    "iterations",
+    "optimizer",
+    "lr",
+    "schedule",
+    "seed",
+    "init_from",
+)
 
 
 def prepare_run_folder(out_dir: str | Path) -> Path:
@@ -48,7 +63,9 @@ def prepare_run_folder(out_dir: str | Path) -> Path:
         with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
             pass
     except OSError as exc:
-        raise ValueError(f"--out {out}: cannot write there ({exc.strerror or exc}); choose another folder") from None
+        raise ValueError(
+            f"--out {out}: cannot write there ({exc.strerror or exc}); choose another folder"
+        ) from None
     return out
 
 
@@ -96,7 +113,8 @@ def resume_folder(out_dir: str | Path) -> Path | None:
     out_dir = Path(out_dir)
     named = named_folder(out_dir)
     candidates = ([named] if named is not None else []) + [
-        p for p in out_dir.glob(f"{STATE_PREFIX}*") if p.is_dir() and not p.is_symlink()]
+        p for p in out_dir.glob(f"{STATE_PREFIX}*") if p.is_dir() and not p.is_symlink()
+    ]
     complete = []
     for folder in candidates:
         step = _step_of(folder)
@@ -127,7 +145,9 @@ def commit_state(out_dir: Path, folder: Path) -> None:
     last = out_dir / LAST
     if last.is_dir() and not last.is_symlink():  # a last/ folder written by an earlier version
         os.replace(last, tempfile.mkdtemp(dir=out_dir, prefix=f"{STATE_PREFIX}legacy-"))  # still a candidate
-    atomic_write(last, lambda tmp: Path(tmp).write_text(folder.name + "\n"))  # replaces a link, not its target
+    atomic_write(
+        last, lambda tmp: Path(tmp).write_text(folder.name + "\n")
+    )  # replaces a link, not its target
     for old in out_dir.glob(f"{STATE_PREFIX}*"):
         if old.is_symlink() or old.is_file():
             old.unlink(missing_ok=True)  # a link or temporary file left by a killed run
@@ -136,16 +156,19 @@ def commit_state(out_dir: Path, folder: Path) -> None:
 
 
 def read_progress(out_dir: str | Path) -> tuple[Path, dict[str, Any]]:
-    """``(folder, progress)`` of the state ``--resume`` continues from; ValueError saying why there is none."""
+    """``(folder, progress)`` of the state ``--resume`` continues from; ValueError saying why there is
+    none."""
     out_dir = Path(out_dir)
     folder = resume_folder(out_dir)
     if folder is None:
         named = named_folder(out_dir)
         if named is not None and (named / PROGRESS_FILE).is_file():
-            raise ValueError(f"{named / PROGRESS_FILE} is damaged (not the JSON this tool writes); "
-                             "start without --resume")
-        raise ValueError(f"no saved run in {out_dir} (no complete state: missing progress.json); "
-                         "start without --resume")
+            raise ValueError(
+                f"{named / PROGRESS_FILE} is damaged (not the JSON this tool writes); start without --resume"
+            )
+        raise ValueError(
+            f"no saved run in {out_dir} (no complete state: missing progress.json); start without --resume"
+        )
     try:
         progress = json.loads((folder / PROGRESS_FILE).read_text())
         progress["step"], progress["best_miou"] = int(progress["step"]), float(progress["best_miou"])

@@ -40,7 +40,12 @@ class ContextPath(nn.Module):
         super().__init__()
         trunk = resnet18(weights=None)
         self.conv1, self.bn1, self.relu, self.maxpool = trunk.conv1, trunk.bn1, trunk.relu, trunk.maxpool
-        self.layer1, self.layer2, self.layer3, self.layer4 = trunk.layer1, trunk.layer2, trunk.layer3, trunk.layer4
+        self.layer1, self.layer2, self.layer3, self.layer4 = (
+            trunk.layer1,
+            trunk.layer2,
+            trunk.layer3,
+            trunk.layer4,
+        )
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -119,8 +124,12 @@ class BiSeNet(nn.Module):
         if not self.training:
             return logits
         out_size = x.shape[-2:]
-        aux16 = F.interpolate(self.supervision1(feature16), size=out_size, mode="bilinear", align_corners=False)
-        aux32 = F.interpolate(self.supervision2(feature32), size=out_size, mode="bilinear", align_corners=False)
+        aux16 = F.interpolate(
+            self.supervision1(feature16), size=out_size, mode="bilinear", align_corners=False
+        )
+        aux32 = F.interpolate(
+            self.supervision2(feature32), size=out_size, mode="bilinear", align_corners=False
+        )
         return logits, aux16, aux32
 
     def backbone_parameters(self) -> list[nn.Parameter]:

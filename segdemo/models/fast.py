@@ -190,8 +190,15 @@ def export_onnx(model: nn.Module, input_size: Sequence[int], dynamic_batch: bool
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(
-            fast, (example,), buffer, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-            opset_version=ONNX_OPSET, dynamic_axes=axes, do_constant_folding=True, dynamo=False,
+            fast,
+            (example,),
+            buffer,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            opset_version=ONNX_OPSET,
+            dynamic_axes=axes,
+            do_constant_folding=True,
+            dynamo=False,
         )
     return buffer.getvalue()
 
@@ -259,7 +266,9 @@ _RUNNERS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, str, Runner]] = weak
 _RUNNERS_LOCK = threading.Lock()
 
 
-def _build_runner(model: nn.Module, backend: str, input_size: tuple[int, int], device: torch.device) -> Runner:
+def _build_runner(
+    model: nn.Module, backend: str, input_size: tuple[int, int], device: torch.device
+) -> Runner:
     if backend == "onnxruntime":
         return OnnxRuntimeModel(export_onnx(model, input_size))
     fast = prepare_for_inference(model, channels_last=True).to(device)
@@ -294,7 +303,9 @@ def runner_for(
             if backend != "auto" or resolved != "onnxruntime":
                 raise
             # "auto" promises a working answer: an export or ONNX Runtime failure costs speed, not the result.
-            warnings.warn(f"ONNX Runtime unavailable for this model ({exc}); running it in PyTorch", stacklevel=2)
+            warnings.warn(
+                f"ONNX Runtime unavailable for this model ({exc}); running it in PyTorch", stacklevel=2
+            )
             used, runner = "eager", _build_runner(model, "eager", size, device)
         _RUNNERS[model] = (key, used, runner)
     return runner, used

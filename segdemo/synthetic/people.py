@@ -91,7 +91,8 @@ def lit(scene: Scene, colors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 @dataclass(frozen=True)
 class Billboard:
-    """Where a flat figure stands on screen: its foot (pixels), pixels per metre, which way it faces (+1 / -1)."""
+    """Where a flat figure stands on screen: its foot (pixels), pixels per metre, which way it faces (+1 /
+    -1)."""
 
     foot: np.ndarray
     scale: float

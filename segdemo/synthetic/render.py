@@ -1,4 +1,5 @@
-"""One scene from a generator: plan the street and its objects, draw them far to near, apply the camera look."""
+"""One scene from a generator: plan the street and its objects, draw them far to near, apply the camera
+look."""
 
 from __future__ import annotations
 

@@ -14,7 +14,8 @@ Draw = Callable[[], None]
 
 
 class Scene:
-    """One scene being built: its generator, style, camera, canvas, street plan and the queue of objects to draw.
+    """One scene being built: its generator, style, camera, canvas, street plan and the queue of objects to
+    draw.
 
     Object families (ground, roadside, trees, furniture, vehicles, people, two-wheelers) plan by queuing
     draw calls with :meth:`add` and draw with the primitives below; :func:`segdemo.synthetic.render.draw`

@@ -28,8 +28,13 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
 ]
 VIEWPORT = {"width": 1400, "height": 900}
 INPUT_SIZE = [64, 128]  # [height, width] the small checkpoints run at
@@ -53,11 +58,15 @@ def _train(domain: str, seed: int) -> torch.nn.Module:
     from segdemo.synthetic import render_scene, scene_rng
 
     height, width = INPUT_SIZE
-    x, y = _batch([render_scene(scene_rng(seed, domain, "train", i), domain, (width, height)) for i in range(64)])
+    x, y = _batch(
+        [render_scene(scene_rng(seed, domain, "train", i), domain, (width, height)) for i in range(64)]
+    )
     torch.manual_seed(seed)
-    # channels_last and, where the CPU has bfloat16 instructions, bfloat16 autocast: on one thread of a 2-core AMD
+    # channels_last and, where the CPU has bfloat16 instructions, bfloat16 autocast: on one thread of a
+    # 2-core AMD
     # EPYC, 52 s and 44 s instead of 62 s for 240 steps, ending at the same mIoU (25.3, 25.3, 25.5). 150 steps
-    # (about 30 s each there) end at 22.4 mIoU for the target-trained checkpoint, 5.8 for the source-trained one.
+    # (about 30 s each there) end at 22.4 mIoU for the target-trained checkpoint, 5.8 for the source-trained
+    # one.
     model = build_model("bisenet").train().to(memory_format=torch.channels_last)
     optimiser = torch.optim.Adam(model.parameters(), lr=2e-3)
     generator = torch.Generator().manual_seed(seed)
@@ -85,10 +94,16 @@ def _evaluate(model: torch.nn.Module, meta: dict, count: int = 10) -> dict:
     for i in range(count):
         image, label = render_scene(scene_rng(0, "target", "val", i), "target", (256, 128))
         prediction = predict(model, meta, image)
-        matrix.update(torch.from_numpy(prediction.train_ids)[None].long(), torch.from_numpy(label)[None].long())
+        matrix.update(
+            torch.from_numpy(prediction.train_ids)[None].long(), torch.from_numpy(label)[None].long()
+        )
     summary = matrix.summary()
-    return {"eval_data": f"procedural cityscapes-layout val, {count} images", "miou": summary["miou"],
-            "iou": summary["iou"], "selected_by": "final step"}
+    return {
+        "eval_data": f"procedural cityscapes-layout val, {count} images",
+        "miou": summary["miou"],
+        "iou": summary["iou"],
+        "selected_by": "final step",
+    }
 
 
 def _train_and_save(variant: str, domain: str, seed: int, folder: Path) -> None:
@@ -96,9 +111,15 @@ def _train_and_save(variant: str, domain: str, seed: int, folder: Path) -> None:
 
     model = _train(domain, seed)
     meta = default_metadata(
-        "bisenet", input_size=INPUT_SIZE, variant=variant, steps=STEPS,
-        train_data={"kind": "procedural", "labeled": "gta5" if domain == "source" else "cityscapes",
-                    "note": "tiny browser-test checkpoint: 64 scenes, 64 x 128"},
+        "bisenet",
+        input_size=INPUT_SIZE,
+        variant=variant,
+        steps=STEPS,
+        train_data={
+            "kind": "procedural",
+            "labeled": "gta5" if domain == "source" else "cityscapes",
+            "note": "tiny browser-test checkpoint: 64 scenes, 64 x 128",
+        },
     )
     meta["metrics"] = _evaluate(model, meta)
     save_checkpoint(model, folder, meta)  # meta.json last: a folder with it is complete
@@ -158,8 +179,21 @@ def serve_app(checkpoints: Path, log_path: Path, env: dict[str, str] | None = No
     port = _free_port()
     env = {**os.environ, "SEGDEMO_CHECKPOINTS": str(checkpoints), "PYTHONUNBUFFERED": "1", **(env or {})}
     command = [
-        sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", "--client.toolbarMode", "viewer",
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+        "--client.toolbarMode",
+        "viewer",
     ]
     with log_path.open("wb") as log:
         server = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)

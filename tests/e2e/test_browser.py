@@ -19,15 +19,18 @@ from PIL import Image
 
 from segdemo.synthetic import render_scene, scene_rng
 
-SCREENSHOTS = Path(os.environ.get("SEGDEMO_SCREENSHOTS") or Path(tempfile.gettempdir()) / "segdemo-screenshots")
+SCREENSHOTS = Path(
+    os.environ.get("SEGDEMO_SCREENSHOTS") or Path(tempfile.gettempdir()) / "segdemo-screenshots"
+)
 IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 
 
 def settle(page, timeout: float = 90_000) -> None:
     """Wait until the script run is over and every image has loaded."""
     page.wait_for_selector(IDLE, timeout=timeout)
-    page.wait_for_function("() => [...document.images].every(i => i.complete && i.naturalWidth > 0)",
-                           timeout=timeout)
+    page.wait_for_function(
+        "() => [...document.images].every(i => i.complete && i.naturalWidth > 0)", timeout=timeout
+    )
 
 
 def open_page(page, app_url: str, path: str, title: str) -> None:
@@ -133,8 +136,10 @@ def test_fda_beta_slider_changes_the_translated_image(page, app_url):
     assert "19 x 19 frequencies swapped" in captions(page)[2]
     spectra = image_sources(page)[3:6]
     page.get_by_text("Zoom the spectra").click()
-    wait_until(lambda: image_sources(page)[3:6] != spectra and image_sources(page)[3] not in spectra,
-               what="the zoomed spectra")
+    wait_until(
+        lambda: image_sources(page)[3:6] != spectra and image_sources(page)[3] not in spectra,
+        what="the zoomed spectra",
+    )
     settle(page)
     assert image_sources(page)[2] == after  # zooming changes the spectra only
     screenshot(page, "fda", scroll_to=page.locator('[data-testid="stSlider"]'))

@@ -27,7 +27,9 @@ VIDEO_FRAMES = 600
 
 def memory(pid: int) -> tuple[int, int]:
     """(resident memory now, its peak so far) of a process, in bytes (Linux: VmRSS, VmHWM)."""
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line
+    )
     return int(fields["VmRSS"].split()[0]) * 1024, int(fields["VmHWM"].split()[0]) * 1024
 
 
@@ -59,7 +61,8 @@ INPUT_PROMPTS = {"Upload a photo": "Upload a photo (PNG, JPEG", "Upload a video 
 
 
 def choose_input(page, option: str) -> None:
-    """Pick the Segment page's input; returns once the page shows that input's own uploader (not the old one)."""
+    """Pick the Segment page's input; returns once the page shows that input's own uploader (not the old
+    one)."""
     page.get_by_text(option, exact=True).click()
     page.get_by_text(INPUT_PROMPTS[option]).first.wait_for()
     settle(page)
@@ -79,14 +82,17 @@ def shows_result(page, width: int) -> bool:
 @pytest.fixture
 def server(checkpoint_root: Path, tmp_path: Path):
     """A server of its own (its memory is measured) with a 1 MB image upload limit."""
-    # glibc gives every thread that allocates its own malloc arena (up to 8 per core), which would add ~100 MiB
+    # glibc gives every thread that allocates its own malloc arena (up to 8 per core), which would add ~100
+    # MiB
     # of allocator slack for eight concurrent script threads; two arenas keep the measurement about the app.
     env = {"SEGDEMO_MAX_UPLOAD_MB": str(UPLOAD_LIMIT_MB), "MALLOC_ARENA_MAX": "2"}
     with serve_app(checkpoint_root, tmp_path / "streamlit.log", env=env) as s:
         yield s
 
 
-def test_eight_sessions_at_once_one_model_and_a_video_that_blocks_no_one(browser, server, checkpoint_root, tmp_path):
+def test_eight_sessions_at_once_one_model_and_a_video_that_blocks_no_one(
+    browser, server, checkpoint_root, tmp_path
+):
     contexts = []
     try:
         # One user first: the model is loaded (and cached) once.
@@ -115,12 +121,15 @@ def test_eight_sessions_at_once_one_model_and_a_video_that_blocks_no_one(browser
         nine_users, nine_users_peak = memory(server.process.pid)
 
         # The model is in memory once: eight more sessions cost far less than a copy of its weights each. The
-        # peak counts too: a model loaded per session and freed after use would show there, not in the RSS after.
+        # peak counts too: a model loaded per session and freed after use would show there, not in the RSS
+        # after.
         model_bytes = (checkpoint_root / "bisenet_cityscapes" / "model.safetensors").stat().st_size
         growth, peak_growth = nine_users - one_user, nine_users_peak - one_user_peak
-        print(f"server memory with 1 session: {one_user / 2**20:.0f} MiB (peak {one_user_peak / 2**20:.0f}); "
-              f"with {USERS + 1}: {nine_users / 2**20:.0f} MiB (peak {nine_users_peak / 2**20:.0f}); "
-              f"one model copy is {model_bytes / 2**20:.0f} MiB")
+        print(
+            f"server memory with 1 session: {one_user / 2**20:.0f} MiB (peak {one_user_peak / 2**20:.0f}); "
+            f"with {USERS + 1}: {nine_users / 2**20:.0f} MiB (peak {nine_users_peak / 2**20:.0f}); "
+            f"one model copy is {model_bytes / 2**20:.0f} MiB"
+        )
         assert growth < 3 * model_bytes and peak_growth < 3 * model_bytes, (growth, peak_growth, model_bytes)
 
         # A file over the configured limit: the browser refuses it with a message; the session goes on.
@@ -145,14 +154,19 @@ def test_eight_sessions_at_once_one_model_and_a_video_that_blocks_no_one(browser
         settle(video_user)
         video_user.get_by_role("button", name="Segment the video").click()
         progress = video_user.locator('[data-testid="stProgress"]')
-        wait_until(lambda: re.search(r"frame \d+ of", " ".join(progress.all_inner_texts())) is not None,
-                   what="the video job to start")
+        wait_until(
+            lambda: re.search(r"frame \d+ of", " ".join(progress.all_inner_texts())) is not None,
+            what="the video job to start",
+        )
         photo_user = users[1]
         upload(photo_user, street_photo(tmp_path / "meanwhile.png", 296, 30))
         wait_until(lambda: shows_result(photo_user, 296), what="a photo while the video runs")
         done = re.search(r"frame (\d+) of (\d+)", " ".join(progress.all_inner_texts()))
         assert done and int(done.group(1)) < int(done.group(2)) == VIDEO_FRAMES, progress.all_inner_texts()
-        print(f"another session's photo was segmented while the video was at frame {done.group(1)} of {VIDEO_FRAMES}")
+        print(
+            f"another session's photo was segmented while the video was at frame {done.group(1)} of "
+            f"{VIDEO_FRAMES}"
+        )
         assert video_user.locator("video").count() == 0  # the video is still being made
     finally:
         for context in contexts:

@@ -1,0 +1,208 @@
+"""The training data: building the data sets of a variant, the loaders and their order.
+
+Loader workers only decode and resize (or read the sample cache) and hand over uint8 batches; the device
+converts, augments and normalises them. The order is a function of (seed, epoch), each rank taking its
+share, so a resumed run continues with the very batch it would have had.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Sampler
+
+from segdemo.datasets import GTA5, NATIVE, Cityscapes, DatasetError, collate_usable
+from train.config import Config
+from train.errors import TrainingError
+
+
+@dataclass
+class Data:
+    labeled: torch.utils.data.Dataset
+    target: torch.utils.data.Dataset | None  # unlabeled target train images (FDA, DACS)
+    val: torch.utils.data.Dataset | None
+
+
+def data_kind(root: str | Path | None) -> str:
+    """ "procedural" for data made by ``segdemo.synthetic``, else "real"."""
+    from segdemo.synthetic import is_procedural
+
+    return "procedural" if root and is_procedural(root) else "real"
+
+
+def describe_data(config: Config, gta5: str | Path | None, cityscapes: str | Path | None) -> dict[str, Any]:
+    """What a checkpoint was trained on, for its metadata (procedural results must say so)."""
+    roots = [cityscapes] + ([gta5] if config.labeled == "gta5" else [])
+    kinds = {data_kind(r) for r in roots}
+    return {
+        "kind": kinds.pop() if len(kinds) == 1 else "mixed",
+        "labeled": config.labeled,
+        "target": "cityscapes",
+        "uses_target_images": config.uses_target_images,
+        "gta5_root": str(gta5) if gta5 and config.labeled == "gta5" else None,
+        "cityscapes_root": str(cityscapes),
+    }
+
+
+def build_data(config: Config, gta5: str | Path | None, cityscapes: str | Path | None) -> Data:
+    """uint8 datasets (the device converts, augments and normalises), read through the cache if one is set."""
+    if config.labeled == "gta5" and not gta5:
+        raise TrainingError(f"{config.variant} trains on GTA5: pass --gta5 DIR")
+    if not cityscapes:
+        raise TrainingError(
+            f"{config.variant} needs Cityscapes (target images and the val split): pass --cityscapes DIR"
+        )
+    common = {
+        "as_uint8": True,
+        "on_bad_sample": config.bad_samples,  # "stop" at a corrupt file, or "skip" it
+        "cache_dir": config.cache_dir or None,
+    }
+    if config.labeled == "gta5":
+        labeled = GTA5(gta5, size=config.gta5_size, **common)
+        train_size = config.gta5_size
+    else:
+        labeled = Cityscapes(cityscapes, "train", size=config.cityscapes_size, **common)
+        train_size = config.cityscapes_size
+    # Target images are loaded at the labeled size: FDA and ClassMix combine the two pixel by pixel.
+    # Adaptation
+    # needs no target labels, so none are read (or required).
+    target = (
+        Cityscapes(cityscapes, "train", size=train_size, labels=False, **common)
+        if config.uses_target_images
+        else None
+    )
+    val = Cityscapes(
+        cityscapes,
+        "val",
+        size=config.cityscapes_size,
+        label_size=NATIVE if config.eval_full_resolution else None,
+        **common,
+    )
+    if len(labeled) < config.batch_size:
+        raise TrainingError(f"{len(labeled)} labeled images are fewer than batch_size={config.batch_size}")
+    return Data(labeled, target, val)
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, which container limits narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def loader_workers(config: Config) -> int:
+    """``config.num_workers``, or for -1 the cores per training process on this machine (torchrun's local
+    ranks
+    share them), keeping one for the training process itself."""
+    if config.num_workers >= 0:
+        return config.num_workers
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(0, available_cores() // max(1, local) - 1)
+
+
+class EpochSampler(Sampler[int]):
+    """A fresh permutation per epoch from (seed, epoch), split across ranks, able to start mid-epoch."""
+
+    def __init__(self, size: int, batch_size: int, seed: int, rank: int = 0, world: int = 1) -> None:
+        self.size, self.batch_size, self.seed, self.rank, self.world = size, batch_size, seed, rank, world
+        self.steps_per_epoch = size // (batch_size * world)
+        self.epoch, self.skip_steps = 0, 0
+
+    def set_epoch(self, epoch: int, skip_steps: int = 0) -> None:
+        self.epoch, self.skip_steps = epoch, skip_steps
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.size, generator=generator)[
+            : self.steps_per_epoch * self.batch_size * self.world
+        ]
+        mine = order[self.rank :: self.world]
+        return iter(mine[self.skip_steps * self.batch_size :].tolist())
+
+    def __len__(self) -> int:
+        return (self.steps_per_epoch - self.skip_steps) * self.batch_size
+
+
+class Batches:
+    """Endless uint8 batches from one DataLoader whose worker processes live for the whole run.
+
+    The batch at global step s is the same whether or not the run was resumed: the sampler's permutation
+    depends on (seed, epoch) only, and the workers hold no randomness. ``wait_seconds`` adds up the time
+    spent waiting for the loader.
+    """
+
+    def __init__(
+        self,
+        dataset,
+        config: Config,
+        seed: int,
+        start_step: int,
+        rank: int,
+        world: int,
+        pin_memory: bool = False,
+    ) -> None:
+        self.sampler = EpochSampler(len(dataset), config.batch_size, seed, rank, world)
+        if self.sampler.steps_per_epoch == 0:
+            raise TrainingError(
+                f"{len(dataset)} images cannot fill one batch of {config.batch_size} x {world} ranks"
+            )
+        self.epoch, skip = divmod(start_step, self.sampler.steps_per_epoch)
+        self.sampler.set_epoch(self.epoch, skip)
+        workers = loader_workers(config)
+        self.loader = DataLoader(
+            dataset,
+            batch_size=config.batch_size,
+            sampler=self.sampler,
+            drop_last=True,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=pin_memory,
+            collate_fn=collate_usable,
+        )
+        self._iterator: Iterator | None = None
+        self.wait_seconds = 0.0
+
+    def __iter__(self) -> Batches:
+        return self
+
+    def __next__(self) -> tuple[Tensor, ...]:
+        started = time.perf_counter()
+        try:
+            while True:
+                if self._iterator is None:
+                    self._iterator = iter(self.loader)
+                try:
+                    batch = next(self._iterator)
+                    if batch is None:  # every sample of it was skipped (bad_samples=skip)
+                        raise DatasetError(
+                            f"every sample of a batch of {self.loader.batch_size} could not be used "
+                            "(bad_samples=skip); the data set is damaged: see the warnings above"
+                        )
+                    return batch
+                except StopIteration:
+                    self.epoch += 1
+                    self.sampler.set_epoch(self.epoch, 0)
+                    self._iterator = None
+        except DatasetError as exc:
+            raise _worker_error(exc) from None
+        finally:
+            self.wait_seconds += time.perf_counter() - started
+
+
+def _worker_error(exc: DatasetError) -> DatasetError:
+    """A bad sample read in a loader worker, reported by its own message (naming the file), not by the
+    worker's traceback that DataLoader wraps around it."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Caught DatasetError"):
+        return DatasetError(
+            lines[-1].removeprefix("segdemo.datasets.DatasetError: ").removeprefix("DatasetError: ")
+        )
+    return exc
