@@ -1,4 +1,5 @@
-"""Plain re-statements of the course template's two networks: the benchmarks' baseline, the tests' reference.
+"""Plain re-statements of the course template's two networks and of FDA: the benchmarks' baseline, the tests'
+reference.
 
 Written from the architecture description in ``shared/reference`` and the report, with the template's
 module layout (its ``state_dict`` keys must equal the listings in ``shared/reference/*.tsv``): the
@@ -10,6 +11,7 @@ against; ``tests/test_models.py`` checks it against the template's listings key 
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -206,3 +208,23 @@ def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
                 scale = 0.1 if tensor.dim() == 1 else (2.0 / max(1, tensor[0].numel())) ** 0.5
                 tensor.copy_(torch.randn(tensor.shape, generator=gen) * scale)
     return model
+
+
+def reference_fda(src: np.ndarray, tgt: np.ndarray, beta: float) -> np.ndarray:
+    """FDA on one 3 x H x W image with the full complex FFT, written as plainly as possible."""
+    if beta == 0:
+        return src.copy()
+    fft_src = np.fft.fft2(src, axes=(-2, -1))
+    fft_tgt = np.fft.fft2(tgt, axes=(-2, -1))
+    amp_src, pha_src = np.abs(fft_src), np.angle(fft_src)
+    amp_tgt = np.abs(fft_tgt)
+    amp_src = np.fft.fftshift(amp_src, axes=(-2, -1))
+    amp_tgt = np.fft.fftshift(amp_tgt, axes=(-2, -1))
+    h, w = src.shape[-2:]
+    b = int(np.floor(min(h, w) * beta))
+    ch, cw = h // 2, w // 2
+    amp_src[:, ch - b : ch + b + 1, cw - b : cw + b + 1] = amp_tgt[
+        :, ch - b : ch + b + 1, cw - b : cw + b + 1
+    ]
+    amp_src = np.fft.ifftshift(amp_src, axes=(-2, -1))
+    return np.real(np.fft.ifft2(amp_src * np.exp(1j * pha_src), axes=(-2, -1)))

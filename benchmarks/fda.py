@@ -20,6 +20,7 @@ import math
 import numpy as np
 import torch
 
+from benchmarks.baseline import reference_fda
 from benchmarks.common import (
     describe_device,
     markdown_table,
@@ -34,24 +35,6 @@ from segdemo.synthetic import render_scene, scene_rng
 
 CPU_TARGET, GPU_TARGET = 4.0, 100.0  # the issue's required speed-ups over the numpy reference
 TOLERANCE = 1e-3
-
-
-def numpy_fda(source: np.ndarray, target: np.ndarray, beta: float) -> np.ndarray:
-    """FDA on one 3 x H x W image, full complex FFT, written as plainly as possible (the reference)."""
-    fft_src = np.fft.fft2(source, axes=(-2, -1))
-    fft_tgt = np.fft.fft2(target, axes=(-2, -1))
-    amp_src, pha_src = np.abs(fft_src), np.angle(fft_src)
-    amp_tgt = np.abs(fft_tgt)
-    amp_src = np.fft.fftshift(amp_src, axes=(-2, -1))
-    amp_tgt = np.fft.fftshift(amp_tgt, axes=(-2, -1))
-    h, w = source.shape[-2:]
-    b = int(np.floor(min(h, w) * beta))
-    ch, cw = h // 2, w // 2
-    amp_src[:, ch - b : ch + b + 1, cw - b : cw + b + 1] = amp_tgt[
-        :, ch - b : ch + b + 1, cw - b : cw + b + 1
-    ]
-    amp_src = np.fft.ifftshift(amp_src, axes=(-2, -1))
-    return np.real(np.fft.ifft2(amp_src * np.exp(1j * pha_src), axes=(-2, -1)))
 
 
 def torch_full_fft_fda(source: torch.Tensor, target: torch.Tensor, beta: float) -> torch.Tensor:
@@ -101,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     beta = args.beta
 
     def reference() -> np.ndarray:
-        return np.stack([numpy_fda(s, t, beta) for s, t in zip(source_np, target_np, strict=True)])
+        return np.stack([reference_fda(s, t, beta) for s, t in zip(source_np, target_np, strict=True)])
 
     runs = {
         "numpy, per image, full complex FFT (reference)": reference,

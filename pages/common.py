@@ -17,9 +17,9 @@ import torch
 from segdemo import catalogue
 from segdemo.catalogue import CheckpointEntry, checkpoint_fingerprint
 from segdemo.checkpoints import CheckpointError
-from segdemo.dacs import LABEL_ENCODINGS, AmbiguousLabelError, load_label
 from segdemo.images import MAX_UPLOAD_BYTES, ImageError, load_image
 from segdemo.inference import Prediction, Segmenter
+from segdemo.label_maps import LABEL_ENCODINGS, AmbiguousLabelError, load_label
 from segdemo.labels import CLASS_NAMES
 from segdemo.synthetic import render_scene, scene_rng
 from segdemo.viz import legend

@@ -26,9 +26,7 @@ from segdemo.catalogue import (
 )
 from segdemo.checkpoints import CheckpointError, default_metadata, load_model, save_checkpoint
 from segdemo.dacs import (
-    AmbiguousLabelError,
     class_mix,
-    load_label,
     mask_image,
     mix_preview,
     present_classes,
@@ -36,6 +34,7 @@ from segdemo.dacs import (
 )
 from segdemo.fda import fda_preview, fda_source_to_target, resize_to, translate_image
 from segdemo.images import ImageError, load_image
+from segdemo.label_maps import AmbiguousLabelError, load_label
 from segdemo.labels import CLASS_NAMES, PALETTE, TRAIN_ID_TO_LABEL_ID, colorize, id_to_train_id
 from segdemo.models import build_model
 from segdemo.results import (

@@ -525,6 +525,17 @@ def test_cityscapes_flat_unexpected_values_name_the_file(tmp_path: Path) -> None
     assert str(path) in str(info.value)
 
 
+def test_a_same_name_label_that_reads_both_ways_is_refused_and_a_named_one_is_read(tmp_path: Path) -> None:
+    # values 0-18 without 255 are trainIds and label ids alike (road or "unlabeled"?): the name must say which
+    write_image(tmp_path / "images" / "a_leftImg8bit.png", seed=0)
+    values = np.arange(H * W).reshape(H, W) % 19
+    same_name = write_label(tmp_path / "labels" / "a_leftImg8bit.png", values)
+    with pytest.raises(DatasetError, match="labelTrainIds.png or X_gtFine_labelIds.png"):
+        Cityscapes(tmp_path, normalize=False)[0]
+    (tmp_path / "labels" / "a_leftImg8bit.png").rename(tmp_path / "labels" / "a_gtFine_labelTrainIds.png")
+    assert np.array_equal(Cityscapes(tmp_path, normalize=False)[0][1].numpy(), same_name)
+
+
 def test_cityscapes_flat_missing_split(tmp_path: Path) -> None:
     for split in ("train", "val"):
         write_image(tmp_path / "images" / split / f"a_{split}.png", seed=0)

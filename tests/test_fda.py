@@ -10,28 +10,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from benchmarks.baseline import reference_fda
 from segdemo import fda
 from segdemo.fda import amplitude_spectra, entropy_loss, fda_source_to_target
-
-
-def reference_fda(src: np.ndarray, tgt: np.ndarray, beta: float) -> np.ndarray:
-    """FDA on one 3 x H x W image with the full complex FFT, written as plainly as possible."""
-    if beta == 0:
-        return src.copy()
-    fft_src = np.fft.fft2(src, axes=(-2, -1))
-    fft_tgt = np.fft.fft2(tgt, axes=(-2, -1))
-    amp_src, pha_src = np.abs(fft_src), np.angle(fft_src)
-    amp_tgt = np.abs(fft_tgt)
-    amp_src = np.fft.fftshift(amp_src, axes=(-2, -1))
-    amp_tgt = np.fft.fftshift(amp_tgt, axes=(-2, -1))
-    h, w = src.shape[-2:]
-    b = int(np.floor(min(h, w) * beta))
-    ch, cw = h // 2, w // 2
-    amp_src[:, ch - b : ch + b + 1, cw - b : cw + b + 1] = amp_tgt[
-        :, ch - b : ch + b + 1, cw - b : cw + b + 1
-    ]
-    amp_src = np.fft.ifftshift(amp_src, axes=(-2, -1))
-    return np.real(np.fft.ifft2(amp_src * np.exp(1j * pha_src), axes=(-2, -1)))
 
 
 def _images(n: int, h: int, w: int, seed: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:

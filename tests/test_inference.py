@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from torch import nn
 
-from segdemo.checkpoints import default_metadata, load_model, save_checkpoint
+from segdemo.checkpoints import CheckpointError, default_metadata, load_model, save_checkpoint
 from segdemo.images import MAX_UPLOAD_BYTES, ImageError, load_image, to_rgb
 from segdemo.inference import Prediction, Segmenter, predict, predict_many, preprocess
 from segdemo.labels import PALETTE
@@ -583,3 +583,23 @@ def test_segment_video_failure_leaves_no_partial_file(tmp_path, colour_model):
     with pytest.raises(KeyboardInterrupt):
         segment_video(src, Segmenter(*colour_model), tmp_path / "out.webm", progress=stop)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.avi"]
+
+
+# --- Segmenter: the public entry ------------------------------------------------------------------
+
+
+def test_segmenter_from_checkpoint_segments_as_predict_does(tmp_path, bisenet):
+    model, meta = bisenet
+    folder = tmp_path / "ck"
+    save_checkpoint(model, folder, meta)
+    segmenter = Segmenter.from_checkpoint(folder)
+    assert segmenter.input_size == (64, 128) and segmenter.meta["model"] == "bisenet"
+    photo = np.asarray(noise_photo(200, 90, seed=3))
+    prediction = segmenter.segment(photo)
+    expected = predict(model, meta, photo)
+    assert prediction.train_ids.shape == (90, 200) and prediction.backend == expected.backend
+    assert (prediction.train_ids == expected.train_ids).mean() > 0.999  # the same inference form, same ids
+    segmenter.warm_up()  # builds nothing new and changes nothing
+    assert np.array_equal(segmenter.segment(photo).train_ids, prediction.train_ids)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        Segmenter.from_checkpoint(tmp_path / "missing")

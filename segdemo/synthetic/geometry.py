@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
@@ -89,12 +91,21 @@ def cv_color(color: np.ndarray) -> tuple[float, float, float]:
     return float(c[0]), float(c[1]), float(c[2])
 
 
-def local_to_screen(
-    foot: np.ndarray, scale: float, facing: int, pts: list[tuple[float, float]]
-) -> np.ndarray:
-    """A flat figure's local metres (x forward when ``facing`` is +1, y up) -> pixels, from its foot point."""
-    p = np.asarray(pts, np.float64)
-    return np.stack([foot[0] + facing * p[:, 0] * scale, foot[1] - p[:, 1] * scale], -1)
+@dataclass(frozen=True)
+class Billboard:
+    """Where a flat figure stands on screen: its foot (pixels), pixels per metre, which way it faces (+1 /
+    -1)."""
+
+    foot: np.ndarray
+    scale: float
+    facing: int
+
+    def screen(self, pts: list[tuple[float, float]]) -> np.ndarray:
+        """Local metres (x forward when facing +1, y up) -> pixels."""
+        p = np.asarray(pts, np.float64)
+        return np.stack(
+            [self.foot[0] + self.facing * p[:, 0] * self.scale, self.foot[1] - p[:, 1] * self.scale], -1
+        )
 
 
 def ellipse(cx: float, cy: float, rx: float, ry: float, n: int = 14) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import numpy as np
 
@@ -13,7 +14,7 @@ from segdemo.labels import (
     RIDER,
 )
 from segdemo.synthetic import twowheelers
-from segdemo.synthetic.geometry import ellipse, local_to_screen
+from segdemo.synthetic.geometry import Billboard, ellipse
 from segdemo.synthetic.scene import Draw, Scene
 
 
@@ -90,20 +91,6 @@ def lit(scene: Scene, colors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 @dataclass(frozen=True)
-class Billboard:
-    """Where a flat figure stands on screen: its foot (pixels), pixels per metre, which way it faces (+1 /
-    -1)."""
-
-    foot: np.ndarray
-    scale: float
-    facing: int
-
-    def screen(self, pts: list[tuple[float, float]]) -> np.ndarray:
-        """Local metres (x forward when facing +1, y up) -> pixels."""
-        return local_to_screen(self.foot, self.scale, self.facing, pts)
-
-
-@dataclass(frozen=True)
 class Pose:
     """``view`` "side" or "front" (front or back: see :func:`draw_figure`); the rest in local metres."""
 
@@ -125,6 +112,15 @@ class Outfit:
     helmet: np.ndarray | None = None
 
 
+class Joints(NamedTuple):
+    """Where a figure's hip, shoulder and head are (local metres), and whether its face shows."""
+
+    hip: tuple[float, float]
+    shoulder: tuple[float, float]
+    head: tuple[float, float]
+    face_visible: bool
+
+
 def draw_figure(scene: Scene, at: Billboard, pose: Pose, outfit: Outfit) -> None:
     """A person from simple parts: legs, torso, arms, neck and head (or helmet).
 
@@ -135,43 +131,26 @@ def draw_figure(scene: Scene, at: Billboard, pose: Pose, outfit: Outfit) -> None
     lean = 0.25 if pose.seated else 0.0
     shoulder = (hip[0] + lean, hip[1] + 0.53 - (0.05 if pose.seated else 0))
     head = (shoulder[0] + 0.04 + lean * 0.3, shoulder[1] + 0.2)
+    joints = Joints(hip, shoulder, head, face_visible)
     if pose.view == "side":
-        _side_body(scene, at, pose, outfit, hip, shoulder)
+        _side_body(scene, at, pose, outfit, joints)
     else:
-        _front_body(scene, replace(at, facing=1), pose, outfit, hip, shoulder, face_visible)
         at = replace(at, facing=1)  # from here on, front and back are drawn alike
-    _neck_and_head(scene, at, pose.view, outfit, shoulder, head, face_visible)
+        _front_body(scene, at, pose, outfit, joints)
+    _neck_and_head(scene, at, pose.view, outfit, joints)
 
 
-def _limb(
-    scene: Scene,
-    at: Billboard,
-    a: tuple[float, float],
-    b: tuple[float, float],
-    width: float,
-    color: np.ndarray,
-    label: int,
-) -> None:
-    scene.limb(at.foot, at.scale, at.facing, a, b, width, color, label)
-
-
-def _side_body(
-    scene: Scene,
-    at: Billboard,
-    pose: Pose,
-    outfit: Outfit,
-    hip: tuple[float, float],
-    shoulder: tuple[float, float],
-) -> None:
+def _side_body(scene: Scene, at: Billboard, pose: Pose, outfit: Outfit, joints: Joints) -> None:
+    hip, shoulder = joints.hip, joints.shoulder
     c, label, stride = outfit.colors, outfit.label, pose.stride
     if pose.seated:
         knee = (hip[0] + 0.35, hip[1] - 0.2)
-        _limb(scene, at, hip, knee, 0.15, c["bottom"], label)
-        _limb(scene, at, knee, pose.feet or (0.0, 0.3), 0.12, c["bottom"], label)
+        scene.limb(at, hip, knee, 0.15, c["bottom"], label)
+        scene.limb(at, knee, pose.feet or (0.0, 0.3), 0.12, c["bottom"], label)
     else:
         for sgn, shade in ((1, 0.8), (-1, 1.0)):
-            _limb(scene, at, hip, (sgn * stride, 0.08), 0.14, c["bottom"] * shade, label)
-            _limb(scene, at, (sgn * stride, 0.05), (sgn * stride + 0.12, 0.03), 0.08, c["shoes"], label)
+            scene.limb(at, hip, (sgn * stride, 0.08), 0.14, c["bottom"] * shade, label)
+            scene.limb(at, (sgn * stride, 0.05), (sgn * stride + 0.12, 0.03), 0.08, c["shoes"], label)
     torso = [
         (hip[0] - 0.12, hip[1]),
         (hip[0] + 0.12, hip[1]),
@@ -190,33 +169,26 @@ def _side_body(
         ]
         scene.canvas.fill([at.screen(pack)], c["hair"] * 0.8 + 0.1, label)
     hand = pose.hands or (shoulder[0] + stride * 0.8, hip[1] - 0.1)
-    _limb(scene, at, (shoulder[0], shoulder[1] - 0.05), hand, 0.09, c["top"] * 0.85, label)
+    scene.limb(at, (shoulder[0], shoulder[1] - 0.05), hand, 0.09, c["top"] * 0.85, label)
 
 
-def _front_body(
-    scene: Scene,
-    at: Billboard,
-    pose: Pose,
-    outfit: Outfit,
-    hip: tuple[float, float],
-    shoulder: tuple[float, float],
-    face_visible: bool,
-) -> None:
+def _front_body(scene: Scene, at: Billboard, pose: Pose, outfit: Outfit, joints: Joints) -> None:
+    hip, shoulder, face_visible = joints.hip, joints.shoulder, joints.face_visible
     c, label = outfit.colors, outfit.label
     for sgn in (-1, 1):
         if pose.seated:
-            _limb(scene, at, (sgn * 0.1, hip[1]), (sgn * 0.17, hip[1] - 0.35), 0.13, c["bottom"], label)
-            _limb(scene, at, (sgn * 0.17, hip[1] - 0.35), (sgn * 0.15, 0.3), 0.11, c["bottom"], label)
+            scene.limb(at, (sgn * 0.1, hip[1]), (sgn * 0.17, hip[1] - 0.35), 0.13, c["bottom"], label)
+            scene.limb(at, (sgn * 0.17, hip[1] - 0.35), (sgn * 0.15, 0.3), 0.11, c["bottom"], label)
         else:
-            _limb(scene, at, (sgn * 0.09, hip[1]), (sgn * 0.09, 0.08), 0.13, c["bottom"], label)
-            _limb(scene, at, (sgn * 0.09, 0.06), (sgn * 0.09, 0.0), 0.12, c["shoes"], label)
+            scene.limb(at, (sgn * 0.09, hip[1]), (sgn * 0.09, 0.08), 0.13, c["bottom"], label)
+            scene.limb(at, (sgn * 0.09, 0.06), (sgn * 0.09, 0.0), 0.12, c["shoes"], label)
     w_sh, w_hip = 0.21, 0.16
     torso = [(-w_hip, hip[1]), (w_hip, hip[1]), (w_sh, shoulder[1]), (-w_sh, shoulder[1])]
     if outfit.coat:
         torso = [(-0.22, 0.35), (0.22, 0.35), (w_sh, shoulder[1]), (-w_sh, shoulder[1])]
     for sgn in (-1, 1):
         hand = (sgn * 0.3, pose.hands[1]) if pose.hands else (sgn * 0.26, hip[1] - 0.12)
-        _limb(scene, at, (sgn * (w_sh - 0.03), shoulder[1] - 0.04), hand, 0.09, c["top"] * 0.85, label)
+        scene.limb(at, (sgn * (w_sh - 0.03), shoulder[1] - 0.04), hand, 0.09, c["top"] * 0.85, label)
     scene.canvas.fill([at.screen(torso)], c["top"], label)
     if outfit.backpack and not face_visible:
         pack = [
@@ -228,15 +200,8 @@ def _front_body(
         scene.canvas.fill([at.screen(pack)], c["hair"] * 0.8 + 0.1, None)
 
 
-def _neck_and_head(
-    scene: Scene,
-    at: Billboard,
-    view: str,
-    outfit: Outfit,
-    shoulder: tuple[float, float],
-    head: tuple[float, float],
-    face_visible: bool,
-) -> None:
+def _neck_and_head(scene: Scene, at: Billboard, view: str, outfit: Outfit, joints: Joints) -> None:
+    shoulder, head, face_visible = joints.shoulder, joints.head, joints.face_visible
     c, label, s, facing = outfit.colors, outfit.label, at.scale, at.facing
     neck = [
         (head[0] - 0.04, shoulder[1] - 0.02),
@@ -295,7 +260,7 @@ def draw_rider(
         draw_figure(scene, Billboard(foot, s, -1), pose, outfit)
     if view == "rear":  # the rear wheel and mudguard show below/through the rider's legs
         w = 0.05 if bicycle else 0.14
-        wheel = local_to_screen(foot, s, 1, [(-w, 0.0), (w, 0.0), (w, 0.55), (-w, 0.55)])
+        wheel = Billboard(foot, s, 1).screen([(-w, 0.0), (w, 0.0), (w, 0.55), (-w, 0.55)])
         scene.canvas.fill(
             [wheel], np.array([0.08, 0.08, 0.09], np.float32), BICYCLE if bicycle else MOTORCYCLE
         )

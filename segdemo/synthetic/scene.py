@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from segdemo.synthetic.geometry import Z_MIN, Camera, Canvas, local_to_screen
+from segdemo.synthetic.geometry import Z_MIN, Billboard, Camera, Canvas
 from segdemo.synthetic.plan import plan_street
 from segdemo.synthetic.styles import DomainStyle
 
@@ -116,13 +116,12 @@ class Scene:
 
     def limb(
         self,
-        foot: np.ndarray,
-        s: float,
-        facing: int,
+        at: Billboard,
         a: tuple[float, float],
         b: tuple[float, float],
         width: float,
         color: np.ndarray,
         label: int,
     ) -> None:
-        self.canvas.lines([local_to_screen(foot, s, facing, [a, b])], color, label, max(1.0, width * s))
+        """A straight stroke ``width`` metres thick between two points of a flat figure (local metres)."""
+        self.canvas.lines([at.screen([a, b])], color, label, max(1.0, width * at.scale))

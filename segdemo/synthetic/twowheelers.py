@@ -8,7 +8,7 @@ from segdemo.labels import (
     BICYCLE,
     MOTORCYCLE,
 )
-from segdemo.synthetic.geometry import ellipse, local_to_screen
+from segdemo.synthetic.geometry import Billboard, ellipse
 from segdemo.synthetic.scene import Draw, Scene
 
 
@@ -28,8 +28,8 @@ def draw_twowheeler(
     label = BICYCLE if bicycle else MOTORCYCLE
     tyre = np.array([0.08, 0.08, 0.09], np.float32)
 
-    def scr(pts: list[tuple[float, float]]) -> np.ndarray:
-        return local_to_screen(foot, s, facing, pts)
+    at = Billboard(foot, s, facing)
+    scr = at.screen
 
     if view == "rear":
         w = 0.05 if bicycle else 0.16
@@ -42,7 +42,7 @@ def draw_twowheeler(
                 label,
             )
         bar = 0.28 if bicycle else 0.38
-        scene.limb(foot, s, 1, (-bar, 1.02), (bar, 1.02), 0.04, tyre * 2, label)
+        scene.limb(Billboard(foot, s, 1), (-bar, 1.02), (bar, 1.02), 0.04, tyre * 2, label)
         return
     if bicycle:
         r, hubs = 0.34, ((-0.53, 0.34), (0.53, 0.34))
@@ -79,5 +79,5 @@ def draw_twowheeler(
         (-0.4, 0.5),
     ]
     scene.canvas.fill([scr(body)], color, label)
-    scene.limb(foot, s, facing, (0.7, 0.31), (0.5, 1.0), 0.06, np.full(3, 0.45, np.float32), label)
-    scene.limb(foot, s, facing, (0.45, 1.05), (0.6, 1.08), 0.04, tyre, label)
+    scene.limb(at, (0.7, 0.31), (0.5, 1.0), 0.06, np.full(3, 0.45, np.float32), label)
+    scene.limb(at, (0.45, 1.05), (0.6, 1.08), 0.04, tyre, label)
