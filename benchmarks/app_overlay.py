@@ -193,8 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         section_header(f"App: a {width} x {height} upload to the BiSeNet overlay", describe_device("cpu")),
         (
             f"BiSeNet at {in_w} x {in_h} "
-            f"({'checkpoint ' + args.checkpoint if args.checkpoint else 'seeded weights'}), "
-            f"{image_format} uploads of procedural street scenes, {len(page_ms)} uploads of new photos."
+            f"({'checkpoint ' + args.checkpoint if args.checkpoint else 'seeded weights'}), {image_format} "
+            f"uploads of procedural street scenes, {len(page_ms)} uploads of new photos."
         ),
         "",
         markdown_table(
@@ -206,8 +206,8 @@ def main(argv: list[str] | None = None) -> int:
                 ],
                 [
                     (
-                        "opening the page the first time: checkpoint load, its ONNX Runtime form, a sample's "
-                        "prediction"
+                        "opening the page the first time: checkpoint load, its ONNX Runtime form, a "
+                        "sample's prediction"
                     ),
                     f"{first_ms:.0f}",
                 ],
@@ -218,19 +218,16 @@ def main(argv: list[str] | None = None) -> int:
         "",
         (
             f"The stages, segdemo's functions as the page calls them ({args.repeats} rounds after "
-            f"{args.warmup} "
-            "warm-up, both runtimes taking turns on the same upload):"
+            f"{args.warmup} warm-up, both runtimes taking turns on the same upload):"
         ),
         "",
         markdown_table(["stage", "default runtime, ms", "plain PyTorch model, ms"], rows),
         "",
         (
             "The page's time beyond these stages is Streamlit's: the photo and the overlay encoded for the "
-            "browser "
-            "(JPEG, resized to the page width), the class table, the page elements. The page time runs to "
-            "the end of "
-            "the script; the browser already shows the overlay when the download buttons' PNGs are being "
-            "made."
+            "browser (JPEG, resized to the page width), the class table, the page elements. The page time "
+            "runs to the end of the script; the browser already shows the overlay when the download "
+            "buttons' PNGs are being made."
         ),
     ]
     section = "\n".join(lines)

@@ -150,8 +150,8 @@ def inference_paths(
     start = time.perf_counter()
     onnx_runner = OnnxRuntimeModel(export_onnx(model, size))
     notes.append(
-        f"ONNX export and session creation: {time.perf_counter() - start:.1f} s, once per model "
-        "(predict builds it on first use; the app when it loads a checkpoint)."
+        f"ONNX export and session creation: {time.perf_counter() - start:.1f} s, once per model (predict "
+        "builds it on first use; the app when it loads a checkpoint)."
     )
     paths.append(
         InferencePath(
@@ -265,8 +265,8 @@ def benchmark(
             f"Target: at least {TARGETS[name]}x the baseline with max |logit difference| <= {TOLERANCE:g}: "
             f"**{'met' if met else 'NOT met'}** ({base_ms / default_ms:.2f}x with the default backend, "
             f"{base_ms / eager_ms:.2f}x with the eager one; largest difference of an exact path "
-            f"{worst_diff:.1e}). "
-            f"The report's architecture FLOPs: {REPORT_GFLOPS[name]} G; the inference form does fewer "
+            f"{worst_diff:.1e}). The report's architecture FLOPs: {REPORT_GFLOPS[name]} G; the inference "
+            "form does fewer "
             + (
                 "(BatchNorm folded away, the classifier at 1/8 resolution)."
                 if name == "bisenet"
@@ -306,8 +306,7 @@ def approximate_miou_note(model: nn.Module, checkpoint: str | None, procedural: 
     exact, approximate = miou[next(iter(miou))], miou["bfloat16"]
     return (
         f"bfloat16's mIoU change, {checkpoint} on the {len(data)} procedural val images at {width} x "
-        f"{height} "
-        f"(procedural data, not Cityscapes): {exact:.2f} exact, {approximate:.2f} in bfloat16 "
+        f"{height} (procedural data, not Cityscapes): {exact:.2f} exact, {approximate:.2f} in bfloat16 "
         f"({approximate - exact:+.2f} points)."
     )
 

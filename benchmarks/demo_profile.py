@@ -119,10 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         section_header("Where the demo's time goes (one variant each kind)", describe_device("cpu")),
         (
             "Demo settings (`train.demo.demo_config`: 128x64, batch 8, 400 steps, resume state every 100 "
-            "steps), "
-            f"{args.threads} torch thread(s), medians of {args.repeats} rounds after warm-up; the estimate "
-            "is "
-            "steps x (loading + step) + saves x save + evaluation."
+            f"steps), {args.threads} torch thread(s), medians of {args.repeats} rounds after warm-up; the "
+            "estimate is steps x (loading + step) + saves x save + evaluation."
         ),
         "",
         markdown_table(
@@ -140,12 +138,10 @@ def main(argv: list[str] | None = None) -> int:
         "",
         (
             "Loading (decoding and resizing to uint8) is "
-            f"{100 * min(load_shares):.0f}-{100 * max(load_shares):.0f}% "
-            "of a step. The demo loads in its training process: on two cores a loader process would only "
-            "compete "
-            "with training for them. Augmentation is part of the step (on the batch, keyed to the step), so "
-            "an "
-            "interrupted demo resumes exactly either way. Evaluation runs once, at the end."
+            f"{100 * min(load_shares):.0f}-{100 * max(load_shares):.0f}% of a step. The demo loads in its "
+            "training process: on two cores a loader process would only compete with training for them. "
+            "Augmentation is part of the step (on the batch, keyed to the step), so an interrupted demo "
+            "resumes exactly either way. Evaluation runs once, at the end."
         ),
     ]
     section = "\n".join(lines)

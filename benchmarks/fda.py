@@ -122,16 +122,14 @@ def main(argv: list[str] | None = None) -> int:
         "",
         (
             f"CPU target: at least {CPU_TARGET:g}x, equal within {TOLERANCE:g}: "
-            f"**{'met' if cpu_met else 'NOT met'}** "
-            f"({cpu_speedup:.1f}x)."
+            f"**{'met' if cpu_met else 'NOT met'}** ({cpu_speedup:.1f}x)."
         ),
         "",
         (
             "`fda_source_to_target` computes only the window's DFT coefficients while the window has at "
-            "most "
-            f"{WINDOW_DFT_MAX_COLUMNS} spectrum columns (beta up to ~0.09 at this size), and whole real FFTs "
-            "above; "
-            "both give the reference within float rounding (`tests/test_fda.py` forces each route)."
+            f"most {WINDOW_DFT_MAX_COLUMNS} spectrum columns (beta up to ~0.09 at this size), and whole real "
+            "FFTs above; both give the reference within float rounding (`tests/test_fda.py` forces each "
+            "route)."
         ),
     ]
     gpu_met = True
@@ -173,8 +171,7 @@ def gpu_rows(
     return met, [
         (
             f"On {describe_device(device)} ({repeats} rounds after 10 warm-up, synchronised; inputs already "
-            "on the "
-            "GPU, as in training):"
+            "on the GPU, as in training):"
         ),
         "",
         markdown_table(

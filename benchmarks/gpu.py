@@ -173,8 +173,7 @@ def inference_section(name: str, args: argparse.Namespace, device: torch.device)
         section_header(f"{name} on the GPU, 1 x 3 x {height} x {width}", describe_device(device)),
         (
             f"Input already on the GPU; {args.rounds} rounds of {burst} back-to-back calls after 3 warm-up "
-            "rounds, "
-            "CUDA events, the paths taking turns; medians. Weights: "
+            "rounds, CUDA events, the paths taking turns; medians. Weights: "
             + (
                 f"checkpoint {args.checkpoint}."
                 if args.checkpoint
@@ -189,8 +188,8 @@ def inference_section(name: str, args: argparse.Namespace, device: torch.device)
         "",
         (
             f"Target on an H100: at most {LATENCY_TARGET_MS[name]:g} ms (the report: "
-            f"{REPORT_P100_MS[name]:g} ms on a "
-            f"P100): **{'met' if met else 'NOT met'}** with {best_label} ({ms[best_label]:.2f} ms)."
+            f"{REPORT_P100_MS[name]:g} ms on a P100): **{'met' if met else 'NOT met'}** with {best_label} "
+            f"({ms[best_label]:.2f} ms)."
         ),
     ]
     if args.checkpoint and meta["model"] == name:
@@ -207,8 +206,8 @@ def miou_line(name: str, model: nn.Module, device: torch.device, args: argparse.
     root = Path(args.procedural) / "cityscapes"
     if not root.is_dir():
         return (
-            f"mIoU not measured: no procedural data at {root} "
-            f"(python -m segdemo.synthetic --out {args.procedural})."
+            f"mIoU not measured: no procedural data at {root} (python -m segdemo.synthetic --out "
+            f"{args.procedural})."
         )
     _, meta = load_model(args.checkpoint)
     height, width = meta["input_size"]
@@ -380,8 +379,7 @@ def training_section(args: argparse.Namespace, device: torch.device) -> tuple[st
         (
             f"Batch {batch}, Adam, main + two auxiliary cross-entropy losses, AMP = "
             f"{PRECISION_NAMES[amp_dtype_for(torch.cuda.get_device_capability(device))]} autocast; "
-            f"{args.steps} timed "
-            "steps after warm-up."
+            f"{args.steps} timed steps after warm-up."
         ),
         "",
         markdown_table(["what", "images / s"], rows),

@@ -53,9 +53,9 @@ def render(root: Path, images: int, val: int, cpu: bool) -> tuple[Path, Path]:
         generate(root, n_source=images, n_target_train=images, n_target_val=val, size=CPU_NATIVE)
         return root / "gta5", root / "cityscapes"
     code = (
-        "import sys; from segdemo.synthetic import generate; "
-        "generate(sys.argv[1], n_source=int(sys.argv[2]), n_target_train=int(sys.argv[3]), "
-        "n_target_val=int(sys.argv[4]), size=(int(sys.argv[5]), int(sys.argv[6])))"
+        "import sys; from segdemo.synthetic import generate; generate(sys.argv[1], "
+        "n_source=int(sys.argv[2]), n_target_train=int(sys.argv[3]), n_target_val=int(sys.argv[4]), "
+        "size=(int(sys.argv[5]), int(sys.argv[6])))"
     )
     jobs = [
         (root / "source", images, 0, 0, NATIVE["gta5"]),
@@ -179,8 +179,7 @@ def sigterm_and_resume(
     ok = stopped == 130 and saved is not None and resumed.returncode == 0 and final == steps
     return (
         f"SIGTERM at step {saved}: exit {stopped}; `--resume` exit {resumed.returncode}, ended at step "
-        f"{final} "
-        f"of {steps}: **{'ok' if ok else 'FAILED'}**"
+        f"{final} of {steps}: **{'ok' if ok else 'FAILED'}**"
     ), ok
 
 
@@ -217,8 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         fraction = min(1.0, args.cap_gb * 2**30 / total)
         torch.cuda.set_per_process_memory_fraction(fraction, device)
         notes.append(
-            f"memory capped at {args.cap_gb:g} GB ({100 * fraction:.0f}% of {total / 2**30:.0f} GB), as on "
-            "a 16 GB card"
+            f"memory capped at {args.cap_gb:g} GB ({100 * fraction:.0f}% of {total / 2**30:.0f} GB), as on a "
+            "16 GB card"
         )
     common = [
         f"iterations={steps}",
@@ -293,11 +292,9 @@ def main(argv: list[str] | None = None) -> int:
         section_header("GPU check: every variant as users train it", describe_device(device)),
         (
             f"{steps} steps per run at "
-            f"{f'{CPU_SIZE}, batch 2' if cpu else 'the report sizes and batch sizes'} "
-            "(procedural data), AMP as `train run` picks it, through the training loader with the sample "
-            "cache; "
-            "images/s over the training loop (the first epoch's cache filling included, the final evaluation "
-            "not)."
+            f"{f'{CPU_SIZE}, batch 2' if cpu else 'the report sizes and batch sizes'} (procedural data), AMP "
+            "as `train run` picks it, through the training loader with the sample cache; images/s over the "
+            "training loop (the first epoch's cache filling included, the final evaluation not)."
         ),
         "",
         markdown_table(

@@ -127,14 +127,11 @@ def main(argv: list[str] | None = None) -> int:
         section_header("Training loader per CPU core, at the report's sizes", describe_device("cpu")),
         (
             f"{args.images} procedural scenes per data set rendered at the native size ({rendered:.0f} s) "
-            "and read "
-            "sample by sample in one process on one thread, from the page cache; samples per second. Before: "
-            "decode "
-            "+ label check and mapping + resize + Aug1+2 (torchvision v2, per sample) + float32 "
-            "normalisation in the "
-            "worker. After: uint8 out of the worker, augmentation and normalisation on the training device's "
-            "batch "
-            "(segdemo.augment); the first epoch also writes the sample cache, later epochs read it."
+            "and read sample by sample in one process on one thread, from the page cache; samples per "
+            "second. Before: decode + label check and mapping + resize + Aug1+2 (torchvision v2, per "
+            "sample) + float32 normalisation in the worker. After: uint8 out of the worker, augmentation "
+            "and normalisation on the training device's batch (segdemo.augment); the first epoch also "
+            "writes the sample cache, later epochs read it."
         ),
         "",
         markdown_table(
@@ -150,8 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         (
             f"Feeding a GPU that trains at R images/s takes R / {min(cached_rates):.0f} loader cores reading "
-            "the cache "
-            "at these sizes (the slower of the two rows); what a GPU trains at is measured by "
+            "the cache at these sizes (the slower of the two rows); what a GPU trains at is measured by "
             "`python -m benchmarks.gpu_check` where a GPU is lent."
         ),
     ]

@@ -93,14 +93,11 @@ def main(argv: list[str] | None = None) -> int:
             "Training memory per variant, and the largest batch per card (estimate)", describe_device("cpu")
         ),
         (
-            f"Activations kept for backward per image, measured on the CPU under bfloat16 autocast (GPU half "
+            "Activations kept for backward per image, measured on the CPU under bfloat16 autocast (GPU half "
             "precision has the same sizes); weights, gradients, Adam and half-precision copies from the "
-            "parameter "
-            f"count; estimated need = (static + batch x activations) x {MARGIN} + {CONTEXT_GB:g} GB of CUDA "
-            "context. "
-            "Largest batch = what fits that way. Not measured on a GPU: `python -m benchmarks.gpu_check` "
-            "runs the "
-            "report's batches under a 16 GB cap where a GPU is lent."
+            f"parameter count; estimated need = (static + batch x activations) x {MARGIN} + {CONTEXT_GB:g} "
+            "GB of CUDA context. Largest batch = what fits that way. Not measured on a GPU: `python -m "
+            "benchmarks.gpu_check` runs the report's batches under a 16 GB cap where a GPU is lent."
         ),
         "",
         markdown_table(

@@ -19,8 +19,8 @@ SIZES = {
 st.title("Benchmark")
 st.markdown(
     "Parameters, FLOPs (fvcore: one multiply-add counts as one, as in the report) and the latency of one "
-    "forward pass (batch 1, eval mode, after warm-up runs) of a freshly built network. Weights do not change "
-    "the timing, so no checkpoint is needed."
+    "forward pass (batch 1, eval mode, after warm-up runs) of a freshly built network. Weights do not "
+    "change the timing, so no checkpoint is needed."
 )
 
 left, middle, right = st.columns(3)

@@ -161,8 +161,8 @@ def predict_with(entry: CheckpointEntry, image: np.ndarray) -> Prediction | None
 
 def no_checkpoints_notice(what: str) -> None:
     st.info(
-        f"{what} needs a checkpoint, and there is none in `{checkpoint_root()}` yet. "
-        "Build the demo checkpoints (a button on Home) or import a course-template `.pth` there."
+        f"{what} needs a checkpoint, and there is none in `{checkpoint_root()}` yet. Build the demo "
+        "checkpoints (a button on Home) or import a course-template `.pth` there."
     )
     st.page_link(HOME, label="Go to Home", icon=":material/home:")
 

@@ -12,8 +12,8 @@ st.title("DACS: cross-domain mixed sampling")
 st.markdown(
     "DACS pastes the pixels of **half of the classes** of a labelled source image onto an unlabelled target "
     "image. The mixed image is labelled with the source label where pasted and with the **teacher's "
-    "pseudo-label** elsewhere; those target pixels are weighted by the share of the teacher's pixels "
-    "that are confident (max probability ≥ the threshold)."
+    "pseudo-label** elsewhere; those target pixels are weighted by the share of the teacher's pixels that "
+    "are confident (max probability ≥ the threshold)."
 )
 
 left, right = st.columns(2)
@@ -55,8 +55,8 @@ with right:
 prediction = common.predict_with(teacher, target.image) if teacher is not None else None
 if teacher is None:
     st.info(
-        "The pseudo-label needs a teacher checkpoint: without one the target part of the mixed label "
-        "is shown as ignore (black) and there is no weight map."
+        "The pseudo-label needs a teacher checkpoint: without one the target part of the mixed label is "
+        "shown as ignore (black) and there is no weight map."
     )
 
 mix = mix_preview(

@@ -10,10 +10,10 @@ common.ensure_navigation()
 
 st.title("FDA: Fourier domain adaptation")
 st.markdown(
-    "FDA gives a game image the *look* of a real photo without changing its *content*: the low "
-    "frequencies of the Fourier amplitude (overall colour, lighting, contrast) are copied from a target "
-    "image, the phase (edges, shapes, hence the labels) stays the source's. **β** sets the size of the "
-    "swapped window: a square of 2b+1 frequencies with b = ⌊β · min(H, W)⌋. The report trained with β = 0.01."
+    "FDA gives a game image the *look* of a real photo without changing its *content*: the low frequencies "
+    "of the Fourier amplitude (overall colour, lighting, contrast) are copied from a target image, the "
+    "phase (edges, shapes, hence the labels) stays the source's. **β** sets the size of the swapped window: "
+    "a square of 2b+1 frequencies with b = ⌊β · min(H, W)⌋. The report trained with β = 0.01."
 )
 
 left, right = st.columns(2)

@@ -19,11 +19,11 @@ root = common.checkpoint_root()
 
 st.title("Synthetic-to-real semantic segmentation")
 st.markdown(
-    "Can a network trained only on **video-game images** (GTA5, where every pixel's label comes for "
-    "free) segment **real street photos** (Cityscapes)? Trained naively, BiSeNet drops from 52.5 % mIoU "
-    "(trained on Cityscapes) to 15.1 %. This app explores how much of that gap **augmentation** "
-    "(flips, colour), **FDA** (Fourier domain adaptation) and **DACS** (cross-domain class mixing) "
-    "recover: 23.1 %, 26.4 % and 32.1 % in the report."
+    "Can a network trained only on **video-game images** (GTA5, where every pixel's label comes for free) "
+    "segment **real street photos** (Cityscapes)? Trained naively, BiSeNet drops from 52.5 % mIoU (trained "
+    "on Cityscapes) to 15.1 %. This app explores how much of that gap **augmentation** (flips, colour), "
+    "**FDA** (Fourier domain adaptation) and **DACS** (cross-domain class mixing) recover: 23.1 %, 26.4 % "
+    "and 32.1 % in the report."
 )
 
 entries = common.checkpoints(usable_only=False)
@@ -43,16 +43,16 @@ if entries:
         column_config={"mIoU": st.column_config.NumberColumn("mIoU", format="%.2f")},
     )
     st.caption(
-        "**Training data** says what each checkpoint learnt from: *procedural* = the embedded "
-        "procedural street scenes, *real* = GTA5 / Cityscapes. An mIoU **measured on procedural data is "
-        "not a Cityscapes number**; the Results page keeps the two apart."
+        "**Training data** says what each checkpoint learnt from: *procedural* = the embedded procedural "
+        "street scenes, *real* = GTA5 / Cityscapes. An mIoU **measured on procedural data is not a "
+        "Cityscapes number**; the Results page keeps the two apart."
     )
 else:
     st.info(
         f"No checkpoints in `{root}` yet. Everything else already works: **FDA** and **DACS** show the "
         "adaptation methods on procedural samples, **Results** shows the report's numbers and **Benchmark** "
-        "measures speed. To segment images, build the demo checkpoints below (CPU, no data set needed) "
-        "or import a course-template `.pth`."
+        "measures speed. To segment images, build the demo checkpoints below (CPU, no data set needed) or "
+        "import a course-template `.pth`."
     )
 
 
@@ -124,11 +124,11 @@ def demo_panel() -> None:
 
 st.subheader("Build the demo checkpoints")
 st.markdown(
-    "`python -m train demo` trains every variant of the report (source-only, Aug1, Aug2, Aug1+2, FDA, "
-    "DACS, and the Cityscapes-trained references) on the procedural two-domain data on this machine's CPU. "
-    f"The source-only baseline comes first. Measured: {jobs.DEMO_DURATION} (FDA and DACS start from the "
-    "Aug1+2 checkpoint, see docs/results.md). "
-    "Each finished variant appears above as soon as it is written, and a stopped demo resumes where it was."
+    "`python -m train demo` trains every variant of the report (source-only, Aug1, Aug2, Aug1+2, FDA, DACS, "
+    "and the Cityscapes-trained references) on the procedural two-domain data on this machine's CPU. The "
+    f"source-only baseline comes first. Measured: {jobs.DEMO_DURATION} (FDA and DACS start from the Aug1+2 "
+    "checkpoint, see docs/results.md). Each finished variant appears above as soon as it is written, and a "
+    "stopped demo resumes where it was."
 )
 running = jobs.is_running(root)
 if running:
@@ -145,8 +145,8 @@ upload = st.file_uploader(
     max_upload_size=limit_mb,
 )
 st.caption(
-    f"At most {limit_mb} MB a file; the imported checkpoints may take {quota_mb} MB in all "
-    f"(now {uploads_size(root) / 2**20:.0f} MB)."
+    f"At most {limit_mb} MB a file; the imported checkpoints may take {quota_mb} MB in all (now "
+    f"{uploads_size(root) / 2**20:.0f} MB)."
 )
 if upload is not None:
     done = st.session_state.setdefault("home_imported", {})
@@ -184,10 +184,10 @@ if st.session_state.get("home_removed"):
 st.subheader("More checkpoints")
 st.markdown("With the real data sets (see the README and `docs/training.md`):")
 st.code(
-    "make demo                                     # the procedural demo, from a shell\n"
-    ".venv/bin/python -m train list                # the eight variants of the report\n"
-    ".venv/bin/python -m train run bisenet_gta5_dacs --gta5 /data/GTA5 --cityscapes /data/Cityscapes \\\n"
-    "    --out checkpoints/bisenet_gta5_dacs\n"
-    ".venv/bin/python -m train evaluate checkpoints/bisenet_gta5_dacs --cityscapes /data/Cityscapes",
+    "make demo                                     # the procedural demo, from a shell\n.venv/bin/python "
+    "-m train list                # the eight variants of the report\n.venv/bin/python -m train run "
+    "bisenet_gta5_dacs --gta5 /data/GTA5 --cityscapes /data/Cityscapes \\\n    --out "
+    "checkpoints/bisenet_gta5_dacs\n.venv/bin/python -m train evaluate checkpoints/bisenet_gta5_dacs "
+    "--cityscapes /data/Cityscapes",
     language="bash",
 )

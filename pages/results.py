@@ -20,19 +20,17 @@ common.ensure_navigation()
 st.title("Results")
 st.markdown(
     "The report's Table 3 (BiSeNet trained on GTA5, **measured on real Cityscapes val**) and every "
-    "checkpoint "
-    "here that carries an evaluation. Each row says what it was measured on: checkpoints of the demo are "
-    "measured on **procedural data, which is not Cityscapes**; compare them with each other, and the "
-    "report's "
-    "rows with each other, not across."
+    "checkpoint here that carries an evaluation. Each row says what it was measured on: checkpoints of the "
+    "demo are measured on **procedural data, which is not Cityscapes**; compare them with each other, and "
+    "the report's rows with each other, not across."
 )
 
 frame = results_frame(all_result_rows(common.checkpoint_root()))
 checkpoint_rows = frame[frame["source"] == "checkpoint"]
 if checkpoint_rows.empty:
     st.info(
-        f"No evaluated checkpoint in `{common.checkpoint_root()}` yet: only the report's rows are shown. "
-        "The demo (Home) evaluates every checkpoint it builds."
+        f"No evaluated checkpoint in `{common.checkpoint_root()}` yet: only the report's rows are shown. The "
+        "demo (Home) evaluates every checkpoint it builds."
     )
 
 with st.expander(
@@ -58,8 +56,8 @@ with table:
     )
     st.dataframe(styled, width="stretch")
     st.caption(
-        "IoU in percent. Green: best of its column among the rows measured on the same kind of data. "
-        "The report's Cityscapes-trained rows have no per-class values in the report."
+        "IoU in percent. Green: best of its column among the rows measured on the same kind of data. The "
+        "report's Cityscapes-trained rows have no per-class values in the report."
     )
     st.download_button(
         "Download as CSV", view.to_csv().encode(), "segdemo_results.csv", "text/csv", key="results_csv"
@@ -104,8 +102,7 @@ with deltas:
             st.warning(
                 f"{common.literal(a)} and {common.literal(b)} were measured on different data "
                 f"({common.literal(view.loc[a, 'measured on'])} vs "
-                f"{common.literal(view.loc[b, 'measured on'])}): "
-                "the difference says little."
+                f"{common.literal(view.loc[b, 'measured on'])}): the difference says little."
             )
         change = delta_frame(view, a, b)
         st.dataframe(common.for_display(change, {a: ".2f", b: ".2f", "delta": "+.2f"}), width="stretch")
@@ -116,8 +113,8 @@ with deltas:
 
 with efficiency:
     st.markdown(
-        "The report's Tables 1 and 2 (Cityscapes-trained networks at 512 x 1024 on a P100 GPU). "
-        "Measure this machine on the **Benchmark** page."
+        "The report's Tables 1 and 2 (Cityscapes-trained networks at 512 x 1024 on a P100 GPU). Measure "
+        "this machine on the **Benchmark** page."
     )
     efficiency_table = profile_frame([]).drop(columns=["± ms"])
     st.dataframe(

@@ -144,8 +144,8 @@ else:
     )
     if upload is None:
         st.info(
-            "Upload a photo (PNG, JPEG, WebP, ...). Large photos are fine: the model runs at its own "
-            "input size and the result is scaled back."
+            "Upload a photo (PNG, JPEG, WebP, ...). Large photos are fine: the model runs at its own input "
+            "size and the result is scaled back."
         )
         st.stop()
     image = common.read_image(upload)

@@ -217,8 +217,8 @@ def import_template_checkpoint(
     suffix = Path(str(filename)).suffix.lower()
     if suffix not in TEMPLATE_SUFFIXES:
         raise CheckpointError(
-            f"{filename}: expected a course-template state dict ({', '.join(TEMPLATE_SUFFIXES)}); "
-            "our own checkpoints are folders written by `python -m train`"
+            f"{filename}: expected a course-template state dict ({', '.join(TEMPLATE_SUFFIXES)}); our own "
+            "checkpoints are folders written by `python -m train`"
         )
     if not data:
         raise CheckpointError(f"{filename} is empty (0 bytes)")

@@ -88,8 +88,8 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     meta_path = folder / META_FILE
     if not meta_path.is_file():
         raise CheckpointError(
-            f"{folder} has no {META_FILE}: a checkpoint folder holds {WEIGHTS_FILE} and {META_FILE} "
-            "(written by `python -m train`); for a course-template file pass the .pth itself"
+            f"{folder} has no {META_FILE}: a checkpoint folder holds {WEIGHTS_FILE} and {META_FILE} (written "
+            "by `python -m train`); for a course-template file pass the .pth itself"
         )
     try:
         meta = json.loads(meta_path.read_text())
@@ -155,8 +155,7 @@ def validate_metadata(meta: Mapping[str, Any], where: str | Path) -> None:
     if not all(8 <= v <= MAX_INPUT_SIDE and v % 8 == 0 for v in size):
         raise CheckpointError(
             f"{where}: input_size {size[0]} x {size[1]} cannot be used: both sides must be multiples of 8 "
-            "from 8 to "
-            f"{MAX_INPUT_SIDE} (the networks upsample their 1/8 features x8)"
+            f"from 8 to {MAX_INPUT_SIDE} (the networks upsample their 1/8 features x8)"
         )
     for key in ("mean", "std"):
         values = meta.get(key, IMAGENET_MEAN if key == "mean" else IMAGENET_STD)
@@ -209,8 +208,7 @@ def _claimed_bytes(path: Path) -> int:
     if packed:
         raise CheckpointError(
             f"{path.name}: its tensors are compressed ({packed[0]}), which torch.save never does: a file "
-            "built "
-            "to inflate when read is refused. Save the state dict again with torch.save."
+            "built to inflate when read is refused. Save the state dict again with torch.save."
         )
     return sum(e.file_size for e in entries)
 
@@ -223,8 +221,8 @@ def _read_state_file(path: Path) -> Any:
     if claimed > MAX_TENSOR_BYTES:
         raise CheckpointError(
             f"{path.name} holds {claimed / 2**20:,.0f} MB of tensors, more than a checkpoint of these "
-            "networks can "
-            f"({MAX_TENSOR_BYTES >> 20:,} MB with an optimiser's state): refused before reading it"
+            f"networks can ({MAX_TENSOR_BYTES >> 20:,} MB with an optimiser's state): refused before reading "
+            "it"
         )
     try:
         try:
@@ -241,9 +239,9 @@ def _read_state_file(path: Path) -> Any:
         # weights_only refuses pickles that would build arbitrary objects (and so run code); a
         # truncated file fails here too. Either way the file is not executed.
         raise CheckpointError(
-            f"cannot load {path} as a plain state dict: {str(exc).splitlines()[0]}. "
-            "Only tensors are accepted (torch.load with weights_only=True); "
-            "the file may be truncated or contain pickled code."
+            f"cannot load {path} as a plain state dict: {str(exc).splitlines()[0]}. Only tensors are "
+            "accepted (torch.load with weights_only=True); the file may be truncated or contain pickled "
+            "code."
         ) from exc
 
 

@@ -200,8 +200,8 @@ def ema_update(teacher: nn.Module, student: nn.Module, step: int, momentum: floa
     t_bufs, s_bufs = list(teacher.buffers()), list(student.buffers())
     if len(t_params) != len(s_params) or len(t_bufs) != len(s_bufs):
         raise ValueError(
-            f"teacher and student differ: {len(t_params)} vs {len(s_params)} parameters, "
-            f"{len(t_bufs)} vs {len(s_bufs)} buffers"
+            f"teacher and student differ: {len(t_params)} vs {len(s_params)} parameters, {len(t_bufs)} vs "
+            f"{len(s_bufs)} buffers"
         )
     for t, s in zip(t_params, s_params):
         if t.shape != s.shape:
@@ -313,8 +313,7 @@ def mix_preview(
     if source_label.shape != source_image.shape[:2]:
         raise ValueError(
             f"the source label is {source_label.shape[1]} x {source_label.shape[0]} pixels but the source "
-            "image "
-            f"is {source_image.shape[1]} x {source_image.shape[0]}"
+            f"image is {source_image.shape[1]} x {source_image.shape[0]}"
         )
     size = source_label.shape
     target = resize_to(target_image, size)

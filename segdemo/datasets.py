@@ -149,8 +149,8 @@ def _image_size(path: Path) -> tuple[int, int]:
 
 def _corrupt(path: Path, err: BaseException) -> DatasetError:
     return DatasetError(
-        f"cannot decode {path} ({type(err).__name__}: {err}): the file is truncated or corrupt; "
-        f"re-extract it from the dataset archive (or delete the pair and its partner file)"
+        f"cannot decode {path} ({type(err).__name__}: {err}): the file is truncated or corrupt; re-extract "
+        "it from the dataset archive (or delete the pair and its partner file)"
     )
 
 
@@ -191,18 +191,16 @@ def _to_train_ids(values: np.ndarray, kind: str, path: Path) -> np.ndarray:
         if exc.reason == "ambiguous":
             raise DatasetError(
                 f"label {path} holds only values 0-{NUM_CLASSES - 1} ({listed_values(exc.values)}), which "
-                "read as "
-                "trainIds and as label ids mean different classes: name it X_gtFine_labelTrainIds.png or "
-                "X_gtFine_labelIds.png to say which"
+                "read as trainIds and as label ids mean different classes: name it "
+                "X_gtFine_labelTrainIds.png or X_gtFine_labelIds.png to say which"
             ) from None
         train_text = f"trainIds 0-{NUM_CLASSES - 1} or {IGNORE_INDEX}"
         ids_text = f"label ids 0-{MAX_ANY_LABEL_ID}"
         expected = {_TRAIN_IDS: train_text, _LABEL_IDS: ids_text, _AUTO: f"{train_text}, or {ids_text}"}[kind]
         raise DatasetError(
             f"label {path} contains unexpected value(s) {listed_values(exc.values)}: expected {expected}. "
-            "Re-extract "
-            "the file from the dataset archive (labels must be id maps, not colour-coded or resized with "
-            "interpolation)"
+            "Re-extract the file from the dataset archive (labels must be id maps, not colour-coded or "
+            "resized with interpolation)"
         ) from None
 
 
@@ -303,8 +301,8 @@ def _label_path(entry: Any) -> Path:
 def _add_unique(table: dict[str, Any], key: str, value: Any, path: Path) -> None:
     if key in table:
         raise DatasetError(
-            f"{path} and {_label_path(table[key])} pair with the same name {key!r}: remove one of them "
-            f"(file names must be unique across city subfolders and image formats)"
+            f"{path} and {_label_path(table[key])} pair with the same name {key!r}: remove one of them (file "
+            "names must be unique across city subfolders and image formats)"
         )
     table[key] = value
 
@@ -312,15 +310,15 @@ def _add_unique(table: dict[str, Any], key: str, value: Any, path: Path) -> None
 def _find_gta5(root: Path) -> list[tuple[Path, Path]]:
     layout = f"expected {root}/images/NNNNN.png and {root}/labels/NNNNN.png"
     remedy = (
-        f"{layout} (download the GTA5 images and labels from {GTA5_URL} and unpack them so that the "
-        f"two folders sit side by side in {root})"
+        f"{layout} (download the GTA5 images and labels from {GTA5_URL} and unpack them so that the two "
+        f"folders sit side by side in {root})"
     )
     _check_dir(root, "GTA5", remedy)
     for sub in ("images", "labels"):
         if not (root / sub).is_dir():
             raise DatasetError(
-                f"GTA5 root {root} has no {sub!r} folder (it contains {_listing(root)})"
-                f"{_nested_hint(root, ('images', 'labels'))}: {remedy}"
+                f"GTA5 root {root} has no {sub!r} folder (it contains "
+                f"{_listing(root)}){_nested_hint(root, ('images', 'labels'))}: {remedy}"
             )
     image_dir, label_dir = root / "images", root / "labels"
     images: dict[str, Path] = {}
@@ -328,8 +326,8 @@ def _find_gta5(root: Path) -> list[tuple[Path, Path]]:
         _add_unique(images, p.stem, p, p)
     labels = {p.stem: p for p in _walk(label_dir, (".png",), recursive=False)}
     pair_remedy = (
-        "every images/NNNNN.png needs labels/NNNNN.png: re-extract the GTA5 label archives "
-        "(the download comes in several parts) or remove those images"
+        "every images/NNNNN.png needs labels/NNNNN.png: re-extract the GTA5 label archives (the download "
+        "comes in several parts) or remove those images"
     )
     _match(images, labels, image_dir, label_dir, f"GTA5 root {root}", remedy, pair_remedy)
     return [(images[k], labels[k]) for k in sorted(images)]
@@ -374,8 +372,8 @@ def _cityscapes_flat_dirs(root: Path, split: str, remedy: str, with_labels: bool
             if present:
                 raise DatasetError(
                     f"Cityscapes root {root} has no split {split!r}: {image_dir} only has "
-                    f"{', '.join(present)}/; "
-                    f"pass one of those as split, or add {image_dir / split} and {label_dir / split}"
+                    f"{', '.join(present)}/; pass one of those as split, or add {image_dir / split} and "
+                    f"{label_dir / split}"
                 )
     for folder in (image_dir, label_dir)[: 2 if with_labels else 1]:
         if not folder.is_dir():
@@ -421,15 +419,15 @@ def _find_cityscapes(
             else {}
         )
         label_remedy = (
-            "gtFine_trainvaltest.zip provides *_gtFine_labelIds.png for every image "
-            "(cityscapesscripts' csCreateTrainIdLabelImgs adds *_gtFine_labelTrainIds.png); re-extract it"
+            "gtFine_trainvaltest.zip provides *_gtFine_labelIds.png for every image (cityscapesscripts' "
+            "csCreateTrainIdLabelImgs adds *_gtFine_labelTrainIds.png); re-extract it"
         )
     else:
         if not (root / "images").is_dir() and not (root / split).is_dir():
             hint = _nested_hint(root, ("leftImg8bit", "gtFine")) or _nested_hint(root, ("images", "labels"))
             raise DatasetError(
-                f"Cityscapes root {root} has no recognised layout (it contains {_listing(root)})"
-                f"{hint}: {remedy}"
+                f"Cityscapes root {root} has no recognised layout (it contains {_listing(root)}){hint}: "
+                f"{remedy}"
             )
         layout = "flat"
         image_dir, label_dir = _cityscapes_flat_dirs(root, split, remedy, with_labels)
@@ -440,8 +438,8 @@ def _find_cityscapes(
             else {}
         )
         label_remedy = (
-            "every image X_leftImg8bit.png needs X_gtFine_labelTrainIds.png, X_gtFine_labelIds.png "
-            "or a label with the same file name; copy the missing labels or remove those images"
+            "every image X_leftImg8bit.png needs X_gtFine_labelTrainIds.png, X_gtFine_labelIds.png or a "
+            "label with the same file name; copy the missing labels or remove those images"
         )
 
     images: dict[str, Path] = {}
@@ -566,10 +564,9 @@ class _SegmentationDataset(Dataset):
         if label_size != image.size and image_path not in self._warned:
             self._warned.add(image_path)
             warnings.warn(
-                f"{self.name} pair {image_path} / {label_path}: image is {image.size[0]}x{image.size[1]} but "
-                "label "
-                f"is {label_size[0]}x{label_size[1]}; resizing the label to the image (nearest). "
-                f"size_mismatches() lists every such pair",
+                f"{self.name} pair {image_path} / {label_path}: image is {image.size[0]}x{image.size[1]} "
+                f"but label is {label_size[0]}x{label_size[1]}; resizing the label to the image (nearest). "
+                "size_mismatches() lists every such pair",
                 SizeMismatchWarning,
                 stacklevel=3,
             )

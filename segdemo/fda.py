@@ -55,8 +55,7 @@ def _validate(source: Any, target: Any, beta: Any) -> tuple[torch.Tensor, torch.
     if src.shape[-2:] != tgt.shape[-2:]:
         raise ValueError(
             f"source and target must have the same spatial size: source is {src.shape[-2]} x "
-            f"{src.shape[-1]}, "
-            f"target is {tgt.shape[-2]} x {tgt.shape[-1]} (resize or crop the target first)"
+            f"{src.shape[-1]}, target is {tgt.shape[-2]} x {tgt.shape[-1]} (resize or crop the target first)"
         )
     if tgt.shape[0] not in (1, src.shape[0]):
         raise ValueError(

@@ -71,8 +71,8 @@ def check_dimensions(
         raise ImageError(f"the image is {width} x {height} pixels, i.e. empty")
     if width * height > max_pixels:
         raise ImageError(
-            f"the image is {width} x {height} pixels ({_mp(width * height)}), "
-            f"the limit is {_mp(max_pixels)}; scale it down first"
+            f"the image is {width} x {height} pixels ({_mp(width * height)}), the limit is "
+            f"{_mp(max_pixels)}; scale it down first"
         )
     ratio = max(width, height) / min(width, height)
     if ratio > max_aspect:
@@ -152,8 +152,8 @@ def _bomb_message(exc: BaseException, max_pixels: int) -> str:
     found = re.search(r"\((\d+) pixels\)", str(exc))
     size = f" ({_mp(int(found.group(1)))})" if found else ""
     return (
-        f"the image is too large to decode safely{size}, the limit is {_mp(max_pixels)} "
-        "(a decompression bomb?)"
+        f"the image is too large to decode safely{size}, the limit is {_mp(max_pixels)} (a decompression "
+        "bomb?)"
     )
 
 

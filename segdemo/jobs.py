@@ -47,8 +47,8 @@ PROGRESS_FILE = ".demo_progress.json"
 LOG_FILE = ".demo.log"
 PID_FILE = ".demo.pid"
 DEMO_DURATION = (
-    "the source-only checkpoint after 2.3 min and all eight in 13.6 min on a 2-core AMD EPYC; "
-    "all eight in 30.1 min on a 2-core Intel Xeon"
+    "the source-only checkpoint after 2.3 min and all eight in 13.6 min on a 2-core AMD EPYC; all eight in "
+    "30.1 min on a 2-core Intel Xeon"
 )
 """How long ``python -m train demo`` took where it was measured (docs/results.md), for the app to show."""
 

@@ -52,12 +52,12 @@ def _label_values(picture: Any) -> tuple[np.ndarray, str]:
         raise ImageError("the label map holds fractional values (a float image), not class ids")
     if mode == "1":
         raise ImageError(
-            "the label map is a black-and-white (1-bit) image: it holds no class ids; save the ids "
-            "as a grey or palette PNG"
+            "the label map is a black-and-white (1-bit) image: it holds no class ids; save the ids as a "
+            "grey or palette PNG"
         )
     raise ImageError(
-        f"the label map is a {mode} image, which cannot hold exact class ids or colours; save it "
-        "as a PNG of ids (grey or palette) or of Cityscapes colours (RGB)"
+        f"the label map is a {mode} image, which cannot hold exact class ids or colours; save it as a PNG of "
+        "ids (grey or palette) or of Cityscapes colours (RGB)"
     )
 
 
@@ -128,8 +128,8 @@ def load_label(
             values, kind = _label_values(picture)
     except UnidentifiedImageError as exc:
         raise ImageError(
-            "a label map must be a lossless image (PNG, TIFF, BMP): JPEG or WebP would change the "
-            "class ids at every border"
+            "a label map must be a lossless image (PNG, TIFF, BMP): JPEG or WebP would change the class ids "
+            "at every border"
         ) from exc
     except ImageError:
         raise
@@ -151,7 +151,7 @@ def load_label(
         train_ids, used = _read_ids(values, encoding, declared)
     if size is not None and train_ids.shape != tuple(size):
         raise ImageError(
-            f"the label is {train_ids.shape[1]} x {train_ids.shape[0]} pixels but the image is "
-            f"{size[1]} x {size[0]}; they must match"
+            f"the label is {train_ids.shape[1]} x {train_ids.shape[0]} pixels but the image is {size[1]} x "
+            f"{size[0]}; they must match"
         )
     return train_ids, used

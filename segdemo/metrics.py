@@ -92,8 +92,8 @@ class ConfusionMatrix:
             class_axis = 1 if target_t.dim() >= 3 else 0
             if pred_t.shape[class_axis] != C:
                 raise ValueError(
-                    f"logits have {pred_t.shape[class_axis]} channels on axis {class_axis} "
-                    f"(shape {tuple(pred_t.shape)}), expected num_classes={C}"
+                    f"logits have {pred_t.shape[class_axis]} channels on axis {class_axis} (shape "
+                    f"{tuple(pred_t.shape)}), expected num_classes={C}"
                 )
             pred_t = pred_t.argmax(dim=class_axis)
         elif pred_t.is_floating_point() or pred_t.is_complex() or pred_t.dtype == torch.bool:
@@ -103,8 +103,8 @@ class ConfusionMatrix:
             )
         if pred_t.shape != target_t.shape:
             raise ValueError(
-                f"shape mismatch: pred {tuple(pred_t.shape)} vs target {tuple(target_t.shape)} "
-                "(logits must be N x C x H x W for an N x H x W target)"
+                f"shape mismatch: pred {tuple(pred_t.shape)} vs target {tuple(target_t.shape)} (logits must "
+                "be N x C x H x W for an N x H x W target)"
             )
         if pred_t.device != target_t.device:
             pred_t = pred_t.to(target_t.device)

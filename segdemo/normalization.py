@@ -19,8 +19,7 @@ def _check(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> None
     if x.ndim < 3 or x.shape[-3] != len(mean) or len(mean) != len(std):
         raise ValueError(
             f"expected a (N x) {len(mean)} x H x W tensor matching mean/std of length "
-            f"{len(mean)}/{len(std)}, "
-            f"got shape {tuple(x.shape)}"
+            f"{len(mean)}/{len(std)}, got shape {tuple(x.shape)}"
         )
 
 

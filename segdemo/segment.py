@@ -82,8 +82,8 @@ def conflicts(inputs: list[Path], outputs: list[Path], overwrite: bool = False) 
             problems.append(f"{path} is a folder: an output cannot be written there (choose another --out)")
         elif path.exists() and not overwrite and not written_by_segdemo(path):
             problems.append(
-                f"{path} already exists and was not written by this tool: it would be replaced "
-                "(pass --overwrite to replace it, or choose another --out)"
+                f"{path} already exists and was not written by this tool: it would be replaced (pass "
+                "--overwrite to replace it, or choose another --out)"
             )
     return problems
 

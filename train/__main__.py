@@ -178,8 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="per-class IoU and mIoU on the target val split",
         description=(
             "Evaluate checkpoints on Cityscapes val. One checkpoint: its metrics are written into its "
-            "metadata. "
-            "Several: the multi-band transfer (MBT) ensemble of FDA, averaging their softmax outputs."
+            "metadata. Several: the multi-band transfer (MBT) ensemble of FDA, averaging their softmax "
+            "outputs."
         ),
     )
     ev.add_argument("checkpoints", nargs="+", type=Path)
@@ -200,11 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="decode, check and resize a variant's data once, for every later run",
         description=(
             "Fill a sample cache (segdemo.sample_cache) with a variant's training, target and val images at "
-            "its "
-            "sizes, using every CPU core. Runs with the same sizes and cache_dir=DIR then read ready uint8 "
-            "arrays "
-            "instead of decoding PNGs. A run with cache_dir set fills the cache itself during its first "
-            "epoch."
+            "its sizes, using every CPU core. Runs with the same sizes and cache_dir=DIR then read ready "
+            "uint8 arrays instead of decoding PNGs. A run with cache_dir set fills the cache itself during "
+            "its first epoch."
         ),
     )
     cache.add_argument("variant")
@@ -232,9 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="a checkpoint as ONNX, checked in ONNX Runtime",
         description=(
             "Export a checkpoint (folder or course-template .pth) to ONNX: the exact inference form "
-            "(BatchNorm "
-            "folded), batch size free, normalisation and class names in the file's metadata. Written only if "
-            "ONNX Runtime reproduces the PyTorch logits within 1e-3."
+            "(BatchNorm folded), batch size free, normalisation and class names in the file's metadata. "
+            "Written only if ONNX Runtime reproduces the PyTorch logits within 1e-3."
         ),
     )
     export.add_argument("checkpoint", type=Path)

@@ -34,12 +34,12 @@ def fill_cache(config: Config, gta5: Path | None, cityscapes: Path | None, worke
         added = dataset.cache.entries() - before
         lines.append(
             f"{name}: {len(dataset)} samples ({dataset.root}) in {seconds:.1f} s, "
-            f"{len(dataset) / max(seconds, 1e-9):.1f} samples/s on {max(workers, 1)} core(s); "
-            f"{added} new entries"
+            f"{len(dataset) / max(seconds, 1e-9):.1f} samples/s on {max(workers, 1)} core(s); {added} new "
+            "entries"
         )
     lines.append(
-        f"cache: {config.cache_dir} ({data.labeled.cache.entries()} entries); "
-        f"train with cache_dir={config.cache_dir}"
+        f"cache: {config.cache_dir} ({data.labeled.cache.entries()} entries); train with "
+        f"cache_dir={config.cache_dir}"
     )
     return "\n".join(lines)
 

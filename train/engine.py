@@ -455,14 +455,12 @@ class Trainer:
             raise TrainingError(
                 f"the loss was NaN or inf in {self.config.max_nonfinite_steps} consecutive steps "
                 f"(max_nonfinite_steps), the last at step {limit_step}; stopped: those steps were skipped, "
-                "leaving "
-                f"the weights as they were. {hint}"
+                f"leaving the weights as they were. {hint}"
             )
         if final and streak:
             raise TrainingError(
                 f"the loss was NaN or inf in the last {streak} step(s), the last at step {self.step}; "
-                "stopped "
-                f"without saving a final model: the final weights give non-finite losses. {hint}"
+                f"stopped without saving a final model: the final weights give non-finite losses. {hint}"
             )
 
     def _agree_on_stop_and_save(self) -> tuple[bool, bool]:
@@ -557,8 +555,7 @@ class Trainer:
         if broken:
             raise TrainingError(
                 f"the weights became NaN or inf ({len(broken)} tensors, e.g. {broken[0]}) at step "
-                f"{self.step}; "
-                f"stopped without saving them. {self._kept_checkpoint()} Try a lower lr (now "
+                f"{self.step}; stopped without saving them. {self._kept_checkpoint()} Try a lower lr (now "
                 f"{self.config.lr})."
             )
         self.last_save = time.monotonic()
@@ -607,17 +604,15 @@ class Trainer:
         differs = resume.settings_mismatch(progress["config"], self.config.as_dict())
         if differs:
             raise TrainingError(
-                f"--resume: {self.out_dir} was trained with {differs}; start a new run "
-                "(another --out) for other settings"
+                f"--resume: {self.out_dir} was trained with {differs}; start a new run (another --out) for "
+                "other settings"
             )
         saved_world = int(progress.get("world_size", 1))
         if saved_world != self.world:
             raise TrainingError(
                 f"--resume: {self.out_dir} was trained on {saved_world} process(es) and this run has "
-                f"{self.world}: "
-                "the data order and the number of steps depend on it. Resume with the same number of "
-                "processes "
-                f"(torchrun --nproc_per_node {saved_world}), or start a new run"
+                f"{self.world}: the data order and the number of steps depend on it. Resume with the same "
+                f"number of processes (torchrun --nproc_per_node {saved_world}), or start a new run"
             )
         saved_precision = progress.get("precision", "float32")
         precision = PRECISION_NAMES[self.precision]
@@ -646,16 +641,15 @@ class Trainer:
             first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise TrainingError(
                 f"--resume: cannot load {folder / resume.TRAINER_FILE} ({first_line}); only tensors are "
-                "accepted "
-                "(torch.load weights_only=True). It may be truncated or hold pickled code; start without "
-                "--resume"
+                "accepted (torch.load weights_only=True). It may be truncated or hold pickled code; start "
+                "without --resume"
             ) from exc
         self.model.load_state_dict(model.state_dict())
         self.step, self.best_miou, self.history = progress["step"], progress["best_miou"], progress["history"]
         if saved_precision != precision and self.is_main:
             print(
-                f"resuming a run trained in {saved_precision} in {precision}"
-                f"{': the loss scale starts afresh' if precision == 'float16' else ''}",
+                f"resuming a run trained in {saved_precision} in "
+                f"{precision}{': the loss scale starts afresh' if precision == 'float16' else ''}",
                 flush=True,
             )
 

@@ -97,8 +97,8 @@ def evaluate_checkpoints(
     lines = [format_table(rows)]
     if kind == "procedural":
         lines.append(
-            "\nNote: measured on procedurally generated data, not on Cityscapes; the report's row is "
-            "shown for orientation only."
+            "\nNote: measured on procedurally generated data, not on Cityscapes; the report's row is shown "
+            "for orientation only."
         )
     if write and len(loaded) == 1:
         path = checkpoints[0]
@@ -141,8 +141,7 @@ def profile_table(
         "|---|---|---|---|---|---|---|",
         (
             f"| {model_name} | 1x3x{height}x{width} | {latency.device} | {params / 1e6:.2f}M | "
-            f"{flops / 1e9:.2f}G | "
-            f"{latency.mean_ms:.2f} ± {latency.std_ms:.2f} | {latency.fps:.1f} |"
+            f"{flops / 1e9:.2f}G | {latency.mean_ms:.2f} ± {latency.std_ms:.2f} | {latency.fps:.1f} |"
         ),
         (
             f"| {model_name} (report) | 1x3x512x1024 | P100 | {report['params']} | {report['flops']} | "

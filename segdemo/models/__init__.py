@@ -53,9 +53,9 @@ def _resolve_backbone_file(name: str, source: str | Path) -> Path:
     if not path.is_file():
         raise BackboneInitError(
             f"no ImageNet weights for the {name} backbone at {path}. This tool never downloads: fetch "
-            f"{_TORCHVISION_URLS[name]} on a machine with internet, then pass its path "
-            "(e.g. --pretrained /path/to/file.pth) or copy it to that folder. "
-            "Training from scratch also works (omit --pretrained) but converges slower."
+            f"{_TORCHVISION_URLS[name]} on a machine with internet, then pass its path (e.g. --pretrained "
+            "/path/to/file.pth) or copy it to that folder. Training from scratch also works (omit "
+            "--pretrained) but converges slower."
         )
     return path
 
@@ -86,8 +86,8 @@ def load_backbone(model: nn.Module, name: str, path: Path) -> None:
     missing = sorted(set(targets) - set(matched) - {k for k in targets if k.endswith("num_batches_tracked")})
     if missing:
         raise BackboneInitError(
-            f"{path} does not fit the {name} backbone: {len(missing)} of its tensors are missing "
-            f"or of another shape (first: {', '.join(missing[:3])})"
+            f"{path} does not fit the {name} backbone: {len(missing)} of its tensors are missing or of "
+            f"another shape (first: {', '.join(missing[:3])})"
         )
     model.load_state_dict(matched, strict=False)
 

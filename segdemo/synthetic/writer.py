@@ -64,23 +64,17 @@ def cityscapes_stem(split: str, index: int) -> tuple[str, str]:
 def _readme(out: Path, seed: int, counts: dict[str, int], size: tuple[int, int]) -> str:
     w, h = size
     return (
-        f"{_README_MARKER}\n"
-        "==================================\n\n"
-        "Procedurally generated street scenes written by segdemo.synthetic. This is NOT GTA5 and NOT\n"
-        "Cityscapes: both folders only use their file layouts (and Cityscapes label ids) so the real-data\n"
-        "loaders read them unchanged.\n\n"
-        "  gta5/        source domain (game-like look): images/NNNNN.png,\n"
-        "               labels/NNNNN.png (palette PNG of label ids)\n"
-        "  cityscapes/  target domain (photo-like look) leftImg8bit/{train,val}/<city>/...,\n"
-        "               gtFine/{train,val}/<city>/..._gtFine_labelIds.png and _gtFine_labelTrainIds.png\n\n"
-        f"seed: {seed}\n"
-        f"size: {w}x{h}\n"
-        f"source images: {counts['source']}\n"
-        f"target train images: {counts['target_train']}\n"
-        f"target val images: {counts['target_val']}\n\n"
-        "Regenerate with:\n"
-        f"  python -m segdemo.synthetic --out {out} --seed {seed} --n-source {counts['source']} "
-        f"--n-target-train {counts['target_train']} --n-target-val {counts['target_val']} --size {w}x{h}\n"
+        f"{_README_MARKER}\n==================================\n\nProcedurally generated street scenes "
+        "written by segdemo.synthetic. This is NOT GTA5 and NOT\nCityscapes: both folders only use their "
+        "file layouts (and Cityscapes label ids) so the real-data\nloaders read them unchanged.\n\n  gta5/  "
+        "      source domain (game-like look): images/NNNNN.png,\n               labels/NNNNN.png (palette "
+        "PNG of label ids)\n  cityscapes/  target domain (photo-like look) "
+        f"leftImg8bit/{{train,val}}/<city>/...,\n               "
+        f"gtFine/{{train,val}}/<city>/..._gtFine_labelIds.png and _gtFine_labelTrainIds.png\n\nseed: "
+        f"{seed}\nsize: {w}x{h}\nsource images: {counts['source']}\ntarget train images: "
+        f"{counts['target_train']}\ntarget val images: {counts['target_val']}\n\nRegenerate with:\n  python "
+        f"-m segdemo.synthetic --out {out} --seed {seed} --n-source {counts['source']} --n-target-train "
+        f"{counts['target_train']} --n-target-val {counts['target_val']} --size {w}x{h}\n"
     )
 
 

@@ -247,8 +247,8 @@ def browser() -> Iterator[object]:
     """Debian's Chromium, driven by Playwright (never a downloaded browser)."""
     if not CHROMIUM.exists():
         pytest.fail(
-            f"{CHROMIUM} is missing: the browser tests need Debian's Chromium. Install it with "
-            "`apt-get install chromium` (as root; .ci/run does this on CI)."
+            f"{CHROMIUM} is missing: the browser tests need Debian's Chromium. Install it with `apt-get "
+            "install chromium` (as root; .ci/run does this on CI)."
         )
     from playwright.sync_api import sync_playwright
 

@@ -127,8 +127,8 @@ def test_eight_sessions_at_once_one_model_and_a_video_that_blocks_no_one(
         growth, peak_growth = nine_users - one_user, nine_users_peak - one_user_peak
         print(
             f"server memory with 1 session: {one_user / 2**20:.0f} MiB (peak {one_user_peak / 2**20:.0f}); "
-            f"with {USERS + 1}: {nine_users / 2**20:.0f} MiB (peak {nine_users_peak / 2**20:.0f}); "
-            f"one model copy is {model_bytes / 2**20:.0f} MiB"
+            f"with {USERS + 1}: {nine_users / 2**20:.0f} MiB (peak {nine_users_peak / 2**20:.0f}); one model "
+            f"copy is {model_bytes / 2**20:.0f} MiB"
         )
         assert growth < 3 * model_bytes and peak_growth < 3 * model_bytes, (growth, peak_growth, model_bytes)
 
