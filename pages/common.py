@@ -29,6 +29,7 @@ CHECKPOINTS_ENV = "SEGDEMO_CHECKPOINTS"
 MAX_UPLOAD_ENV = "SEGDEMO_MAX_UPLOAD_MB"
 MAX_CHECKPOINT_ENV = "SEGDEMO_MAX_CHECKPOINT_MB"
 UPLOADS_QUOTA_ENV = "SEGDEMO_UPLOADS_QUOTA_MB"
+MAX_ZIP_ENV = "SEGDEMO_MAX_ZIP_MB"
 SAMPLE_SIZE = (640, 320)  # (width, height) of the bundled procedural samples
 SAMPLE_SEED = 0
 SAMPLE_COUNT = 100
@@ -46,6 +47,7 @@ PAGES = [  # (file, title, icon); paths are relative to app.py
     ("pages/segment.py", "Segment", ":material/image_search:"),
     ("pages/fda.py", "FDA", ":material/blur_on:"),
     ("pages/dacs.py", "DACS", ":material/join_inner:"),
+    ("pages/evaluate.py", "Evaluate", ":material/fact_check:"),
     ("pages/results.py", "Results", ":material/table_chart:"),
     ("pages/benchmark.py", "Benchmark", ":material/speed:"),
 ]
@@ -236,6 +238,12 @@ def checkpoint_upload_limit_mb() -> int:
 def uploads_quota_mb() -> int:
     """What ``checkpoints/uploads/`` may hold in all, in MB: ``$SEGDEMO_UPLOADS_QUOTA_MB``, else 2048."""
     return _megabytes(UPLOADS_QUOTA_ENV, catalogue.UPLOADS_QUOTA_BYTES)
+
+
+def zip_upload_limit_mb() -> int:
+    """The largest zip of labelled images in MB: ``$SEGDEMO_MAX_ZIP_MB``, else 500 (the browser refuses
+    larger; what it holds once extracted is checked again: :func:`segdemo.evaluation.extract_zip`)."""
+    return _megabytes(MAX_ZIP_ENV, 500 * 2**20)
 
 
 def read_image(upload: Any) -> np.ndarray | None:

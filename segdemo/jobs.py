@@ -13,6 +13,7 @@ segdemo never imports ``train``; the demo is only ever started as a command.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -30,14 +31,20 @@ __all__ = [
     "PID_FILE",
     "PROGRESS_FILE",
     "DemoStatus",
+    "EvaluationJob",
     "JobError",
+    "data_arguments",
     "demo_command",
     "demo_status",
+    "evaluation_command",
+    "evaluation_status",
     "is_running",
     "log_tail",
+    "new_job_name",
     "progress_fraction",
     "read_progress",
     "start_demo",
+    "start_evaluation",
     "stop_demo",
 ]
 
@@ -119,7 +126,7 @@ def _alive(pid: int) -> bool:
             cmdline = (proc / "cmdline").read_bytes().split(b"\0")
         except (OSError, IndexError):
             return False
-        return state != "Z" and b"train" in cmdline and b"demo" in cmdline
+        return state != "Z" and b"train" in cmdline and (b"demo" in cmdline or b"evaluate" in cmdline)
     return True
 
 
@@ -214,7 +221,11 @@ def progress_fraction(progress: dict[str, Any] | None) -> float:
 def log_tail(root: str | Path, lines: int = 15) -> str:
     """The last ``lines`` lines of the demo's log ('' when there is none); progress bars' carriage
     returns are resolved so each line reads as its latest state."""
-    path = Path(root) / LOG_FILE
+    return log_tail_of(Path(root) / LOG_FILE, lines)
+
+
+def log_tail_of(path: Path, lines: int = 15) -> str:
+    """The last ``lines`` lines of a job's log file, as :func:`log_tail` reads them."""
     try:
         with path.open("rb") as f:
             f.seek(0, os.SEEK_END)
@@ -250,3 +261,147 @@ def demo_status(root: str | Path) -> DemoStatus:
         )
         state, message = "stopped", f"stopped during {where}; start it again to continue"
     return DemoStatus(running, state, progress_fraction(progress), message, progress, pid, finished)
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluations: ``python -m train evaluate`` over a labelled set, one job folder each
+# ---------------------------------------------------------------------------------------------
+
+EVALUATIONS_DIR = ".evaluations"
+_JOB_COUNTER = itertools.count()
+"""Under the checkpoint folder: one sub-folder per evaluation job (request, progress, log, result)."""
+
+
+@dataclass
+class EvaluationJob:
+    """What the app shows about one evaluation job."""
+
+    folder: Path
+    running: bool
+    state: str
+    """"starting", "running", "done" or "failed"."""
+    fraction: float
+    message: str
+    results: list[dict[str, Any]] | None = None
+    """:meth:`segdemo.evaluation.Evaluation.to_json` of each checkpoint, once done."""
+
+
+def evaluation_command(
+    checkpoints: Sequence[str | Path],
+    data: Sequence[str],
+    folder: str | Path,
+    tta: str = "",
+    python: str | None = None,
+) -> list[str]:
+    """The command line of an evaluation job: ``data`` is its data arguments (``--procedural N``,
+    ``--images DIR --labels DIR [--label-encoding E]`` or ``--data-root DIR``)."""
+    folder = Path(folder)
+    return [
+        python or sys.executable,
+        "-m",
+        "train",
+        "evaluate",
+        *[str(Path(c).resolve()) for c in checkpoints],
+        *data,
+        *(["--tta", tta] if tta else []),
+        "--json",
+        str(folder / "result.json"),
+        "--progress",
+        str(folder / "progress.json"),
+    ]
+
+
+def new_job_name() -> str:
+    """A job folder name that sorts by time and never repeats within a process."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{next(_JOB_COUNTER)}"
+
+
+def data_arguments(spec: dict[str, Any]) -> list[str]:
+    """``python -m train evaluate``'s data arguments for a labelled set's description (see
+    :func:`segdemo.evaluation.open_labelled_set`)."""
+    source = spec.get("source")
+    if source == "procedural":
+        return ["--procedural", str(int(spec["count"]))]
+    if source == "folders":
+        return [
+            "--images",
+            str(spec["images"]),
+            "--labels",
+            str(spec["labels"]),
+            "--label-encoding",
+            str(spec.get("encoding", "auto")),
+        ]
+    if source == "root":
+        return ["--data-root", str(spec["root"])]
+    raise ValueError(f"unknown labelled set {spec!r}")
+
+
+def start_evaluation(
+    root: str | Path,
+    checkpoints: Sequence[str | Path],
+    data: Sequence[str],
+    tta: str = "",
+    job: str | None = None,
+) -> Path:
+    """Start an evaluation in the background; returns its job folder (``root/.evaluations/<job>``), where
+    :func:`evaluation_status` follows it. ``job`` names the folder (default: the time)."""
+    folder = Path(root) / EVALUATIONS_DIR / (job or new_job_name())
+    argv = evaluation_command(checkpoints, data, folder, tta)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("result.json", "progress.json"):
+            (folder / name).unlink(missing_ok=True)
+        log = (folder / "log.txt").open("ab")
+    except OSError as exc:
+        raise JobError(f"cannot write into {folder}: {exc.strerror or exc}") from exc
+    with log:
+        try:
+            child = subprocess.Popen(
+                argv,
+                cwd=str(REPO),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise JobError(f"cannot start {argv[0]}: {exc}") from exc
+    _CHILDREN[child.pid] = child
+    (folder / "job.json").write_text(json.dumps({"pid": child.pid, "started": time.time(), "command": argv}))
+    return folder
+
+
+def evaluation_status(folder: str | Path) -> EvaluationJob:
+    """An evaluation job's state, from the files in its folder."""
+    folder = Path(folder)
+    record = _read_json(folder / "job.json") or {}
+    pid = record.get("pid") if isinstance(record.get("pid"), int) else None
+    running = pid is not None and _alive(pid)
+    progress = _read_json(folder / "progress.json") or {}
+    state = str(progress.get("state") or ("starting" if running else "failed"))
+    if state == "done":
+        try:
+            results = json.loads((folder / "result.json").read_text())
+        except (OSError, ValueError):
+            results = None
+        if isinstance(results, list):
+            return EvaluationJob(folder, running, "done", 1.0, "done", results)
+        state = "failed"
+    if not running and state != "failed":
+        state = "failed"
+    if state == "failed":
+        tail = log_tail_of(folder / "log.txt", 3)
+        message = str(progress.get("message") or tail or "the evaluation ended without a result")
+        return EvaluationJob(folder, False, "failed", 0.0, message)
+    done = int(progress.get("checkpoint") or 0) + float(progress.get("image") or 0) / max(
+        float(progress.get("images") or 1), 1.0
+    )
+    fraction = min(max(done / max(int(progress.get("checkpoints") or 1), 1), 0.0), 1.0)
+    message = (
+        f"checkpoint {int(progress.get('checkpoint') or 0) + 1} of {progress.get('checkpoints', '?')}, image "
+        f"{progress.get('image', 0)} of {progress.get('images', '?')}"
+        if state == "running"
+        else "starting ..."
+    )
+    return EvaluationJob(folder, True, state, fraction, message)

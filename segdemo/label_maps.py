@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -98,23 +98,20 @@ _LABEL_PROBLEMS = {
 }
 
 
-def load_label(
-    source: Any, size: tuple[int, int] | None = None, encoding: str = "auto"
-) -> tuple[np.ndarray, str]:
-    """Decode an uploaded label map into trainIds; returns ``(H x W uint8 trainIds, encoding used)``.
+class DecodedLabel(NamedTuple):
+    """A label map as decoded, before its values are read as classes."""
 
-    Encodings (:data:`LABEL_ENCODINGS`): ``"trainIds"`` (values 0-18 and 255, e.g. the app's "mask PNG"
-    download), ``"label ids"`` (Cityscapes ``*_labelIds.png`` or GTA5 palette labels, 0-34, mapped with
-    :func:`segdemo.labels.id_to_train_id`) and ``"colours"`` (an RGB picture in the Cityscapes palette; other
-    colours become ignore). ``"auto"`` decides from the whole set of values: trainIds if they all are (or the
-    file is one of this app's masks, which say so), label ids if they all are, and
-    :class:`AmbiguousLabelError` when every value is both (no 255, all of them 0-18), so that the user says
-    which. Values that fit neither are refused, never remapped. Any mode PIL decodes (grey, palette, 16-bit,
-    with alpha, RGB, ...) works or gets one sentence. ``size`` = (height, width) the label must have.
-    Problems raise :class:`segdemo.images.ImageError`.
-    """
-    if encoding not in LABEL_ENCODINGS:
-        raise ValueError(f"encoding must be one of {LABEL_ENCODINGS}, not {encoding!r}")
+    values: np.ndarray
+    """H x W ids, or H x W x 3 colours."""
+    kind: str
+    """"ids" or "colours"."""
+    declared: str | None
+    """What the file says its ids are (this app's masks say "trainIds"), or None."""
+
+
+def decode_label(source: Any) -> DecodedLabel:
+    """Decode a label file (bytes, a path or a file-like upload) of any mode PIL reads; :class:`ImageError`
+    with one sentence when it cannot hold exact class ids or colours."""
     data = source.getvalue() if hasattr(source, "getvalue") else source
     if isinstance(data, (str, os.PathLike)):
         data = Path(data).read_bytes()
@@ -135,20 +132,64 @@ def load_label(
         raise
     except Exception as exc:  # truncated or damaged file
         raise ImageError(f"the label file could not be decoded ({str(exc)[:120]})") from exc
-    if kind == "colours":
+    return DecodedLabel(values, kind, declared)
+
+
+def _colours_to_train_ids(values: np.ndarray) -> np.ndarray:
+    """Every colour looked up in the palette; colours of no training class are ignore."""
+    codes = (values[..., 0].astype(np.int64) << 16) | (values[..., 1].astype(np.int64) << 8) | values[..., 2]
+    train_ids = np.full(codes.shape, IGNORE_INDEX, np.uint8)
+    for train_id, (r, g, b) in enumerate(PALETTE):
+        train_ids[codes == ((int(r) << 16) | (int(g) << 8) | int(b))] = train_id
+    return train_ids
+
+
+def read_label(decoded: DecodedLabel, encoding: str = "auto") -> tuple[np.ndarray, str]:
+    """``(uint8 trainIds, the encoding used)`` of a decoded label map, read as ``encoding``."""
+    if encoding not in LABEL_ENCODINGS:
+        raise ValueError(f"encoding must be one of {LABEL_ENCODINGS}, not {encoding!r}")
+    if decoded.kind == "colours":
         if encoding not in ("auto", "colours"):
             raise ImageError(f"the label map is a colour picture; it cannot be read as {encoding}")
-        # Colour-coded: look every colour up in the palette; unknown colours are ignore.
-        codes = (
-            (values[..., 0].astype(np.int64) << 16) | (values[..., 1].astype(np.int64) << 8) | values[..., 2]
-        )
-        table = {(int(r) << 16) | (int(g) << 8) | int(b): i for i, (r, g, b) in enumerate(PALETTE)}
-        train_ids = np.full(codes.shape, IGNORE_INDEX, np.uint8)
-        for code, train_id in table.items():
-            train_ids[codes == code] = train_id
-        used = "colours"
-    else:
-        train_ids, used = _read_ids(values, encoding, declared)
+        return _colours_to_train_ids(decoded.values), "colours"
+    return _read_ids(decoded.values, encoding, decoded.declared)
+
+
+def set_encoding(decoded: list[DecodedLabel]) -> str:
+    """The one encoding a whole set of label maps is read with: colours if they are colour pictures, else
+    the reading of :func:`segdemo.labels.ids_to_train_ids` for the values of all of them together (a set is
+    ambiguous only when every value of every map fits both conventions). :class:`ImageError` when the set
+    mixes colour pictures and id maps, :class:`AmbiguousLabelError` when it must be said."""
+    kinds = {d.kind for d in decoded}
+    if len(kinds) > 1:
+        raise ImageError("the label maps mix colour pictures and maps of ids; use one kind for the whole set")
+    if kinds == {"colours"}:
+        return "colours"
+    present = np.unique(
+        np.concatenate([present_values(d.values) for d in decoded] or [np.zeros(0, np.int64)])
+    )
+    declared = {d.declared for d in decoded}
+    return _read_ids(present, "auto", declared.pop() if len(declared) == 1 else None)[1]
+
+
+def load_label(
+    source: Any, size: tuple[int, int] | None = None, encoding: str = "auto"
+) -> tuple[np.ndarray, str]:
+    """Decode an uploaded label map into trainIds; returns ``(H x W uint8 trainIds, encoding used)``.
+
+    Encodings (:data:`LABEL_ENCODINGS`): ``"trainIds"`` (values 0-18 and 255, e.g. the app's "mask PNG"
+    download), ``"label ids"`` (Cityscapes ``*_labelIds.png`` or GTA5 palette labels, 0-34, mapped with
+    :func:`segdemo.labels.id_to_train_id`) and ``"colours"`` (an RGB picture in the Cityscapes palette; other
+    colours become ignore). ``"auto"`` decides from the whole set of values: trainIds if they all are (or the
+    file is one of this app's masks, which say so), label ids if they all are, and
+    :class:`AmbiguousLabelError` when every value is both (no 255, all of them 0-18), so that the user says
+    which. Values that fit neither are refused, never remapped. Any mode PIL decodes (grey, palette, 16-bit,
+    with alpha, RGB, ...) works or gets one sentence. ``size`` = (height, width) the label must have.
+    Problems raise :class:`segdemo.images.ImageError`.
+    """
+    if encoding not in LABEL_ENCODINGS:
+        raise ValueError(f"encoding must be one of {LABEL_ENCODINGS}, not {encoding!r}")
+    train_ids, used = read_label(decode_label(source), encoding)
     if size is not None and train_ids.shape != tuple(size):
         raise ImageError(
             f"the label is {train_ids.shape[1]} x {train_ids.shape[0]} pixels but the image is {size[1]} x "

@@ -230,3 +230,12 @@ class ConfusionMatrix:
             f"ConfusionMatrix(num_classes={self.num_classes}, ignore_index={self.ignore_index}, "
             f"pixels={int(self._matrix.sum())}, miou={self.miou():.4f})"
         )
+
+
+def row_normalised(confusion: np.ndarray) -> np.ndarray:
+    """A C x C confusion matrix (rows = ground truth) as the share of each true class's pixels predicted as
+    each class, in percent; NaN rows for classes absent from the ground truth."""
+    confusion = np.asarray(confusion, dtype=np.float64)
+    totals = confusion.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, 100.0 * confusion / totals, np.nan)

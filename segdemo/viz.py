@@ -135,6 +135,49 @@ def disagreement_image(
     return out
 
 
+RIGHT_COLOR, WRONG_COLOR, IGNORED_COLOR = (40, 170, 70), (220, 40, 40), (40, 40, 40)
+"""The error map's colours: the prediction is right, wrong, or the label says ignore (not scored)."""
+ONLY_A_COLOR, ONLY_B_COLOR = (40, 120, 230), (240, 160, 20)
+"""Where only checkpoint A (blue) or only checkpoint B (orange) is right."""
+
+
+def error_map(prediction: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """H x W x 3 uint8: green where ``prediction`` equals the label, red where not, dark grey where the label
+    is ignore (255)."""
+    label = _label_map(label, name="label")
+    prediction = _label_map(prediction, label.shape, "prediction")
+    out = np.empty((*label.shape, 3), np.uint8)
+    out[...] = np.where((prediction == label)[..., None], RIGHT_COLOR, WRONG_COLOR)
+    out[label == IGNORE_INDEX] = IGNORED_COLOR
+    return out
+
+
+def comparison_map(a: np.ndarray, b: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Where one prediction is right and the other wrong: ``(H x W x 3 uint8, share only A is right, share
+    only B is right)``, shares of the scored pixels. Blue: only A; orange: only B; grey: both right or
+    both wrong; dark: ignore."""
+    label = _label_map(label, name="label")
+    right_a = _label_map(a, label.shape, "a") == label
+    right_b = _label_map(b, label.shape, "b") == label
+    scored = label != IGNORE_INDEX
+    out = np.full((*label.shape, 3), 128, np.uint8)
+    out[right_a & ~right_b] = ONLY_A_COLOR
+    out[right_b & ~right_a] = ONLY_B_COLOR
+    out[~scored] = IGNORED_COLOR
+    n = max(int(scored.sum()), 1)
+    return out, float((right_a & ~right_b & scored).sum()) / n, float((right_b & ~right_a & scored).sum()) / n
+
+
+def confidence_image(confidence: np.ndarray) -> np.ndarray:
+    """H x W x 3 uint8 of a confidence map (max softmax, 1/19 .. 1): dark = unsure, bright = sure
+    (viridis)."""
+    import cv2
+
+    values = np.clip((np.asarray(confidence, np.float32) - 1 / 19) / (1 - 1 / 19), 0, 1)
+    coloured = cv2.applyColorMap(np.rint(values * 255).astype(np.uint8), cv2.COLORMAP_VIRIDIS)
+    return cv2.cvtColor(coloured, cv2.COLOR_BGR2RGB)
+
+
 def spectrum_image(
     log_amplitude: np.ndarray,
     window: Sequence[int] | None = None,

@@ -70,11 +70,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from train.evaluate import EvaluationError, evaluate_checkpoints
+    from train.evaluate import EvaluationError, evaluate_checkpoints, evaluate_labelled
 
     try:
-        print(
-            evaluate_checkpoints(
+        if args.cityscapes is not None:
+            text = evaluate_checkpoints(
                 args.checkpoints,
                 args.cityscapes,
                 device=args.device,
@@ -83,7 +83,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 full_resolution=args.full_resolution,
                 workers=args.workers,
             )
-        )
+        else:
+            if (args.images is None) != (args.labels is None):
+                raise EvaluationError("--images and --labels go together")
+            text = evaluate_labelled(
+                args.checkpoints,
+                images=args.images,
+                labels=args.labels,
+                data_root=args.data_root,
+                procedural=args.procedural,
+                label_encoding=args.label_encoding,
+                tta=args.tta,
+                device=args.device,
+                limit=args.limit,
+                write=not args.no_write,
+                per_image=args.per_image,
+                json_out=args.json,
+                progress_file=args.progress,
+            )
+        print(text)
     except EvaluationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -175,22 +193,46 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser(
         "evaluate",
-        help="per-class IoU and mIoU on the target val split",
+        help="per-class IoU, mIoU and confusions on Cityscapes val or any labelled images",
         description=(
-            "Evaluate checkpoints on Cityscapes val. One checkpoint: its metrics are written into its "
-            "metadata. Several: the multi-band transfer (MBT) ensemble of FDA, averaging their softmax "
-            "outputs."
+            "Evaluate checkpoints. With --cityscapes: on its val split at each checkpoint's input size, as "
+            "training does; one checkpoint gets the metrics written into its metadata, several are the "
+            "multi-band transfer (MBT) ensemble of FDA (softmax outputs averaged). With --images/--labels, "
+            "--data-root or --procedural: each checkpoint on its own, every image scored at its label's "
+            "resolution, with optional test-time augmentation; the result is written into the metadata under "
+            "'evaluations', keyed by the data and the protocol."
         ),
     )
     ev.add_argument("checkpoints", nargs="+", type=Path)
-    ev.add_argument("--cityscapes", type=Path, required=True)
+    data = ev.add_mutually_exclusive_group(required=True)
+    data.add_argument(
+        "--cityscapes", type=Path, help="a Cityscapes root: its val split, as training evaluates"
+    )
+    data.add_argument(
+        "--images", type=Path, help="a folder of images (labels in --labels, paired by file stem)"
+    )
+    data.add_argument(
+        "--data-root", type=Path, help="a GTA5 or Cityscapes root (val split), at native resolution"
+    )
+    data.add_argument("--procedural", type=int, metavar="N", help="the first N procedural target val scenes")
+    ev.add_argument("--labels", type=Path, help="with --images: the folder of their label maps")
+    ev.add_argument(
+        "--label-encoding",
+        default="auto",
+        choices=("auto", "trainIds", "label ids", "colours"),
+        help="how --labels hold the classes (default auto: decided from the whole set, and printed)",
+    )
+    ev.add_argument("--tta", default="", help="test-time options, any of flip,ms,slide (default none)")
+    ev.add_argument("--per-image", type=Path, metavar="FILE.csv", help="write every image's scores here")
+    ev.add_argument("--json", type=Path, metavar="FILE", help="write the full evaluations (JSON) here")
+    ev.add_argument("--progress", type=Path, metavar="FILE", help=argparse.SUPPRESS)  # the app's job file
     ev.add_argument("--device", default=None)
     ev.add_argument("--limit", type=int, default=0, help="evaluate on the first N images only")
     ev.add_argument("--no-write", action="store_true", help="do not write the metrics into the metadata")
     ev.add_argument(
         "--full-resolution",
         action="store_true",
-        help="score against the labels at their native size (2048x1024), predictions upsampled",
+        help="with --cityscapes: score against the labels at their native size, predictions upsampled",
     )
     ev.add_argument("--workers", type=int, default=0, help="loader processes (default 0: in this process)")
     ev.set_defaults(func=cmd_evaluate)

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from segdemo.checkpoints import CheckpointError, load_model, update_metadata
 from segdemo.datasets import NATIVE, Cityscapes, DatasetError
 from segdemo.evaluation import evaluate, evaluation_protocol
+from segdemo.files import atomic_write
 from segdemo.hardware import resolve_device
 from segdemo.results import format_table, report_row
 from train.data import data_kind
+
+if TYPE_CHECKING:
+    from segdemo.evaluation import LabelledSet
 
 
 class EvaluationError(RuntimeError):
@@ -119,6 +127,124 @@ def evaluate_checkpoints(
             lines.append(f"\nmetrics written into {path}")
         else:
             lines.append("\n(course-template file: metrics printed, not written; it has no metadata)")
+    return "\n".join(lines)
+
+
+def _progress_writer(path: Path | None) -> Callable[..., None]:
+    """Progress as JSON for the app (``--progress FILE``): written whole each time, never half."""
+    if path is None:
+        return lambda **_: None
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(**fields: Any) -> None:
+        text = json.dumps({**fields, "time": time.time()})
+        atomic_write(path, lambda tmp: Path(tmp).write_text(text), durable=False)
+
+    return write
+
+
+def _open_data(
+    images: Path | None,
+    labels: Path | None,
+    data_root: Path | None,
+    procedural: int | None,
+    label_encoding: str,
+    limit: int,
+) -> LabelledSet:
+    from segdemo.datasets import DatasetError
+    from segdemo.evaluation import dataset_root, image_folders, procedural_val
+
+    try:
+        if procedural is not None:
+            return procedural_val(min(procedural, limit) if limit else procedural)
+        if data_root is not None:
+            return dataset_root(data_root, "val", limit=limit)
+        kind = "procedural" if data_kind(images) == "procedural" else "unknown"  # a folder may hold anything
+        return image_folders(images, labels, encoding=label_encoding, limit=limit, kind=kind)
+    except (ValueError, DatasetError) as exc:
+        raise EvaluationError(str(exc)) from exc
+
+
+def evaluate_labelled(
+    checkpoints: list[Path],
+    images: Path | None = None,
+    labels: Path | None = None,
+    data_root: Path | None = None,
+    procedural: int | None = None,
+    label_encoding: str = "auto",
+    tta: str = "",
+    device: str | None = None,
+    limit: int = 0,
+    write: bool = True,
+    per_image: Path | None = None,
+    json_out: Path | None = None,
+    progress_file: Path | None = None,
+) -> str:
+    """Each checkpoint on a labelled set (:mod:`segdemo.evaluation`), image by image; returns the report.
+
+    The data: a folder of images with a folder of labels, a GTA5 / Cityscapes root, or procedural val scenes.
+    Each checkpoint folder gets the result in its metadata under ``evaluations`` (keyed by data and protocol);
+    ``per_image`` gets a CSV of every image's scores (several checkpoints: one file each, named after them).
+    """
+    from segdemo.datasets import DatasetError
+    from segdemo.evaluation import TestTime, evaluate_set, save_evaluation
+    from segdemo.images import ImageError
+    from segdemo.inference import Segmenter
+
+    try:
+        test_time = TestTime.parse(tta)
+    except ValueError as exc:
+        raise EvaluationError(str(exc)) from exc
+    dev = _device(device)
+    data = _open_data(images, labels, data_root, procedural, label_encoding, limit)
+    report = _progress_writer(progress_file)
+    lines = [
+        f"data: {data.description}; labels read as {data.label_encoding}; test time: {test_time.name}",
+    ]
+    results = []
+    for index, path in enumerate(checkpoints):
+        try:
+            segmenter = Segmenter.from_checkpoint(path, device=dev)
+        except CheckpointError as exc:
+            raise EvaluationError(str(exc)) from exc
+
+        def progress(done: int, total: int, index: int = index) -> None:
+            report(state="running", checkpoint=index, checkpoints=len(checkpoints), image=done, images=total)
+
+        progress(0, len(data))
+        try:
+            evaluation = evaluate_set(segmenter, data, test_time, progress, checkpoint=str(path))
+        except (ValueError, DatasetError, ImageError) as exc:  # an image or label that cannot be read
+            report(state="failed", message=str(exc))
+            raise EvaluationError(str(exc)) from exc
+        results.append(evaluation)
+        summary = evaluation.summary
+        name = segmenter.meta.get("variant") or path.name
+        lines += [
+            "",
+            f"{path}:",
+            format_table([{"variant": name, "measured_on": data.description, **summary}]),
+        ]
+        lines.append(f"pixel accuracy {summary['pixel_accuracy']:.2f}%")
+        if data.kind == "procedural":
+            lines.append("(procedural data, not Cityscapes)")
+        if write and (path.is_dir() or path.suffix == ".safetensors"):
+            save_evaluation(path, evaluation)
+            lines.append(f"written into {path} under evaluations[{evaluation.key!r}]")
+        if per_image is not None:
+            target = (
+                per_image
+                if len(checkpoints) == 1
+                else per_image.with_name(f"{per_image.stem}_{path.name}.csv")
+            )
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(evaluation.per_image_csv())
+            lines.append(f"per-image scores: {target}")
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps([e.to_json() for e in results])
+        atomic_write(json_out, lambda tmp: Path(tmp).write_text(text), durable=False)
+    report(state="done", checkpoints=len(checkpoints), images=len(data))
     return "\n".join(lines)
 
 
