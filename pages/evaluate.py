@@ -69,7 +69,7 @@ elif source == "Upload a zip of image / label pairs":
         help="auto: decided from the whole set, and said below",
     )
     if upload is not None:
-        spec = {"source": "zip", "upload": upload, "encoding": encoding}
+        spec = {"source": "zip", "upload": upload, "encoding": encoding, "name": f"uploaded {upload.name}"}
 else:
     folder = st.text_input("Folder: a GTA5 or Cityscapes root (val split)", key="eval_root")
     if folder.strip():
@@ -92,13 +92,14 @@ def start() -> None:
         try:
             images, labels = zip_folders(extract_zip(data.pop("upload").getvalue(), folder / "data"))
         except ValueError as exc:
-            st.session_state["eval_error"] = f"{data.get('name', 'the zip')}: {exc}"
+            st.session_state["eval_error"] = f"{data['name']}: {exc}"
             return
         data = {
             "source": "folders",
             "images": str(images),
             "labels": str(labels),
             "encoding": data["encoding"],
+            "name": data["name"],
         }
     try:
         jobs.start_evaluation(
@@ -124,8 +125,8 @@ def job_panel() -> None:
     if status.running:
         st.progress(status.fraction, text=f"evaluating: {status.message}")
     elif status.state == "failed":
-        st.error(f"The evaluation failed: {common.literal(status.message)}")
-        st.session_state["eval_job"] = None
+        st.session_state.update(eval_job=None, eval_error=f"The evaluation failed: {status.message}")
+        st.rerun(scope="app")
     elif status.state == "done":
         st.session_state.update(eval_job=None, eval_results=status.results)
         st.rerun(scope="app")

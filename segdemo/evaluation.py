@@ -361,16 +361,22 @@ def _files(folder: Path, extensions: Sequence[str]) -> list[Path]:
         for p in folder.rglob("*")
         if p.is_file()
         and p.suffix.lower() in extensions
-        and not any(part.startswith(".") for part in p.parts)
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
 
 
 def image_folders(
-    images: str | Path, labels: str | Path, encoding: str = "auto", limit: int = 0, kind: str = "unknown"
+    images: str | Path,
+    labels: str | Path,
+    encoding: str = "auto",
+    limit: int = 0,
+    kind: str = "unknown",
+    name: str | None = None,
 ) -> LabelledSet:
     """Images in one folder and their labels in another (sub-folders allowed), paired by file stem
-    (label endings such as ``_gtFine_labelIds`` and ``_leftImg8bit`` ignored). The labels may be trainIds,
-    label ids or Cityscapes colour pictures: with ``encoding="auto"`` the whole set decides
+    (label endings such as ``_gtFine_labelIds`` and ``_leftImg8bit`` ignored); ``name`` (e.g. an uploaded
+    zip's) names the data in the description and the metadata key instead of the folder. The labels may be
+    trainIds, label ids or Cityscapes colour pictures: with ``encoding="auto"`` the whole set decides
     (:func:`segdemo.label_maps.set_encoding`), and the result says which was used."""
     from segdemo.images import ImageError, load_image
     from segdemo.label_maps import LABEL_ENCODINGS, decode_label, read_label, set_encoding
@@ -416,8 +422,10 @@ def image_folders(
 
     skipped = f", {len(unmatched)} images without a label skipped" if unmatched else ""
     return LabelledSet(
-        description=f"{kind} image folder {images} ({len(pairs)} labelled images{skipped})",
-        key=f"folder:{images.resolve()}:{labels.resolve()}:n={len(pairs)}",
+        description=f"{kind} {name or f'image folder {images}'} ({len(pairs)} labelled images{skipped})",
+        key=f"upload:{name}:n={len(pairs)}"
+        if name
+        else f"folder:{images.resolve()}:{labels.resolve()}:n={len(pairs)}",
         kind=kind,
         label_encoding=used,
         names=[_pair_stem(p, IMAGE_SUFFIXES) for p, _ in pairs],
@@ -503,7 +511,9 @@ def open_labelled_set(spec: dict[str, Any]) -> LabelledSet:
     if source == "procedural":
         return procedural_val(int(spec["count"]))
     if source == "folders":
-        return image_folders(spec["images"], spec["labels"], encoding=spec.get("encoding", "auto"))
+        return image_folders(
+            spec["images"], spec["labels"], encoding=spec.get("encoding", "auto"), name=spec.get("name")
+        )
     if source == "root":
         return dataset_root(spec["root"])
     raise ValueError(f"unknown labelled set {spec!r}")

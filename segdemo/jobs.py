@@ -323,14 +323,9 @@ def data_arguments(spec: dict[str, Any]) -> list[str]:
     if source == "procedural":
         return ["--procedural", str(int(spec["count"]))]
     if source == "folders":
-        return [
-            "--images",
-            str(spec["images"]),
-            "--labels",
-            str(spec["labels"]),
-            "--label-encoding",
-            str(spec.get("encoding", "auto")),
-        ]
+        arguments = ["--images", str(spec["images"]), "--labels", str(spec["labels"])]
+        arguments += ["--label-encoding", str(spec.get("encoding", "auto"))]
+        return arguments + (["--data-name", str(spec["name"])] if spec.get("name") else [])
     if source == "root":
         return ["--data-root", str(spec["root"])]
     raise ValueError(f"unknown labelled set {spec!r}")

@@ -11,6 +11,7 @@ import io
 import json
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -685,3 +686,97 @@ def test_every_page_is_in_the_navigation(empty):
     pages = json.dumps([str(p) for p in at._registered_pages.values()])
     for name in ("home", "segment", "fda", "dacs", "results", "benchmark"):
         assert f"{name}.py" in pages
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluate
+# ---------------------------------------------------------------------------------------------
+
+
+def wait_for_evaluation(at: AppTest, seconds: float = 240.0) -> AppTest:
+    """Rerun the page (as its polling fragment does) until the background evaluation has a result."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        rerun(at)
+        if at.session_state["eval_job"] is None if "eval_job" in at.session_state else True:
+            break
+        time.sleep(0.5)
+    rerun(at)
+    assert not at.error, texts(at.error)
+    return at
+
+
+def labelled_zip_bytes(count: int = 2) -> bytes:
+    """A zip of procedural photos in images/ and their Cityscapes colour labels in labels/."""
+    from segdemo.labels import colorize
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for i in range(count):
+            image, label = render_scene(scene_rng(3, "target", "val", i), "target", (160, 80))
+            for folder, picture in (("images", image), ("labels", colorize(label))):
+                data = io.BytesIO()
+                Image.fromarray(picture).save(data, format="PNG")
+                archive.writestr(f"street/{folder}/scene_{i}.png", data.getvalue())
+    return buffer.getvalue()
+
+
+def test_evaluate_procedural_val_shows_scores_matrix_table_and_the_worst_images(ckpts):
+    at = open_page("evaluate")
+    at.number_input(key="eval_count").set_value(3)
+    at.multiselect(key="eval_checkpoints").set_value(["bisenet_gta5_dacs", "bisenet_gta5"])
+    rerun(at)
+    at.button(key="eval_run").click()
+    wait_for_evaluation(at)
+    assert [s.value for s in at.subheader] == ["Scores", "Confusion matrix", "Per image", "The worst images"]
+    scores, per_image = at.dataframe[0].value, at.dataframe[1].value
+    assert list(scores["checkpoint"]) == ["bisenet_gta5_dacs", "bisenet_gta5"] and len(per_image) == 3
+    assert "procedural data, not Cityscapes" in texts(at.caption)
+    assert at.get("plotly_chart")  # the row-normalised confusion matrix
+    # The worst images (all three: four asked): input, ground truth, prediction, error map, and where the two
+    # checkpoints differ.
+    assert len(at.image) == 3 * 5 and "only bisenet_gta5 (" in " ".join(captions(at))
+    at.selectbox(key="eval_sort").set_value("road")
+    rerun(at)
+    assert at.dataframe[1].value["road"].is_monotonic_increasing
+
+
+def test_evaluate_an_uploaded_zip_with_colour_labels_gives_the_clis_numbers(ckpts, tmp_path, capsys):
+    from train.__main__ import main
+
+    at = open_page("evaluate")
+    at.radio(key="eval_source").set_value("Upload a zip of image / label pairs")
+    rerun(at)
+    data = labelled_zip_bytes()
+    at.file_uploader(key="eval_zip").upload("street.zip", data)
+    rerun(at)
+    at.button(key="eval_run").click()
+    wait_for_evaluation(at)
+    assert "uploaded street.zip (2 labelled images) · labels read as **colours**" in texts(at.caption)
+    page_miou = float(at.dataframe[0].value["mIoU"][0])
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        archive.extractall(tmp_path)
+    args = [
+        "evaluate",
+        str(ckpts / "bisenet_gta5_dacs"),
+        "--images",
+        str(tmp_path / "street/images"),
+        "--labels",
+        str(tmp_path / "street/labels"),
+        "--device",
+        "cpu",
+        "--no-write",
+    ]
+    assert main(args) == 0
+    assert f"| {page_miou:.2f} |" in capsys.readouterr().out
+
+
+def test_evaluate_refuses_a_broken_zip_with_a_message(ckpts):
+    at = open_page("evaluate")
+    at.radio(key="eval_source").set_value("Upload a zip of image / label pairs")
+    rerun(at)
+    at.file_uploader(key="eval_zip").upload("street.zip", b"not a zip at all")
+    rerun(at)
+    at.button(key="eval_run").click()
+    rerun(at)
+    assert "not a zip file" in texts(at.error)

@@ -93,6 +93,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 data_root=args.data_root,
                 procedural=args.procedural,
                 label_encoding=args.label_encoding,
+                data_name=args.data_name,
                 tta=args.tta,
                 device=args.device,
                 limit=args.limit,
@@ -222,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("auto", "trainIds", "label ids", "colours"),
         help="how --labels hold the classes (default auto: decided from the whole set, and printed)",
     )
+    ev.add_argument("--data-name", help="with --images: the data's name in the report and metadata key")
     ev.add_argument("--tta", default="", help="test-time options, any of flip,ms,slide (default none)")
     ev.add_argument("--per-image", type=Path, metavar="FILE.csv", help="write every image's scores here")
     ev.add_argument("--json", type=Path, metavar="FILE", help="write the full evaluations (JSON) here")

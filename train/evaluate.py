@@ -150,6 +150,7 @@ def _open_data(
     procedural: int | None,
     label_encoding: str,
     limit: int,
+    name: str | None = None,
 ) -> LabelledSet:
     from segdemo.datasets import DatasetError
     from segdemo.evaluation import dataset_root, image_folders, procedural_val
@@ -160,7 +161,7 @@ def _open_data(
         if data_root is not None:
             return dataset_root(data_root, "val", limit=limit)
         kind = "procedural" if data_kind(images) == "procedural" else "unknown"  # a folder may hold anything
-        return image_folders(images, labels, encoding=label_encoding, limit=limit, kind=kind)
+        return image_folders(images, labels, encoding=label_encoding, limit=limit, kind=kind, name=name)
     except (ValueError, DatasetError) as exc:
         raise EvaluationError(str(exc)) from exc
 
@@ -172,6 +173,7 @@ def evaluate_labelled(
     data_root: Path | None = None,
     procedural: int | None = None,
     label_encoding: str = "auto",
+    data_name: str | None = None,
     tta: str = "",
     device: str | None = None,
     limit: int = 0,
@@ -196,7 +198,7 @@ def evaluate_labelled(
     except ValueError as exc:
         raise EvaluationError(str(exc)) from exc
     dev = _device(device)
-    data = _open_data(images, labels, data_root, procedural, label_encoding, limit)
+    data = _open_data(images, labels, data_root, procedural, label_encoding, limit, data_name)
     report = _progress_writer(progress_file)
     lines = [
         f"data: {data.description}; labels read as {data.label_encoding}; test time: {test_time.name}",

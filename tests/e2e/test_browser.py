@@ -184,7 +184,40 @@ def test_a_page_url_on_a_fresh_server_gets_the_apps_navigation(browser, checkpoi
             open_page(page, url, "fda", "FDA: Fourier domain adaptation")
             links = page.locator('[data-testid="stSidebarNav"] a').all_inner_texts()
             titles = [link.strip().split("\n")[-1] for link in links]  # each link: icon ligature, then title
-            assert titles == ["Home", "Segment", "FDA", "DACS", "Results", "Benchmark"]
+            assert titles == ["Home", "Segment", "FDA", "DACS", "Evaluate", "Results", "Benchmark"]
             assert len(image_sources(page)) >= 6
         finally:
             context.close()
+
+
+def test_evaluate_an_uploaded_zip_shows_the_matrix_and_the_gallery(page, app_url, tmp_path):
+    import zipfile
+
+    from segdemo.labels import colorize
+
+    archive_path = tmp_path / "my_streets.zip"
+    with zipfile.ZipFile(archive_path, "w") as archive:
+        for i in range(2):
+            image, label = render_scene(scene_rng(5, "target", "val", i), "target", (256, 128))
+            for folder, picture in (("images", image), ("labels", colorize(label))):
+                data = io.BytesIO()
+                Image.fromarray(picture).save(data, format="PNG")
+                archive.writestr(f"{folder}/street_{i}.png", data.getvalue())
+    open_page(page, app_url, "evaluate", "Evaluate checkpoints on labelled images")
+    page.get_by_text("Upload a zip of image / label pairs").click()
+    settle(page)
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(archive_path))
+    page.locator('[data-testid="stFileChipName"]').filter(has_text="my_streets.zip").first.wait_for()
+    settle(page)
+    page.get_by_role("button", name="Evaluate", exact=True).click()
+    wait_until(
+        lambda: (
+            page.locator('[data-testid="stPlotlyChart"]').count() == 1 and len(image_sources(page)) == 2 * 4
+        ),
+        timeout=180,
+        what="the confusion matrix and the gallery of both images",
+    )
+    settle(page)
+    assert "right / wrong / ignored" in captions(page)
+    assert page.get_by_text(re.compile("labels read as colours")).count() >= 1
+    screenshot(page, "evaluate", scroll_to=page.get_by_role("heading", name="Confusion matrix"))
