@@ -255,6 +255,37 @@ def read_image(upload: Any) -> np.ndarray | None:
         return None
 
 
+def label_inputs(key: str) -> tuple[Any, str]:
+    """An optional label-map uploader and how to read its values: ``(upload or None, encoding)``."""
+    upload = st.file_uploader(
+        "Its label map (PNG, TIFF or BMP: trainIds, Cityscapes/GTA5 label ids, or palette colours)",
+        type=["png", "tif", "tiff", "bmp"],
+        key=f"{key}_label",
+        max_upload_size=image_upload_limit_mb(),
+    )
+    encoding = st.selectbox(
+        "Read the label's values as",
+        LABEL_ENCODINGS,
+        key=f"{key}_label_encoding",
+        help="auto decides from the whole set of values and asks when they could mean either",
+    )
+    return upload, encoding
+
+
+def read_label_upload(upload: Any, shape: tuple[int, int], encoding: str) -> np.ndarray | None:
+    """An uploaded label map as trainIds of ``shape``, or None after showing why it cannot be used."""
+    try:
+        train_ids, used = load_label(upload.getvalue(), size=shape, encoding=encoding)
+    except AmbiguousLabelError as exc:
+        st.warning(f'{literal(upload.name)}: {literal(exc)} ("Read the label\'s values as", above).')
+        return None
+    except ImageError as exc:
+        st.error(f"{literal(upload.name)}: {literal(exc)}")
+        return None
+    st.caption(f"label read as {used}")
+    return train_ids
+
+
 def image_input(key: str, title: str, default_domain: str, with_label: bool = False) -> Picked | None:
     """A procedural sample (domain + number) or an uploaded image (and, ``with_label``, its label PNG)."""
     mode = st.radio(title, ["Procedural sample", "Upload"], horizontal=True, key=f"{key}_mode")
@@ -274,20 +305,7 @@ def image_input(key: str, title: str, default_domain: str, with_label: bool = Fa
     upload = st.file_uploader(
         "Image", type=IMAGE_TYPES, key=f"{key}_upload", max_upload_size=image_upload_limit_mb()
     )
-    label_upload, encoding = None, "auto"
-    if with_label:
-        label_upload = st.file_uploader(
-            "Its label map (PNG, TIFF or BMP: trainIds, Cityscapes/GTA5 label ids, or palette colours)",
-            type=["png", "tif", "tiff", "bmp"],
-            key=f"{key}_label",
-            max_upload_size=image_upload_limit_mb(),
-        )
-        encoding = st.selectbox(
-            "Read the label's values as",
-            LABEL_ENCODINGS,
-            key=f"{key}_label_encoding",
-            help="auto decides from the whole set of values and asks when they could mean either",
-        )
+    label_upload, encoding = label_inputs(key) if with_label else (None, "auto")
     if upload is None:
         st.info("Upload an image, or choose a procedural sample.")
         return None
@@ -296,16 +314,8 @@ def image_input(key: str, title: str, default_domain: str, with_label: bool = Fa
         return None
     train_ids = None
     if label_upload is not None:
-        try:
-            train_ids, used = load_label(label_upload.getvalue(), size=image.shape[:2], encoding=encoding)
-            st.caption(f"label read as {used}")
-        except AmbiguousLabelError as exc:
-            st.warning(
-                f'{literal(label_upload.name)}: {literal(exc)} ("Read the label\'s values as", above).'
-            )
-            return None
-        except ImageError as exc:
-            st.error(f"{literal(label_upload.name)}: {literal(exc)}")
+        train_ids = read_label_upload(label_upload, image.shape[:2], encoding)
+        if train_ids is None:
             return None
     return Picked(image, train_ids, upload.name)
 

@@ -7,14 +7,19 @@ import streamlit as st
 
 from pages import common
 from segdemo.catalogue import preferred_order
+from segdemo.evaluation import score_image
 from segdemo.images import ImageError
+from segdemo.labels import CLASS_NAMES, colorize
 from segdemo.video import browser_video_suffix, segment_video
 from segdemo.viz import (
     OVERLAY_ALPHA,
+    confidence_image,
     disagreement,
     disagreement_image,
+    error_map,
     label_png_bytes,
     overlay,
+    split_view,
     to_png_bytes,
 )
 
@@ -133,7 +138,7 @@ if kind == "Procedural sample":
         "Domain", list(common.DOMAINS), key="seg_domain", format_func=common.DOMAINS.__getitem__
     )
     index = right.number_input("Sample", 0, common.SAMPLE_COUNT - 1, 0, key="seg_sample")
-    image, _ = common.sample(domain, int(index))
+    image, truth = common.sample(domain, int(index))
     name = f"{domain}_{int(index)}"
 else:
     upload = source_column.file_uploader(
@@ -142,6 +147,8 @@ else:
         key="seg_upload",
         max_upload_size=common.image_upload_limit_mb(),
     )
+    with source_column.expander("Its ground truth (optional): the error map and the image's IoU"):
+        label_upload, encoding = common.label_inputs("seg")
     if upload is None:
         st.info(
             "Upload a photo (PNG, JPEG, WebP, ...). Large photos are fine: the model runs at its own input "
@@ -152,6 +159,9 @@ else:
     if image is None:
         st.stop()
     name = Path(upload.name).stem
+    truth = None
+    if label_upload is not None:
+        truth = common.read_label_upload(label_upload, image.shape[:2], encoding)
 
 predictions = {}
 for entry in selected:
@@ -162,8 +172,16 @@ if not predictions:
     st.stop()
 
 st.caption(f"Image: {image.shape[1]} x {image.shape[0]} pixels")
+view = st.radio(
+    "Show",
+    ["Overlay", "Confidence"],
+    key="seg_view",
+    horizontal=True,
+    help="Confidence: the largest class probability of each pixel (dark: unsure, bright: sure)",
+)
 panels = [("Input", image, None)] + [
-    (n, overlay(image, p.train_ids, alpha), p) for n, p in predictions.items()
+    (n, overlay(image, p.train_ids, alpha) if view == "Overlay" else confidence_image(p.confidence), p)
+    for n, p in predictions.items()
 ]
 per_row = 3 if len(panels) == 3 else 2  # photo and two checkpoints side by side in one row
 for start in range(0, len(panels), per_row):
@@ -201,6 +219,46 @@ for start in range(0, len(panels), per_row):
             )
             with st.expander("Classes present (share of pixels)", expanded=len(predictions) == 1):
                 st.dataframe(common.legend_table(prediction.train_ids), hide_index=True, width="stretch")
+
+if st.toggle("Before / after: the photo and the overlay under one slider", key="seg_compare"):
+    compared = st.selectbox("Checkpoint", list(predictions), key="seg_compare_checkpoint")
+    split = st.slider("Photo | overlay", 0, 100, 50, key="seg_split", format="%d%%")
+    st.image(
+        split_view(image, overlay(image, predictions[compared].train_ids, alpha), split / 100),
+        caption=f"left of the line: the photo; right: {common.literal(compared)}'s overlay",
+        width="stretch",
+    )
+
+# A procedural sample's label is exact, an uploaded one the user's: either opens the comparison on request (an
+# uploaded label at once).
+if truth is not None and st.toggle(
+    "Against the ground truth: error maps and this image's IoU",
+    value=kind != "Procedural sample",
+    key=f"seg_truth_{kind}",
+):
+    st.subheader("Against the ground truth")
+    columns = st.columns(1 + len(predictions))
+    columns[0].image(colorize(truth), caption="ground truth", width="stretch")
+    rows = []
+    for column, (title, prediction) in zip(columns[1:], predictions.items()):
+        _, score = score_image(prediction.train_ids, truth)
+        column.image(
+            error_map(prediction.train_ids, truth),
+            width="stretch",
+            caption=f"{common.literal(title)}: right / wrong / ignored · mIoU {score.miou:.2f}",
+        )
+        rows.append(
+            {
+                "checkpoint": title,
+                "mIoU": score.miou,
+                "pixel accuracy": score.pixel_accuracy,
+                **dict(zip(CLASS_NAMES, score.iou)),
+            }
+        )
+    st.dataframe(rows, hide_index=True, key="seg_truth_table")
+    st.caption(
+        "This image's IoU per class (percent; empty: the class is in neither the label nor the prediction)."
+    )
 
 st.subheader("Inference time")
 st.dataframe(

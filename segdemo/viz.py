@@ -178,6 +178,21 @@ def confidence_image(confidence: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(coloured, cv2.COLOR_BGR2RGB)
 
 
+def split_view(before: np.ndarray, after: np.ndarray, fraction: float, line: int = 2) -> np.ndarray:
+    """``before`` left of a vertical line at ``fraction`` of the width, ``after`` right of it (a before/after
+    slider's picture); the line is white."""
+    before, after = _rgb_image(before, "before"), _rgb_image(after, "after")
+    if before.shape != after.shape:
+        raise ValueError(f"before is {before.shape} but after is {after.shape}")
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be in [0, 1], got {fraction!r}")
+    cut = round(before.shape[1] * fraction)
+    out = after.copy()
+    out[:, :cut] = before[:, :cut]
+    out[:, max(cut - line // 2, 0) : cut + (line + 1) // 2] = 255
+    return out
+
+
 def spectrum_image(
     log_amplitude: np.ndarray,
     window: Sequence[int] | None = None,

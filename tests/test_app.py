@@ -351,6 +351,52 @@ def test_segment_sample_overlay_legend_time_and_png_downloads(ckpts, media):
     assert Image.open(io.BytesIO(picture)).size == (640, 320)
 
 
+def picture(media, at: AppTest, index: int) -> np.ndarray:
+    return np.array(Image.open(io.BytesIO(media_bytes(media, image_urls(at)[index]))).convert("RGB"))
+
+
+def test_segment_against_the_ground_truth_confidence_and_before_after(ckpts, media):
+    from segdemo.viz import IGNORED_COLOR, RIGHT_COLOR, WRONG_COLOR
+
+    at = open_page("segment")
+    at.toggle(key="seg_truth_Procedural sample").set_value(True)
+    rerun(at)
+    assert "Against the ground truth" in [s.value for s in at.subheader]
+    assert len(at.image) == 2 + 2  # photo, overlay; ground truth, error map
+    errors = picture(media, at, 3).reshape(-1, 1, 3).astype(int)  # shown as a JPEG: colours within a margin
+    nearest = np.abs(errors - np.array([RIGHT_COLOR, WRONG_COLOR, IGNORED_COLOR])).sum(axis=2)
+    assert (nearest.min(axis=1) < 60).mean() > 0.9  # right / wrong / ignored colours only
+    assert (nearest.argmin(axis=1) == 1).mean() > 0.1  # an untrained network: many errors
+    scores = at.dataframe[1].value
+    assert list(scores["checkpoint"]) == ["bisenet_gta5_dacs"] and 0 <= scores["mIoU"][0] <= 100
+    # The confidence view replaces the overlay; the before/after view adds one picture split by a line.
+    overlay_view = picture(media, at, 1)
+    at.radio(key="seg_view").set_value("Confidence")
+    rerun(at)
+    assert not np.array_equal(picture(media, at, 1), overlay_view)
+    at.toggle(key="seg_compare").set_value(True)
+    rerun(at)
+    at.slider(key="seg_split").set_value(25)
+    rerun(at)
+    split = picture(media, at, 2)
+    assert split.shape == (320, 640, 3) and split[:, 159:161].mean() > 230  # the white line at a quarter
+
+
+def test_segment_an_upload_with_its_label_shows_the_comparison_at_once(ckpts):
+    at = open_page("segment")
+    at.radio(key="seg_input").set_value("Upload a photo")
+    rerun(at)
+    _, label = render_scene(scene_rng(0, "target", "val", 1), "target", (160, 80))
+    at.file_uploader(key="seg_upload").upload("street.png", sample_png(index=1))
+    at.file_uploader(key="seg_label").upload("street_labelIds.png", label_png_bytes(label))
+    rerun(at)
+    assert "Against the ground truth" in [s.value for s in at.subheader]
+    assert "label read as trainIds" in texts(at.caption)
+    at.file_uploader(key="seg_label").upload("small.png", label_png_bytes(label[:40]))
+    rerun(at)
+    assert "they must match" in texts(at.error)
+
+
 def test_segment_opacity_domain_and_sample_controls(ckpts):
     at = open_page("segment")
     first = image_urls(at)

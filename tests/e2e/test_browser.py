@@ -104,7 +104,7 @@ def test_segment_an_uploaded_photo(page, app_url, tmp_path):
     open_page(page, app_url, "segment", "Segment a street scene")
     page.get_by_text("Upload a photo").click()
     settle(page)
-    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(photo))
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(photo))
     wait_until(lambda: len(image_sources(page)) == 2, what="the overlay")
     settle(page)
     assert captions(page)[0] == "Input" and "ms on cpu" in captions(page)[1]

@@ -70,7 +70,7 @@ def choose_input(page, option: str) -> None:
 
 def upload(page, path: Path) -> None:
     """Give the page's file uploader ``path``; returns once the browser lists the file."""
-    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(path))
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(path))
     page.locator('[data-testid="stFileChipName"]').filter(has_text=path.name).first.wait_for()
 
 
@@ -137,7 +137,7 @@ def test_eight_sessions_at_once_one_model_and_a_video_that_blocks_no_one(
         Image.fromarray(np.random.default_rng(0).integers(0, 256, (700, 700, 3), dtype=np.uint8)).save(big)
         assert big.stat().st_size > UPLOAD_LIMIT_MB * 2**20
         page = users[0]
-        page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(big))
+        page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(big))
         message = page.get_by_text(re.compile(rf"File must be {UPLOAD_LIMIT_MB}(\.0)? ?MB or smaller"))
         message.first.wait_for()
         upload(page, street_photo(tmp_path / "after.png", 304, 20))
