@@ -1,11 +1,13 @@
 """Results: per-class IoU of the report and of every evaluated checkpoint, as tables and charts."""
 
+import numpy as np
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
 from pages import common
 from segdemo.labels import CLASS_NAMES
+from segdemo.metrics import row_normalised
 from segdemo.results import (
     METRIC_COLUMNS,
     all_result_rows,
@@ -13,6 +15,8 @@ from segdemo.results import (
     delta_frame,
     profile_frame,
     results_frame,
+    seed_frame,
+    seed_groups,
 )
 
 common.ensure_navigation()
@@ -25,7 +29,8 @@ st.markdown(
     "the report's rows with each other, not across."
 )
 
-frame = results_frame(all_result_rows(common.checkpoint_root()))
+result_rows = all_result_rows(common.checkpoint_root())
+frame = results_frame(result_rows)
 checkpoint_rows = frame[frame["source"] == "checkpoint"]
 if checkpoint_rows.empty:
     st.info(
@@ -43,7 +48,9 @@ if not rows:
     st.stop()
 view = frame.loc[rows]
 
-table, bars, heatmap, deltas, efficiency = st.tabs(["Table", "mIoU", "Heatmap", "Deltas", "Efficiency"])
+table, bars, heatmap, deltas, confusions, seeds, efficiency = st.tabs(
+    ["Table", "mIoU", "Heatmap", "Deltas", "Confusions", "Across seeds", "Efficiency"]
+)
 
 with table:
     best = best_per_class(view)
@@ -110,6 +117,45 @@ with deltas:
             change.reset_index(), x="metric", y="delta", labels={"delta": f"{b} − {a} (IoU points)"}
         )
         st.plotly_chart(figure, width="stretch", key="results_delta_bar")
+
+with confusions:
+    matrices = {
+        row["label"]: row["confusion"] for row in result_rows if row.get("confusion") and row["label"] in rows
+    }
+    if not matrices:
+        st.info(
+            "No chosen row has a confusion matrix (evaluations record one since version 0.1.0 of 2026-12)."
+        )
+    else:
+        labels = list(matrices)
+        columns = st.columns(2)
+        for side, (column, default) in enumerate(zip(columns, (0, min(1, len(labels) - 1)))):
+            with column:
+                chosen_row = st.selectbox("Row", labels, index=default, key=f"results_cm_{side}")
+                figure = px.imshow(
+                    row_normalised(np.asarray(matrices[chosen_row])),
+                    x=list(CLASS_NAMES),
+                    y=list(CLASS_NAMES),
+                    labels={"x": "predicted", "y": "ground truth", "color": "%"},
+                    color_continuous_scale="Viridis",
+                    zmin=0,
+                    zmax=100,
+                    aspect="equal",
+                )
+                figure.update_layout(height=520, margin={"l": 10, "r": 10, "t": 10, "b": 10})
+                st.plotly_chart(figure, width="stretch", key=f"results_cm_chart_{side}")
+        st.caption("Row-normalised: where each true class's pixels went, in percent; the diagonal is recall.")
+
+with seeds:
+    groups = seed_groups([row for row in result_rows if row.get("label") in rows])
+    if not groups:
+        st.info(
+            "No variant among the chosen rows was trained with two or more seeds on the same data. Train one "
+            "again with `seed=1` (`python -m train run VARIANT seed=1 --out ...`) and evaluate both."
+        )
+    else:
+        st.dataframe(seed_frame(groups), hide_index=True, width="stretch", key="results_seed_table")
+        st.caption("Mean ± sample standard deviation over the seeds, in IoU points.")
 
 with efficiency:
     st.markdown(

@@ -55,6 +55,12 @@ class CheckpointEntry:
     """The evaluation's data, in words."""
     eval_kind: str = "unknown"
     """What the evaluation was measured on: one of :data:`DATA_KINDS`."""
+    confusion: list[list[int]] | None = None
+    """The evaluation's 19 x 19 confusion matrix (rows = ground truth), where it was recorded."""
+    seed: int | None = None
+    """The training seed, for telling repeats of one variant apart."""
+    evaluations: Mapping[str, Any] | None = None
+    """Further evaluations (``train evaluate --images ...``, the Evaluate page), by data and protocol."""
     input_size: list[int] | None = None
     steps: int | None = None
     error: str | None = None
@@ -153,6 +159,13 @@ def describe_checkpoint(path: str | Path, root: str | Path | None = None) -> Che
                 "iou": metrics.get("iou") if isinstance(metrics.get("iou"), Mapping) else None,
                 "measured_on": metrics.get("eval_data") if "miou" in metrics else None,
                 "eval_kind": eval_kind(metrics),
+                "confusion": metrics.get("confusion") if "miou" in metrics else None,
+                "seed": (meta.get("config") or {}).get("seed")
+                if isinstance(meta.get("config"), Mapping)
+                else None,
+                "evaluations": meta.get("evaluations")
+                if isinstance(meta.get("evaluations"), Mapping)
+                else None,
             }
             validate_metadata(meta, path.name)
         else:

@@ -100,36 +100,123 @@ DATA_LABELS = {
 
 
 def evaluation_rows(root: str | Path = "checkpoints") -> list[dict[str, Any]]:
-    """Rows like :func:`report_rows` for every evaluated checkpoint folder under ``root``.
+    """Rows like :func:`report_rows` for every evaluation of a checkpoint folder under ``root``: the one in
+    its ``metrics`` (training's, or ``train evaluate --cityscapes``) and each of its ``evaluations`` (other
+    data or protocols).
 
     Extra keys: ``label`` (unique, names the data kind), ``name`` (the folder relative to ``root``),
-    ``data`` ("procedural" | "real" | "unknown", from the evaluation's description) and
-    ``train_data`` (what the checkpoint was trained on).
+    ``data`` ("procedural" | "real" | "unknown", from the evaluation's description), ``train_data`` (what the
+    checkpoint was trained on), ``seed`` (its training seed, or None) and ``confusion`` (the 19 x 19 matrix,
+    or None where it was not recorded).
     """
     rows = []
     for entry in list_checkpoints(root):
-        if not entry.usable or entry.format != "folder" or entry.miou is None:
+        if not entry.usable or entry.format != "folder":
             continue
-        iou = entry.iou or {}
-        rows.append(
+        common = {
+            "name": entry.name,
+            "source": entry.name,
+            "variant": entry.variant,
+            "model": entry.model,
+            "method": None,
+            "train_data": entry.train_data,
+            "seed": entry.seed,
+            "latency_ms": None,
+            "flops": None,
+            "params": None,
+        }
+        if entry.miou is not None:
+            iou = entry.iou or {}
+            rows.append(
+                {
+                    **common,
+                    "label": f"{entry.name} ({entry.eval_kind})",
+                    "data": entry.eval_kind,
+                    "measured_on": entry.measured_on or "unknown data",
+                    "miou": entry.miou,
+                    "iou": {name: iou.get(name) for name in CLASS_NAMES},
+                    "confusion": entry.confusion,
+                }
+            )
+        for key, record in (entry.evaluations or {}).items():
+            if not isinstance(record, dict) or "miou" not in record:
+                continue
+            iou = record.get("iou") or {}
+            tta = (record.get("protocol") or {}).get("test_time", {}).get("name", "none")
+            kind = record.get("eval_kind", "unknown")
+            rows.append(
+                {
+                    **common,
+                    "label": f"{entry.name} ({kind}: {record.get('eval_data', key)}, test time {tta})",
+                    "data": kind if kind in DATA_LABELS else "unknown",
+                    "measured_on": f"{record.get('eval_data', key)}, test time {tta}",
+                    "miou": record["miou"],
+                    "iou": {name: iou.get(name) for name in CLASS_NAMES},
+                    "confusion": record.get("confusion"),
+                }
+            )
+    return rows
+
+
+def seed_groups(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows that share a variant, a model, the data they were measured on and its kind, and differ only in
+    their training seed (two seeds or more): one summary per group with ``seeds`` (sorted), ``miou`` and
+    ``iou`` as ``(mean, sample std)`` pairs in IoU points (NaN where a class was never scored)."""
+    import statistics
+
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for row in rows:
+        if row.get("seed") is None or row.get("miou") is None:
+            continue
+        groups.setdefault((row["variant"], row["model"], row["measured_on"], row["data"]), []).append(row)
+
+    def spread(values: list[float | None]) -> tuple[float, float]:
+        known = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+        if not known:
+            return math.nan, math.nan
+        return statistics.fmean(known), statistics.stdev(known) if len(known) > 1 else 0.0
+
+    summaries = []
+    for (variant, model, measured_on, data), members in groups.items():
+        seeds = sorted({row["seed"] for row in members})
+        if len(seeds) < 2:
+            continue
+        summaries.append(
             {
-                "source": entry.name,
-                "name": entry.name,
-                "label": f"{entry.name} ({entry.eval_kind})",
-                "variant": entry.variant,
-                "model": entry.model,
-                "method": None,
-                "data": entry.eval_kind,
-                "train_data": entry.train_data,
-                "measured_on": entry.measured_on or "unknown data",
-                "miou": entry.miou,
-                "iou": {name: iou.get(name) for name in CLASS_NAMES},
-                "latency_ms": None,
-                "flops": None,
-                "params": None,
+                "variant": variant,
+                "model": model,
+                "measured_on": measured_on,
+                "data": data,
+                "seeds": seeds,
+                "runs": len(members),
+                "miou": spread([row["miou"] for row in members]),
+                "iou": {name: spread([row["iou"].get(name) for row in members]) for name in CLASS_NAMES},
             }
         )
-    return rows
+    return summaries
+
+
+def seed_frame(summaries: list[dict[str, Any]]) -> Any:
+    """:func:`seed_groups` as a table of "mean ± std" strings: one line per variant and data."""
+    import pandas as pd
+
+    def cell(pair: tuple[float, float]) -> str:
+        mean, std = pair
+        return "" if math.isnan(mean) else f"{mean:.2f} ± {std:.2f}"
+
+    records = [
+        {
+            "variant": group["variant"],
+            "measured on": group["measured_on"],
+            "seeds": ", ".join(str(seed) for seed in group["seeds"]),
+            "mIoU": cell(group["miou"]),
+            **{name: cell(group["iou"][name]) for name in CLASS_NAMES},
+        }
+        for group in summaries
+    ]
+    return pd.DataFrame.from_records(
+        records, columns=["variant", "measured on", "seeds", "mIoU", *CLASS_NAMES]
+    )
 
 
 def labelled_report_rows() -> list[dict[str, Any]]:

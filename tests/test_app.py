@@ -826,3 +826,40 @@ def test_evaluate_refuses_a_broken_zip_with_a_message(ckpts):
     at.button(key="eval_run").click()
     rerun(at)
     assert "not a zip file" in texts(at.error)
+
+
+def test_results_confusions_side_by_side_and_seeds_as_mean_and_std(tmp_path, monkeypatch, bisenet_state):
+    from segdemo.results import seed_groups
+
+    confusion = (np.eye(19, dtype=int) * 90 + 1).tolist()
+    for seed, miou in ((0, 20.0), (1, 24.0), (2, 25.0)):
+        meta = default_metadata(
+            "bisenet",
+            input_size=[64, 128],
+            variant="bisenet_gta5_aug12",
+            train_data={"kind": "procedural"},
+            config={"seed": seed},
+            metrics={**_metrics(miou), "eval_kind": "procedural", "confusion": confusion},
+        )
+        model = build_model("bisenet")
+        model.load_state_dict(bisenet_state)
+        save_checkpoint(model, tmp_path / f"aug12_seed{seed}", meta)
+    monkeypatch.setenv("SEGDEMO_CHECKPOINTS", str(tmp_path))
+    at = open_page("results")
+    seeds = next(d.value for d in at.dataframe if "seeds" in d.value.columns)
+    assert list(seeds["seeds"]) == ["0, 1, 2"] and seeds["mIoU"][0] == "23.00 ± 2.65"  # mean and sample std
+    assert len(at.get("plotly_chart")) >= 2 + 2  # bars, heatmap ... and the two confusion matrices
+    groups = seed_groups(
+        [
+            {
+                "variant": "v",
+                "model": "m",
+                "measured_on": "d",
+                "data": "real",
+                "seed": 0,
+                "miou": 10.0,
+                "iou": {},
+            }
+        ]
+    )
+    assert groups == []  # one seed alone is no spread

@@ -505,6 +505,7 @@ class Trainer:
                         "miou": summary["miou"],
                         "pixel_accuracy": summary["pixel_accuracy"],
                         "iou": summary["iou"],
+                        "confusion": matrix.matrix.cpu().tolist(),
                         "step": self.step,
                         "selected_by": "final step" if not self.config.eval_every else "best val mIoU",
                     }

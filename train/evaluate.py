@@ -121,6 +121,7 @@ def evaluate_checkpoints(
                     "miou": summary["miou"],
                     "pixel_accuracy": summary["pixel_accuracy"],
                     "iou": summary["iou"],
+                    "confusion": matrix.matrix.cpu().tolist(),
                     "selected_by": first.get("metrics", {}).get("selected_by", "evaluate"),
                 },
             )
