@@ -1,5 +1,7 @@
 """Results: per-class IoU of the report and of every evaluated checkpoint, as tables and charts."""
 
+from pathlib import Path
+
 import numpy as np
 import plotly.express as px
 import plotly.graph_objects as go
@@ -18,6 +20,7 @@ from segdemo.results import (
     seed_frame,
     seed_groups,
 )
+from segdemo.study import StudyImage, build_study
 
 common.ensure_navigation()
 
@@ -166,4 +169,58 @@ with efficiency:
     st.dataframe(
         common.for_display(efficiency_table, {"mIoU": ".2f", "latency ms": ".2f", "FPS": ".1f"}),
         width="stretch",
+    )
+
+st.subheader("Export a study")
+st.caption(
+    "One HTML file to present from (works offline; printed from a browser, a page per section): the chosen "
+    "checkpoints beside the report, charts, efficiency measured here, images through every checkpoint, FDA "
+    "and DACS panels. The same as `python -m train report`."
+)
+folders = [e for e in common.checkpoints() if e.format == "folder"]
+if not folders:
+    st.info("A study needs at least one checkpoint folder (see Home).")
+    st.stop()
+study_names = st.multiselect(
+    "Checkpoints in the study",
+    [e.name for e in folders],
+    default=[e.name for e in folders][:2],
+    key="study_checkpoints",
+)
+left, right = st.columns(2)
+samples = left.number_input("Procedural target samples to show", 0, 8, 2, key="study_samples")
+photos = right.file_uploader(
+    "Photos to show (optional)",
+    type=common.IMAGE_TYPES,
+    accept_multiple_files=True,
+    key="study_photos",
+    max_upload_size=common.image_upload_limit_mb(),
+)
+if st.button("Build the study", key="study_build", disabled=not study_names):
+    pictures = [
+        StudyImage(f"sample_{i}", *common.sample("target", i), f"procedural target val sample {i}")
+        for i in range(int(samples))
+    ]
+    for photo in photos or []:
+        image = common.read_image(photo)
+        if image is not None:
+            pictures.append(StudyImage(Path(photo.name).stem, image, None, f"uploaded photo {photo.name}"))
+    by_folder = {e.name: e for e in folders}
+    with st.spinner("Building the study (measuring the networks' latency here) ..."):
+        try:
+            st.session_state["study_html"] = build_study(
+                [by_folder[n].path for n in study_names],
+                common.checkpoint_root(),
+                pictures,
+                device=common.device(),
+            )
+        except (ValueError, OSError) as exc:
+            st.error(common.literal(exc))
+if st.session_state.get("study_html"):
+    st.download_button(
+        "Download the study (HTML)",
+        st.session_state["study_html"].encode("utf-8"),
+        "segdemo_study.html",
+        "text/html",
+        key="study_download",
     )

@@ -863,3 +863,14 @@ def test_results_confusions_side_by_side_and_seeds_as_mean_and_std(tmp_path, mon
         ]
     )
     assert groups == []  # one seed alone is no spread
+
+
+def test_results_exports_a_study_as_one_html_file(ckpts, media):
+    at = open_page("results")
+    assert at.multiselect(key="study_checkpoints").value == ["bisenet_gta5", "bisenet_gta5_dacs"]
+    at.number_input(key="study_samples").set_value(1)
+    at.button(key="study_build").click()
+    rerun(at)
+    study = media_bytes(media, element(at, "download_button", "Download the study (HTML)").proto.url).decode()
+    assert study.startswith("<!doctype html>") and study.count("<section") == 5
+    assert "sample_0" in study and "procedural target val sample 0" in study and "31.50" in study

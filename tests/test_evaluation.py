@@ -274,3 +274,23 @@ def test_the_cli_evaluates_folders_prints_the_table_and_writes_the_same_numbers(
     assert main(["evaluate", str(folder), "--images", str(tmp_path), "--device", "cpu"]) == 2
     assert "--images and --labels go together" in capsys.readouterr().err
     assert main([*args, "--tta", "rotate"]) == 2
+
+
+def test_the_report_command_refuses_an_unreadable_image_in_one_line(tmp_path, capsys):
+    folder = tmp_path / "ck"
+    save_checkpoint(build_model("bisenet"), folder, default_metadata("bisenet", input_size=[32, 64]))
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
+    assert (
+        main(
+            [
+                "report",
+                str(folder),
+                "--out",
+                str(tmp_path / "s.html"),
+                "--images",
+                str(tmp_path / "broken.png"),
+            ]
+        )
+        == 2
+    )
+    assert capsys.readouterr().err.startswith("error: ") and not (tmp_path / "s.html").exists()

@@ -109,6 +109,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from segdemo.images import ImageError, load_image
+    from segdemo.study import StudyImage, build_study, write_study
+
+    try:
+        images = [
+            StudyImage(path.stem, np.asarray(load_image(path)), None, f"photo {path.name}")
+            for path in args.images
+        ]
+        root = args.root or Path(args.checkpoints[0]).parent
+        text = build_study(args.checkpoints, root, images, device=args.device or "cpu", progress=print)
+    except (ValueError, ImageError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {write_study(args.out, text)}")
+    return 0
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     from segdemo.datasets import DatasetError
     from train.cache import fill_cache
@@ -238,6 +258,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--workers", type=int, default=0, help="loader processes (default 0: in this process)")
     ev.set_defaults(func=cmd_evaluate)
+
+    rep = sub.add_parser(
+        "report",
+        help="a study for presenting: one offline HTML file of checkpoints beside the report",
+        description=(
+            "Write one self-contained HTML file (works offline, prints as a PDF with a page per section): "
+            "the checkpoints' per-class IoU beside the report's Table 3, mIoU and per-class gains over "
+            "source only, efficiency measured here beside Tables 1 and 2, --images through every checkpoint, "
+            "FDA and DACS panels."
+        ),
+    )
+    rep.add_argument("checkpoints", nargs="+", type=Path)
+    rep.add_argument("--out", type=Path, required=True, help="the HTML file, e.g. study.html")
+    rep.add_argument(
+        "--images", nargs="*", type=Path, default=[], help="photos to show through the checkpoints"
+    )
+    rep.add_argument(
+        "--root", type=Path, help="the checkpoint folder (default: the first checkpoint's parent)"
+    )
+    rep.add_argument("--device", default=None)
+    rep.set_defaults(func=cmd_report)
 
     cache = sub.add_parser(
         "cache",

@@ -221,3 +221,49 @@ def test_evaluate_an_uploaded_zip_shows_the_matrix_and_the_gallery(page, app_url
     assert "right / wrong / ignored" in captions(page)
     assert page.get_by_text(re.compile("labels read as colours")).count() >= 1
     screenshot(page, "evaluate", scroll_to=page.get_by_role("heading", name="Confusion matrix"))
+
+
+def test_a_study_opens_offline_with_every_section_and_the_results_pages_numbers(
+    browser, checkpoint_root, tmp_path
+):
+    from segdemo.results import all_result_rows, results_frame
+    from segdemo.study import StudyImage, build_study, write_study
+
+    folders = sorted(p for p in checkpoint_root.iterdir() if (p / "meta.json").is_file())
+    image, label = render_scene(scene_rng(0, "target", "val", 2), "target", (320, 160))
+    path = write_study(
+        tmp_path / "study.html",
+        build_study(
+            folders,
+            checkpoint_root,
+            [StudyImage("val_2", image, label, "procedural val 2")],
+            profile_size=(64, 128),
+        ),
+    )
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, offline=True)
+    fetched = []
+    context.route("**/*", lambda route: (fetched.append(route.request.url), route.continue_()))
+    try:
+        page = context.new_page()
+        page.goto(path.as_uri())
+        page.locator(".js-plotly-plot .main-svg").first.wait_for()
+        assert page.locator("section h2").all_inner_texts() == [
+            "Per-class IoU",
+            "mIoU, and each method's gain over source only",
+            "Efficiency",
+            "Images through the checkpoints",
+            "FDA and DACS",
+        ]
+        assert page.locator(".js-plotly-plot").count() == 2
+        assert page.evaluate("() => [...document.images].every(i => i.complete && i.naturalWidth > 0)")
+        assert [
+            url for url in fetched if not url.startswith(("file:", "data:"))
+        ] == []  # nothing from a network
+        # The checkpoints' mIoU is the Results page's, cell for cell.
+        frame = results_frame(all_result_rows(checkpoint_root))
+        cells = page.locator("#iou td").all_inner_texts()
+        for label_ in frame[frame["source"] == "checkpoint"].index:
+            assert f"{frame.loc[label_, 'mIoU']:.2f}" in cells
+        screenshot(page, "study")
+    finally:
+        context.close()
