@@ -331,6 +331,20 @@ def data_arguments(spec: dict[str, Any]) -> list[str]:
     raise ValueError(f"unknown labelled set {spec!r}")
 
 
+KEEP_EVALUATIONS = 5
+"""Job folders kept under ``.evaluations`` (an uploaded zip is extracted into its job's folder): starting a
+job removes the oldest finished ones beyond this many, so uploads never pile up."""
+
+
+def _prune_jobs(root: Path, keep: int = KEEP_EVALUATIONS) -> None:
+    import shutil
+
+    folders = sorted((d for d in (root / EVALUATIONS_DIR).glob("*") if d.is_dir()), key=lambda d: d.name)
+    for folder in folders[: max(len(folders) - keep, 0)]:
+        if not evaluation_status(folder).running:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def start_evaluation(
     root: str | Path,
     checkpoints: Sequence[str | Path],
@@ -341,6 +355,7 @@ def start_evaluation(
     """Start an evaluation in the background; returns its job folder (``root/.evaluations/<job>``), where
     :func:`evaluation_status` follows it. ``job`` names the folder (default: the time)."""
     folder = Path(root) / EVALUATIONS_DIR / (job or new_job_name())
+    _prune_jobs(Path(root), KEEP_EVALUATIONS - 1)
     argv = evaluation_command(checkpoints, data, folder, tta)
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -618,3 +618,18 @@ def test_starting_fails_clearly_when_the_program_is_missing_or_the_folder_unwrit
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(jobs.JobError, match="cannot write into the checkpoint folder"):
         jobs.start_demo(tmp_path / "file" / "checkpoints", [sys.executable, "-c", "pass"])
+
+
+def test_old_evaluation_jobs_are_removed_when_a_new_one_starts(tmp_path):
+    # finished job folders (no process): only the newest KEEP_EVALUATIONS stay, the new one included
+    for i in range(8):
+        (tmp_path / jobs.EVALUATIONS_DIR / f"2026-old-{i}" / "data").mkdir(parents=True)
+    folder = jobs.start_evaluation(tmp_path, [tmp_path / "missing"], ["--procedural", "1"], job="2027-new")
+    left = sorted(d.name for d in (tmp_path / jobs.EVALUATIONS_DIR).iterdir())
+    assert len(left) == jobs.KEEP_EVALUATIONS and left[-1] == "2027-new" and "2026-old-7" in left
+    for _ in range(100):  # the job fails (no such checkpoint) and says why
+        status = jobs.evaluation_status(folder)
+        if not status.running:
+            break
+        time.sleep(0.2)
+    assert status.state == "failed" and "does not exist" in status.message
