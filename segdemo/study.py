@@ -141,11 +141,12 @@ def build_study(
     images: Sequence[StudyImage] = (),
     title: str = "GTA5 → Cityscapes: a study",
     device: str = "cpu",
-    profile_size: tuple[int, int] = (256, 512),
+    profile_size: tuple[int, int] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> str:
     """The study's HTML, for checkpoint folders under ``root`` (their evaluations as the Results page shows
-    them) and ``images``. Latency is measured here, on ``device``, at ``profile_size`` = (H, W)."""
+    them) and ``images``. Latency is measured here, on ``device``, at ``profile_size`` = (H, W), by default
+    each network at the input size of its first chosen checkpoint (the size it runs at)."""
     import plotly.express as px
 
     from segdemo.catalogue import describe_checkpoint
@@ -209,8 +210,11 @@ def build_study(
     )
     say("efficiency")
     measured = []
-    for model in sorted({e.model for e in chosen if e.model}):
-        measured.append(run_profile(model, *profile_size, device=device, runs=3, warmup=1))
+    sizes = {}
+    for entry in chosen:
+        sizes.setdefault(entry.model, tuple(profile_size or entry.input_size))
+    for model, (height, width) in sorted(sizes.items()):
+        measured.append(run_profile(model, height, width, device=device, runs=3, warmup=1))
     efficiency = [
         {
             "row": f"{r['variant']} (report)",
