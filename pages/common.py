@@ -346,3 +346,23 @@ def for_display(frame: Any, formats: dict[str, str]) -> Any:
     for column, spec in formats.items():
         out[column] = ["–" if math.isnan(v) else format(v, spec) for v in frame[column].astype(float)]
     return out
+
+
+def confusion_figure(confusion: Any, height: int = 620) -> Any:
+    """A plotly heatmap of a 19 x 19 confusion matrix, row-normalised (percent of each true class)."""
+    import plotly.express as px
+
+    from segdemo.metrics import row_normalised
+
+    figure = px.imshow(
+        row_normalised(np.asarray(confusion)),
+        x=list(CLASS_NAMES),
+        y=list(CLASS_NAMES),
+        labels={"x": "predicted", "y": "ground truth", "color": "% of the class"},
+        color_continuous_scale="Viridis",
+        zmin=0,
+        zmax=100,
+        aspect="equal",
+    )
+    figure.update_layout(height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10})
+    return figure

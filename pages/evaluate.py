@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import plotly.express as px
 import streamlit as st
 
 from pages import common
@@ -19,7 +18,6 @@ from segdemo.evaluation import (
 )
 from segdemo.label_maps import LABEL_ENCODINGS
 from segdemo.labels import CLASS_NAMES, colorize
-from segdemo.metrics import row_normalised
 from segdemo.viz import comparison_map, error_map
 
 common.ensure_navigation()
@@ -160,18 +158,7 @@ st.dataframe(
 st.subheader("Confusion matrix")
 shown = st.selectbox("Checkpoint", names, key="eval_cm_checkpoint")
 evaluation = results[names.index(shown)]
-figure = px.imshow(
-    row_normalised(evaluation.confusion),
-    x=list(CLASS_NAMES),
-    y=list(CLASS_NAMES),
-    labels={"x": "predicted", "y": "ground truth", "color": "% of the class"},
-    color_continuous_scale="Viridis",
-    zmin=0,
-    zmax=100,
-    aspect="equal",
-)
-figure.update_layout(height=620, margin={"l": 10, "r": 10, "t": 10, "b": 10})
-st.plotly_chart(figure, key="eval_cm")
+st.plotly_chart(common.confusion_figure(evaluation.confusion), key="eval_cm")
 st.caption("Each row: where the pixels of that true class went (percent of the row); the diagonal is recall.")
 
 st.subheader("Per image")

@@ -2,14 +2,12 @@
 
 from pathlib import Path
 
-import numpy as np
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
 from pages import common
 from segdemo.labels import CLASS_NAMES
-from segdemo.metrics import row_normalised
 from segdemo.results import (
     METRIC_COLUMNS,
     all_result_rows,
@@ -135,17 +133,7 @@ with confusions:
         for side, (column, default) in enumerate(zip(columns, (0, min(1, len(labels) - 1)))):
             with column:
                 chosen_row = st.selectbox("Row", labels, index=default, key=f"results_cm_{side}")
-                figure = px.imshow(
-                    row_normalised(np.asarray(matrices[chosen_row])),
-                    x=list(CLASS_NAMES),
-                    y=list(CLASS_NAMES),
-                    labels={"x": "predicted", "y": "ground truth", "color": "%"},
-                    color_continuous_scale="Viridis",
-                    zmin=0,
-                    zmax=100,
-                    aspect="equal",
-                )
-                figure.update_layout(height=520, margin={"l": 10, "r": 10, "t": 10, "b": 10})
+                figure = common.confusion_figure(matrices[chosen_row], height=520)
                 st.plotly_chart(figure, width="stretch", key=f"results_cm_chart_{side}")
         st.caption("Row-normalised: where each true class's pixels went, in percent; the diagonal is recall.")
 
