@@ -147,14 +147,23 @@ def start_demo(root: str | Path, command: Sequence[str] | None = None, cwd: str 
     if is_running(root):
         raise JobError(f"the demo is already running (pid {_pid(root)}); see {root / LOG_FILE}")
     argv = list(command) if command is not None else demo_command(root)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # the log shows lines as they are printed
     try:
         root.mkdir(parents=True, exist_ok=True)
         # A finished run's progress would read as "done" until the new job writes its own.
         (root / PROGRESS_FILE).unlink(missing_ok=True)
-        log = (root / LOG_FILE).open("ab")
     except OSError as exc:
         raise JobError(f"cannot write into the checkpoint folder {root}: {exc.strerror or exc}") from exc
+    return _spawn(argv, root / LOG_FILE, root / PID_FILE, cwd)
+
+
+def _spawn(argv: list[str], log_file: Path, record: Path, cwd: str | Path | None = None) -> int:
+    """Start ``argv`` in the background, in a new session (it survives the app's page runs and a Ctrl-C meant
+    for the app server), in the repository, its output appended to ``log_file`` after a line naming the
+    command; ``record`` gets its pid. Returns the pid."""
+    try:
+        log = log_file.open("ab")
+    except OSError as exc:
+        raise JobError(f"cannot write into {log_file.parent}: {exc.strerror or exc}") from exc
     with log:
         log.write(f"\n$ {' '.join(argv)}   # {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
         log.flush()
@@ -165,13 +174,13 @@ def start_demo(root: str | Path, command: Sequence[str] | None = None, cwd: str 
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=env,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},  # the log shows lines as they are printed
                 start_new_session=True,
             )
         except OSError as exc:
             raise JobError(f"cannot start {argv[0]}: {exc}") from exc
     _CHILDREN[child.pid] = child
-    (root / PID_FILE).write_text(json.dumps({"pid": child.pid, "started": time.time(), "command": argv}))
+    record.write_text(json.dumps({"pid": child.pid, "started": time.time(), "command": argv}))
     return child.pid
 
 
@@ -361,24 +370,9 @@ def start_evaluation(
         folder.mkdir(parents=True, exist_ok=True)
         for name in ("result.json", "progress.json"):
             (folder / name).unlink(missing_ok=True)
-        log = (folder / "log.txt").open("ab")
     except OSError as exc:
         raise JobError(f"cannot write into {folder}: {exc.strerror or exc}") from exc
-    with log:
-        try:
-            child = subprocess.Popen(
-                argv,
-                cwd=str(REPO),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise JobError(f"cannot start {argv[0]}: {exc}") from exc
-    _CHILDREN[child.pid] = child
-    (folder / "job.json").write_text(json.dumps({"pid": child.pid, "started": time.time(), "command": argv}))
+    _spawn(argv, folder / "log.txt", folder / "job.json")
     return folder
 
 

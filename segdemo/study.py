@@ -25,7 +25,6 @@ import numpy as np
 
 from segdemo.labels import CLASS_NAMES, colorize
 from segdemo.results import (
-    DATA_LABELS,
     METRIC_COLUMNS,
     best_per_class,
     evaluation_rows,
@@ -95,7 +94,7 @@ def _figure(pictures: Sequence[tuple[np.ndarray, str]], name: str) -> str:
     )
 
 
-def _table(frame: Any, marks: Any | None = None, digits: int = 2) -> str:
+def _table(frame: Any, marks: Any | None = None) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in ["", *frame.columns])
     rows = []
     for index, values in frame.iterrows():
@@ -104,7 +103,7 @@ def _table(frame: Any, marks: Any | None = None, digits: int = 2) -> str:
             text = (
                 value
                 if isinstance(value, str)
-                else ("" if value is None or math.isnan(value) else f"{value:.{digits}f}")
+                else ("" if value is None or math.isnan(value) else f"{value:.2f}")
             )
             best = marks is not None and column in marks.columns and bool(marks.loc[index, column])
             cells.append(f'<td class="{"best" if best else ""}">{html.escape(text)}</td>')
@@ -178,16 +177,14 @@ def build_study(
     )
     data = frame.reset_index()
     bars = px.bar(data, x="row", y="mIoU", color="measured on", text_auto=".1f", labels={"row": ""})
+    # each kind of data has its own source-only row to gain over (real and procedural never mix)
+    baselines: dict[str, str] = {}
+    for label, row in frame.iterrows():
+        if row["variant"] == SOURCE_ONLY:
+            baselines.setdefault(row["data"], label)
     gains = []
     for label, row in frame.iterrows():
-        base_label = next(
-            (
-                i
-                for i in frame.index
-                if i.startswith(f"{SOURCE_ONLY} (") and frame.loc[i, "data"] == row["data"]
-            ),
-            None,
-        )
+        base_label = baselines.get(row["data"])
         if base_label is None or label == base_label:
             continue
         for name in CLASS_NAMES:
@@ -329,4 +326,4 @@ def write_study(path: str | Path, text: str) -> Path:
     return path
 
 
-__all__ = ["DATA_LABELS", "StudyImage", "build_study", "panel_strip", "write_study"]
+__all__ = ["StudyImage", "build_study", "panel_strip", "write_study"]
