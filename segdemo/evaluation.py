@@ -310,7 +310,7 @@ def dataset_root(root: str | Path, split: str = "val", limit: int = 0, layout: s
     if not dataset.has_labels:
         raise DatasetError(f"{root}: the {split} split has no labels")
     count = min(limit, len(dataset)) if limit else len(dataset)
-    names = [Path(dataset.files[i][0]).stem.removesuffix("_leftImg8bit") for i in range(count)]
+    names = [_pair_stem(Path(dataset.files[i][0]), IMAGE_SUFFIXES) for i in range(count)]
 
     def load(i: int) -> LabelledImage:
         image, label = dataset[i]
@@ -393,7 +393,8 @@ def image_folders(
     by_stem: dict[str, Path] = {}
     for path in label_files:
         by_stem.setdefault(_pair_stem(path, LABEL_SUFFIXES), path)
-    image_files = [p for p in _files(images, IMAGE_EXTENSIONS) if p not in set(label_files)]
+    is_label = set(label_files)
+    image_files = [p for p in _files(images, IMAGE_EXTENSIONS) if p not in is_label]
     pairs = [(p, by_stem.get(_pair_stem(p, IMAGE_SUFFIXES))) for p in image_files]
     unmatched = [p.name for p, label in pairs if label is None]
     pairs = [(p, label) for p, label in pairs if label is not None]
@@ -407,7 +408,8 @@ def image_folders(
     if limit:
         pairs = pairs[:limit]
     try:
-        used = set_encoding([decode_label(label) for _, label in pairs]) if encoding == "auto" else encoding
+        # read twice (here, and when each image is scored), so that one map at a time is in memory
+        used = set_encoding(decode_label(label) for _, label in pairs) if encoding == "auto" else encoding
     except ImageError as exc:
         raise ValueError(f"the labels in {labels}: {exc}") from exc
 

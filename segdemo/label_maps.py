@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -155,20 +156,24 @@ def read_label(decoded: DecodedLabel, encoding: str = "auto") -> tuple[np.ndarra
     return _read_ids(decoded.values, encoding, decoded.declared)
 
 
-def set_encoding(decoded: list[DecodedLabel]) -> str:
+def set_encoding(decoded: Iterable[DecodedLabel]) -> str:
     """The one encoding a whole set of label maps is read with: colours if they are colour pictures, else
     the reading of :func:`segdemo.labels.ids_to_train_ids` for the values of all of them together (a set is
     ambiguous only when every value of every map fits both conventions). :class:`ImageError` when the set
-    mixes colour pictures and id maps, :class:`AmbiguousLabelError` when it must be said."""
-    kinds = {d.kind for d in decoded}
+    mixes colour pictures and id maps, :class:`AmbiguousLabelError` when it must be said. ``decoded`` is
+    consumed one map at a time (a generator keeps one in memory)."""
+    kinds: set[str] = set()
+    declared: set[str | None] = set()
+    present = np.zeros(0, np.int64)
+    for label in decoded:
+        kinds.add(label.kind)
+        declared.add(label.declared)
+        if label.kind == "ids":
+            present = np.union1d(present, present_values(label.values).astype(np.int64))
     if len(kinds) > 1:
         raise ImageError("the label maps mix colour pictures and maps of ids; use one kind for the whole set")
     if kinds == {"colours"}:
         return "colours"
-    present = np.unique(
-        np.concatenate([present_values(d.values) for d in decoded] or [np.zeros(0, np.int64)])
-    )
-    declared = {d.declared for d in decoded}
     return _read_ids(present, "auto", declared.pop() if len(declared) == 1 else None)[1]
 
 
@@ -187,7 +192,7 @@ def load_label(
     with alpha, RGB, ...) works or gets one sentence. ``size`` = (height, width) the label must have.
     Problems raise :class:`segdemo.images.ImageError`.
     """
-    if encoding not in LABEL_ENCODINGS:
+    if encoding not in LABEL_ENCODINGS:  # before decoding: a bad argument costs nothing
         raise ValueError(f"encoding must be one of {LABEL_ENCODINGS}, not {encoding!r}")
     train_ids, used = read_label(decode_label(source), encoding)
     if size is not None and train_ids.shape != tuple(size):
