@@ -355,10 +355,9 @@ def mix_preview(
 
 def weight_image(weight: np.ndarray) -> np.ndarray:
     """An H x W weight map in [0, 1] as an RGB picture (viridis: 0 dark blue, 1 yellow)."""
-    import cv2
+    from segdemo.viz import viridis_image
 
-    grey = np.clip(np.rint(np.asarray(weight, np.float32) * 255.0), 0, 255).astype(np.uint8)
-    return cv2.cvtColor(cv2.applyColorMap(grey, cv2.COLORMAP_VIRIDIS), cv2.COLOR_BGR2RGB)
+    return viridis_image(weight)
 
 
 def mask_image(image: np.ndarray, mask: np.ndarray, darken: float = 0.25) -> np.ndarray:

@@ -168,14 +168,18 @@ def comparison_map(a: np.ndarray, b: np.ndarray, label: np.ndarray) -> tuple[np.
     return out, float((right_a & ~right_b & scored).sum()) / n, float((right_b & ~right_a & scored).sum()) / n
 
 
+def viridis_image(values: np.ndarray) -> np.ndarray:
+    """H x W x 3 uint8 of an H x W map of values in [0, 1] (clipped): viridis, 0 dark blue, 1 yellow."""
+    import cv2
+
+    grey = np.clip(np.rint(np.asarray(values, np.float32) * 255.0), 0, 255).astype(np.uint8)
+    return cv2.cvtColor(cv2.applyColorMap(grey, cv2.COLORMAP_VIRIDIS), cv2.COLOR_BGR2RGB)
+
+
 def confidence_image(confidence: np.ndarray) -> np.ndarray:
     """H x W x 3 uint8 of a confidence map (max softmax, 1/19 .. 1): dark = unsure, bright = sure
     (viridis)."""
-    import cv2
-
-    values = np.clip((np.asarray(confidence, np.float32) - 1 / 19) / (1 - 1 / 19), 0, 1)
-    coloured = cv2.applyColorMap(np.rint(values * 255).astype(np.uint8), cv2.COLORMAP_VIRIDIS)
-    return cv2.cvtColor(coloured, cv2.COLOR_BGR2RGB)
+    return viridis_image((np.asarray(confidence, np.float32) - 1 / 19) / (1 - 1 / 19))
 
 
 def split_view(before: np.ndarray, after: np.ndarray, fraction: float, line: int = 2) -> np.ndarray:
