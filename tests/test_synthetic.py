@@ -278,6 +278,30 @@ def test_generate_is_byte_deterministic_and_independent_of_counts(dataset: Path,
     assert _files(other)["gta5/images/00001.png"] != first["gta5/images/00001.png"]
 
 
+def test_worker_processes_write_the_same_bytes(dataset: Path, tmp_path: Path) -> None:
+    parallel = tmp_path / "parallel"
+    generate(parallel, seed=3, n_source=3, n_target_train=3, n_target_val=2, size=SMALL, workers=2)
+    files = _files(parallel)
+    files.pop("README.txt")
+    assert files == {k: v for k, v in _files(dataset).items() if k != "README.txt"}
+    with pytest.raises(ValueError, match="workers"):
+        generate(tmp_path / "none", n_source=1, size=SMALL, workers=0)
+
+
+def test_is_complete_tells_an_interrupted_generation_apart(dataset: Path, tmp_path: Path) -> None:
+    from segdemo.synthetic import is_complete
+
+    assert is_complete(dataset)
+    out = tmp_path / "data"
+    generate(out, seed=3, n_source=3, n_target_train=3, n_target_val=2, size=SMALL)
+    label = next((out / "cityscapes" / "gtFine" / "val").rglob("*_labelTrainIds.png"))
+    label.unlink()  # killed between an image's files
+    assert not is_complete(out)
+    generate(out, seed=3, n_source=3, n_target_train=3, n_target_val=2, size=SMALL)
+    assert is_complete(out) and label.is_file()
+    assert not is_complete(tmp_path / "nothing here")
+
+
 def test_rerun_into_same_folder_prunes_stale_files(tmp_path: Path) -> None:
     out = tmp_path / "data"
     generate(out, seed=0, n_source=3, n_target_train=2, n_target_val=1, size=SMALL)

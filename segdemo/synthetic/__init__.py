@@ -33,8 +33,8 @@ gave about 2000 images/minute (rendering only, both domains alternating). Writin
 --n-target-val 20`` took 7.9 s for the 200 images, about 1500 images/minute.
 
 API: :func:`render_scene` (one image + trainIds), :func:`generate` (both data sets on disk),
-:func:`scene_rng` (the per-image generator ``generate`` uses), :func:`is_procedural` (is a data
-root ours?). The package's parts, each readable on its own:
+:func:`scene_rng` (the per-image generator ``generate`` uses), :func:`is_complete` (is a generation
+finished?), :func:`is_procedural` (is a data root ours?). The package's parts, each readable on its own:
 
 * ``styles``: what differs between the domains (palettes, layout, frequencies, light, texture);
 * ``plan``: the street plan (lanes, sides, tram line) as a data object;
@@ -68,6 +68,7 @@ from segdemo.synthetic.writer import (
     FRAME,
     cityscapes_stem,
     generate,
+    is_complete,
     is_procedural,
     scene_rng,
     train_ids_to_label_ids,
@@ -90,6 +91,7 @@ __all__ = [
     "VEGETATION",
     "cityscapes_stem",
     "generate",
+    "is_complete",
     "is_procedural",
     "main",
     "render_scene",

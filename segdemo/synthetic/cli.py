@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         help=f"WIDTHxHEIGHT (default {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]})",
     )
     parser.add_argument("--progress", action="store_true", help="report progress on stderr")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="processes rendering side by side (same bytes; default 1)"
+    )
     args = parser.parse_args(argv)
     start = time.perf_counter()
     try:
@@ -66,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             n_target_val=args.n_target_val,
             size=args.size,
             progress=args.progress,
+            workers=args.workers,
         )
     except (OSError, ValueError) as exc:  # existing foreign data, unwritable folder, ...
         parser.error(str(exc))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ _README_MARKER = "segdemo procedural street scenes"
 
 _DOMAIN_CODE = {"source": 1, "target": 2}
 _SPLIT_CODE = {"train": 1, "val": 2}
+_CHUNK = 50  # at most this many images per task of a generate() worker (and per progress line)
 
 
 def scene_rng(seed: int, domain: str, split: str, index: int) -> np.random.Generator:
@@ -31,6 +33,7 @@ def scene_rng(seed: int, domain: str, split: str, index: int) -> np.random.Gener
     )
 
 
+@functools.cache
 def _label_id_palette() -> list[int]:
     """768-entry PNG palette: the official Cityscapes colour of every label id (like GTA5's labels)."""
     from cityscapesscripts.helpers.labels import labels
@@ -89,6 +92,31 @@ def is_procedural(root: str | Path) -> bool:
     return _has_readme(root) or _has_readme(root.parent)
 
 
+def is_complete(root: str | Path) -> bool:
+    """True if ``root`` holds a ``generate`` output with every image its README counts (and their labels):
+    False for an interrupted generation, which running ``generate`` again completes."""
+    root = Path(root)
+    if not _has_readme(root):
+        return False
+    counts = {}
+    for line in (root / "README.txt").read_text(errors="replace").splitlines():
+        key, _, value = line.partition(":")
+        if key in ("source images", "target train images", "target val images") and value.strip().isdigit():
+            counts[key] = int(value)
+    if len(counts) != 3:
+        return False
+    cs = root / "cityscapes"
+    expected = (
+        (root / "gta5" / "images", "*.png", counts["source images"]),
+        (root / "gta5" / "labels", "*.png", counts["source images"]),
+        (cs / "leftImg8bit" / "train", "*/*_leftImg8bit.png", counts["target train images"]),
+        (cs / "gtFine" / "train", "*/*_gtFine_labelTrainIds.png", counts["target train images"]),
+        (cs / "leftImg8bit" / "val", "*/*_leftImg8bit.png", counts["target val images"]),
+        (cs / "gtFine" / "val", "*/*_gtFine_labelTrainIds.png", counts["target val images"]),
+    )
+    return all(len(list(folder.glob(pattern))) == n for folder, pattern, n in expected)
+
+
 def _prepare(out: Path) -> None:
     """Refuse to write into folders that hold something other than our own earlier output."""
     ours = _has_readme(out)
@@ -107,6 +135,43 @@ def _prune(root: Path, keep: set[Path]) -> None:
             path.unlink()
 
 
+def _write_image(
+    out: Path, seed: int, size: tuple[int, int], domain: str, split: str, index: int
+) -> list[Path]:
+    """Render image ``index`` of one domain and split and write its files; the paths written."""
+    img, train_ids = render_scene(scene_rng(seed, domain, split, index), domain, size)
+    label_ids = train_ids_to_label_ids(train_ids)
+    if domain == "source":
+        name = f"{index + 1:05d}.png"
+        label = Image.fromarray(label_ids, mode="P")
+        label.putpalette(_label_id_palette())
+        files = (
+            (out / "gta5" / "images" / name, Image.fromarray(img, mode="RGB")),
+            (out / "gta5" / "labels" / name, label),
+        )
+    else:
+        city, stem = cityscapes_stem(split, index)
+        cs = out / "cityscapes"
+        img_dir, gt_dir = cs / "leftImg8bit" / split / city, cs / "gtFine" / split / city
+        files = (
+            (img_dir / f"{stem}_leftImg8bit.png", Image.fromarray(img, mode="RGB")),
+            (gt_dir / f"{stem}_gtFine_labelIds.png", Image.fromarray(label_ids, mode="L")),
+            (gt_dir / f"{stem}_gtFine_labelTrainIds.png", Image.fromarray(train_ids, mode="L")),
+        )
+    for path, image in files:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _save_png(image, path)
+    return [path for path, _ in files]
+
+
+def _write_chunk(
+    out: Path, seed: int, size: tuple[int, int], items: list[tuple[str, str, int]]
+) -> list[Path]:
+    return [
+        path for domain, split, index in items for path in _write_image(out, seed, size, domain, split, index)
+    ]
+
+
 def generate(
     out: str | Path,
     seed: int = 0,
@@ -115,15 +180,19 @@ def generate(
     n_target_val: int = 100,
     size: tuple[int, int] = DEFAULT_SIZE,
     progress: bool = False,
+    workers: int = 1,
 ) -> dict[str, Path]:
     """Write the source domain (GTA5 layout) and the target domain (Cityscapes layout) under `out`.
 
     Returns {"gta5": out/"gta5", "cityscapes": out/"cityscapes"}. The bytes are a function of
-    (seed, size) and each image's index only, so re-running reproduces the files exactly.
+    (seed, size) and each image's index only, so re-running reproduces the files exactly, with any number
+    of ``workers`` (processes that render images side by side).
     """
     size = check_size(size)
     if int(seed) < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
+    if int(workers) < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     for name, n in (
         ("n_source", n_source),
         ("n_target_train", n_target_train),
@@ -137,50 +206,41 @@ def generate(
     counts = {"source": int(n_source), "target_train": int(n_target_train), "target_val": int(n_target_val)}
     (out / "README.txt").write_text(_readme(out, seed, counts, size))
     gta, cs = out / "gta5", out / "cityscapes"
+    for folder in (gta / "images", gta / "labels", cs):
+        folder.mkdir(parents=True, exist_ok=True)
+    items = [("source", "train", i) for i in range(counts["source"])]
+    items += [("target", "train", i) for i in range(counts["target_train"])]
+    items += [("target", "val", i) for i in range(counts["target_val"])]
+    # Several tasks per worker, so that the last ones finish together.
+    chunk = max(1, min(_CHUNK, -(-len(items) // (4 * int(workers)))))
+    chunks = [items[i : i + chunk] for i in range(0, len(items), chunk)]
     written: set[Path] = set()
-    palette = _label_id_palette()
-    total, done, start = sum(counts.values()), 0, time.perf_counter()
+    start = time.perf_counter()
 
-    def tick() -> None:
-        nonlocal done
-        done += 1
-        if progress and (done % 50 == 0 or done == total):
+    def tick(done: int) -> None:
+        if progress:
             rate = done / max(time.perf_counter() - start, 1e-9) * 60
-            print(f"  {done}/{total} images ({rate:.0f}/min)", file=sys.stderr, flush=True)
+            print(f"  {done}/{len(items)} images ({rate:.0f}/min)", file=sys.stderr, flush=True)
 
-    (gta / "images").mkdir(parents=True, exist_ok=True)
-    (gta / "labels").mkdir(parents=True, exist_ok=True)
-    for i in range(counts["source"]):
-        img, train_ids = render_scene(scene_rng(seed, "source", "train", i), "source", size)
-        name = f"{i + 1:05d}.png"
-        label = Image.fromarray(train_ids_to_label_ids(train_ids), mode="P")
-        label.putpalette(palette)
-        for path, image in (
-            (gta / "images" / name, Image.fromarray(img, mode="RGB")),
-            (gta / "labels" / name, label),
-        ):
-            _save_png(image, path)
-            written.add(path)
-        tick()
-    for split, n in (("train", counts["target_train"]), ("val", counts["target_val"])):
-        for i in range(n):
-            img, train_ids = render_scene(scene_rng(seed, "target", split, i), "target", size)
-            city, stem = cityscapes_stem(split, i)
-            img_dir, gt_dir = cs / "leftImg8bit" / split / city, cs / "gtFine" / split / city
-            img_dir.mkdir(parents=True, exist_ok=True)
-            gt_dir.mkdir(parents=True, exist_ok=True)
-            files = (
-                (img_dir / f"{stem}_leftImg8bit.png", Image.fromarray(img, mode="RGB")),
-                (
-                    gt_dir / f"{stem}_gtFine_labelIds.png",
-                    Image.fromarray(train_ids_to_label_ids(train_ids), mode="L"),
-                ),
-                (gt_dir / f"{stem}_gtFine_labelTrainIds.png", Image.fromarray(train_ids, mode="L")),
-            )
-            for path, image in files:
-                _save_png(image, path)
-                written.add(path)
-            tick()
+    done = 0
+    if int(workers) == 1 or len(chunks) < 2:
+        results = (_write_chunk(out, seed, size, chunk) for chunk in chunks)
+        for chunk, paths in zip(chunks, results, strict=True):
+            written.update(paths)
+            done += len(chunk)
+            tick(done)
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn, not fork: the caller may hold threads (PyTorch's) that a forked child would inherit locked.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=int(workers), mp_context=context) as pool:
+            futures = [pool.submit(_write_chunk, out, seed, size, chunk) for chunk in chunks]
+            for chunk, future in zip(chunks, futures, strict=True):
+                written.update(future.result())
+                done += len(chunk)
+                tick(done)
     for root in (gta, cs):
         _prune(root, written)
     return {"gta5": gta, "cityscapes": cs}
