@@ -64,6 +64,7 @@ class Config:
     channels_last: bool = True  # NHWC activations: faster convolutions on GPUs with tensor cores and on CPUs
     num_workers: int = -1  # loader processes per training process; -1: the CPU cores this process may use
     cache_dir: str = ""  # keep decoded, resized samples here (segdemo.sample_cache); later epochs read them
+    in_memory: bool = False  # decode the training images once and keep them in RAM (small sets: the demo)
     seed: int = 0
     sync_bn: bool = False
     eval_every: int = 0  # evaluate on the target val split every N steps (0 = at the end only)
