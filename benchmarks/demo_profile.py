@@ -12,7 +12,7 @@ part is timed on its own, in this process, on the demo's procedural data (genera
 Then the share of a variant's time that is not training, from these medians and the demo's step and
 save counts. The demo's full wall time is measured by the demo itself (docs/results.md).
 
-    python -m benchmarks.demo_profile            # 1 thread (the demo's default), 15 rounds
+    python -m benchmarks.demo_profile            # 1 thread, 15 rounds
     python -m benchmarks.demo_profile --repeats 30
 """
 
@@ -88,6 +88,17 @@ def profile_variant(variant: str, data_dir: Path, repeats: int) -> dict[str, flo
     }
 
 
+def _settings() -> str:
+    from train.demo import demo_config
+
+    config = demo_config(VARIANTS[0])
+    w, h = config.gta5_size
+    return (
+        f"{w}x{h}, batch {config.batch_size}, {config.iterations} steps, images in memory, resume state "
+        f"every {config.checkpoint_every} steps"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.demo_profile",
@@ -95,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--data", type=Path, default=Path("data/procedural"))
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (the demo's default is 1)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
@@ -118,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         section_header("Where the demo's time goes (one variant each kind)", describe_device("cpu")),
         (
-            "Demo settings (`train.demo.demo_config`: 128x64, batch 8, 400 steps, resume state every 100 "
-            f"steps), {args.threads} torch thread(s), medians of {args.repeats} rounds after warm-up; the "
+            f"Demo settings (`train.demo.demo_config`: {_settings()}), {args.threads} torch thread(s), "
+            f"medians of {args.repeats} rounds after warm-up; the "
             "estimate is steps x (loading + step) + saves x save + evaluation."
         ),
         "",
