@@ -86,6 +86,15 @@ def format_table(rows: list[dict[str, Any]], per_class: bool = True) -> str:
     return "\n".join(lines)
 
 
+def format_seed_table(summaries: list[dict[str, Any]]) -> str:
+    """:func:`seed_groups` as a Markdown table: mIoU and the 19 per-class IoUs as "mean ± std"."""
+    lines = ["| " + " | ".join(SEED_COLUMNS) + " |", "|" + "---|" * len(SEED_COLUMNS)]
+    for group in summaries:
+        cells = _seed_cells(group)
+        lines.append("| " + " | ".join(cells[column] for column in SEED_COLUMNS) + " |")
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------------------------------------
 # App-facing tables (pandas is imported inside the functions: the library itself does not need it)
 # ---------------------------------------------------------------------------------------------
@@ -121,6 +130,8 @@ def evaluation_rows(root: str | Path = "checkpoints") -> list[dict[str, Any]]:
             "method": None,
             "train_data": entry.train_data,
             "seed": entry.seed,
+            "input_size": tuple(entry.input_size) if entry.input_size else None,
+            "steps": entry.steps,
             "latency_ms": None,
             "flops": None,
             "params": None,
@@ -159,16 +170,19 @@ def evaluation_rows(root: str | Path = "checkpoints") -> list[dict[str, Any]]:
 
 
 def seed_groups(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows that share a variant, a model, the data they were measured on and its kind, and differ only in
-    their training seed (two seeds or more): one summary per group with ``seeds`` (sorted), ``miou`` and
-    ``iou`` as ``(mean, sample std)`` pairs in IoU points (NaN where a class was never scored)."""
+    """Rows that share a variant, a model, the data they were measured on and its kind, the input size and the
+    steps, and differ only in their training seed (two seeds or more): one summary per group with ``seeds``
+    (sorted), ``input_size`` ((height, width) or None), ``miou`` and ``iou`` as ``(mean, sample std)`` pairs
+    in IoU points (NaN where a class was never scored)."""
     import statistics
 
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
         if row.get("seed") is None or row.get("miou") is None:
             continue
-        groups.setdefault((row["variant"], row["model"], row["measured_on"], row["data"]), []).append(row)
+        size = tuple(row["input_size"]) if row.get("input_size") else None
+        key = (row["variant"], row["model"], row["measured_on"], row["data"], size, row.get("steps"))
+        groups.setdefault(key, []).append(row)
 
     def spread(values: list[float | None]) -> tuple[float, float]:
         known = [float(v) for v in values if v is not None and not math.isnan(float(v))]
@@ -177,7 +191,7 @@ def seed_groups(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return statistics.fmean(known), statistics.stdev(known) if len(known) > 1 else 0.0
 
     summaries = []
-    for (variant, model, measured_on, data), members in groups.items():
+    for (variant, model, measured_on, data, size, _steps), members in groups.items():
         seeds = sorted({row["seed"] for row in members})
         if len(seeds) < 2:
             continue
@@ -187,6 +201,7 @@ def seed_groups(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "model": model,
                 "measured_on": measured_on,
                 "data": data,
+                "input_size": size,
                 "seeds": seeds,
                 "runs": len(members),
                 "miou": spread([row["miou"] for row in members]),
@@ -196,27 +211,32 @@ def seed_groups(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return summaries
 
 
+def _mean_std(pair: tuple[float, float]) -> str:
+    mean, std = pair
+    return "" if math.isnan(mean) else f"{mean:.2f} ± {std:.2f}"
+
+
+def _seed_cells(group: dict[str, Any]) -> dict[str, str]:
+    """One :func:`seed_groups` summary as the cells of a table line."""
+    size = group.get("input_size")
+    return {
+        "variant": group["variant"],
+        "input": f"{size[1]}x{size[0]}" if size else "",
+        "measured on": group["measured_on"],
+        "seeds": ", ".join(str(seed) for seed in group["seeds"]),
+        "mIoU": _mean_std(group["miou"]),
+        **{name: _mean_std(group["iou"][name]) for name in CLASS_NAMES},
+    }
+
+
+SEED_COLUMNS = ["variant", "input", "measured on", "seeds", "mIoU", *CLASS_NAMES]
+
+
 def seed_frame(summaries: list[dict[str, Any]]) -> Any:
     """:func:`seed_groups` as a table of "mean ± std" strings: one line per variant and data."""
     import pandas as pd
 
-    def cell(pair: tuple[float, float]) -> str:
-        mean, std = pair
-        return "" if math.isnan(mean) else f"{mean:.2f} ± {std:.2f}"
-
-    records = [
-        {
-            "variant": group["variant"],
-            "measured on": group["measured_on"],
-            "seeds": ", ".join(str(seed) for seed in group["seeds"]),
-            "mIoU": cell(group["miou"]),
-            **{name: cell(group["iou"][name]) for name in CLASS_NAMES},
-        }
-        for group in summaries
-    ]
-    return pd.DataFrame.from_records(
-        records, columns=["variant", "measured on", "seeds", "mIoU", *CLASS_NAMES]
-    )
+    return pd.DataFrame.from_records([_seed_cells(group) for group in summaries], columns=SEED_COLUMNS)
 
 
 def labelled_report_rows() -> list[dict[str, Any]]:
