@@ -296,10 +296,21 @@ def test_init_from_starts_both_student_and_teacher_from_a_checkpoint(tiny_data, 
             Trainer(bad, build_data(bad, gta5, cityscapes), tmp_path / "bad", device="cpu", progress=False)
 
 
+@pytest.fixture
+def small_batches(monkeypatch):
+    """The demo's profiles with batches of 4: the tiny data sets hold 8 labeled images."""
+    import dataclasses
+
+    from train import demo
+
+    for name, profile in demo.DEMO_PROFILES.items():
+        monkeypatch.setitem(demo.DEMO_PROFILES, name, dataclasses.replace(profile, batch_size=4))
+
+
 def test_demo_trains_what_a_variant_starts_from_and_reuses_only_matching_checkpoints(
-    tiny_data, tmp_path, capsys
+    tiny_data, tmp_path, capsys, small_batches
 ):
-    from train.demo import DEMO_INIT, run_demo
+    from train.demo import DEFAULT_PROFILE, DEMO_INIT, DEMO_PROFILES, run_demo
 
     threads = torch.get_num_threads()
     out = tmp_path / "ck"
@@ -311,7 +322,8 @@ def test_demo_trains_what_a_variant_starts_from_and_reuses_only_matching_checkpo
         assert "PROCEDURAL" in printed
         meta = read_metadata(out / "bisenet_gta5_dacs")
         assert meta["config"]["init_from"] == str(out / "bisenet_gta5_aug12")
-        assert meta["steps"] == 2 and meta["input_size"] == [32, 64]
+        steps = max(1, round(DEMO_PROFILES[DEFAULT_PROFILE].steps["bisenet_gta5_dacs"] * 0.005))
+        assert meta["steps"] == steps and meta["input_size"] == [32, 64]
 
         run_demo(tiny_data, out, only=["bisenet_gta5_dacs"], scale=0.005, size=(64, 32))
         assert capsys.readouterr().out.count("already trained, skipping") == 2
@@ -321,6 +333,88 @@ def test_demo_trains_what_a_variant_starts_from_and_reuses_only_matching_checkpo
         assert read_metadata(out / "bisenet_gta5_aug12")["input_size"] == [40, 64]
     finally:
         torch.set_num_threads(threads)
+
+
+def test_demo_seeds_train_into_their_own_folders_and_print_mean_and_spread(
+    tiny_data, tmp_path, capsys, small_batches
+):
+    from segdemo.results import seed_groups
+    from train.demo import demo_folder, run_demo
+
+    threads = torch.get_num_threads()
+    out = tmp_path / "ck"
+    try:
+        rows = run_demo(tiny_data, out, only=["bisenet_gta5"], scale=0.005, size=(64, 32), seeds=2, threads=1)
+    finally:
+        torch.set_num_threads(threads)
+    printed = capsys.readouterr().out
+    assert [(row["variant"], row["seed"]) for row in rows] == [("bisenet_gta5", 0), ("bisenet_gta5", 1)]
+    # Seed 0 where the app looks first, seed 1 beside it: neither replaces the other.
+    assert demo_folder(out, seed=0) == out and demo_folder(out, seed=1) == out / "seed1"
+    assert demo_folder(out, "full", 2) == out / "full" / "seed2"
+    assert read_metadata(out / "bisenet_gta5")["config"]["seed"] == 0
+    assert read_metadata(out / "seed1" / "bisenet_gta5")["config"]["seed"] == 1
+    (group,) = seed_groups(rows)
+    assert group["seeds"] == [0, 1] and group["input_size"] == (32, 64)
+    mean, std = group["miou"]
+    assert mean == pytest.approx((rows[0]["miou"] + rows[1]["miou"]) / 2)
+    assert "Mean ± std over the seeds" in printed and f"{mean:.2f} ± {std:.2f}" in printed
+
+
+def test_demo_profiles_and_what_the_demo_refuses(tiny_data, tmp_path, monkeypatch):
+    from train import demo
+
+    default = demo.demo_config("bisenet_gta5")
+    full = demo.demo_config("bisenet_gta5", profile="full")
+    assert default.gta5_size == demo.DEMO_SIZE == (128, 64) and full.gta5_size == (256, 128)
+    assert full.iterations == default.iterations  # the same schedule, four times the pixels
+    assert default.in_memory and default.channels_last and default.batch_size == 16
+    assert not default.amp  # float32 unless bfloat16 is asked for
+    bf16 = demo.demo_config("bisenet_gta5", bfloat16=True)
+    assert bf16.amp and bf16.amp_dtype == "bf16"
+    assert set(demo.DEMO_PROFILES) == {"default", "full"}
+    assert all(set(p.steps) == set(demo.DEMO_VARIANTS) for p in demo.DEMO_PROFILES.values())
+
+    monkeypatch.setattr(demo, "native_bfloat16", lambda: False)
+    with pytest.raises(ValueError, match="no bfloat16 instructions"):
+        demo.run_demo(tiny_data, tmp_path / "ck", only=["bisenet_gta5"], bfloat16=True)
+    with pytest.raises(ValueError, match="unknown profile"):
+        demo.run_demo(tiny_data, tmp_path / "ck", profile="huge")
+    with pytest.raises(ValueError, match="seeds"):
+        demo.run_demo(tiny_data, tmp_path / "ck", seeds=0)
+    assert not (tmp_path / "ck").exists()  # refused before anything was written
+
+
+def test_demo_threads_leave_busy_cores_alone(monkeypatch):
+    from train import demo
+
+    busy = demo.busy_cores(0.05)  # measured on this machine: between none and every CPU it has
+    assert 0.0 <= busy <= (os.cpu_count() or 1) + 0.01
+    monkeypatch.setattr(demo, "available_cores", lambda: 2)
+    for load, threads in ((0.0, 2), (0.4, 2), (0.9, 1), (1.6, 1), (7.0, 1)):
+        monkeypatch.setattr(demo, "busy_cores", lambda load=load: load)
+        assert demo.demo_threads() == threads, load
+    monkeypatch.setattr(demo, "available_cores", lambda: 16)
+    monkeypatch.setattr(demo, "busy_cores", lambda: 3.2)
+    assert demo.demo_threads() == 13
+
+
+def test_in_memory_data_hand_over_the_same_batches(tiny_data, tmp_path):
+    from train.data import Batches, InMemory
+
+    gta5, cityscapes = tiny_data / "gta5", tiny_data / "cityscapes"
+    config = get_variant("bisenet_gta5").replace(gta5_size=(64, 32), cityscapes_size=(64, 32), batch_size=4)
+    from_disk = build_data(config.replace(num_workers=0), gta5, cityscapes)
+    in_memory = build_data(config.replace(num_workers=0, in_memory=True), gta5, cityscapes)
+    assert isinstance(in_memory.labeled, InMemory) and not isinstance(in_memory.val, InMemory)
+    assert in_memory.labeled.mean == from_disk.labeled.mean  # the wrapped data set's attributes
+    disk_batches = Batches(from_disk.labeled, config, 0, 3, 0, 1)  # from step 3: across an epoch's end
+    memory_batches = Batches(in_memory.labeled, config, 0, 3, 0, 1)
+    for _ in range(3):
+        for a, b in zip(next(disk_batches), next(memory_batches), strict=True):
+            assert torch.equal(a, b)
+    with pytest.raises(TrainingError, match="would take more than"):
+        InMemory(from_disk.labeled, max_bytes=10_000)  # 8 images of 64x32 take 65 KB
 
 
 def test_evaluation_at_the_labels_full_resolution_and_the_recorded_protocol(tiny_data, tmp_path, capsys):

@@ -176,6 +176,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             scale=args.scale,
             threads=args.threads,
             seed=args.seed,
+            seeds=args.seeds,
+            profile=args.profile,
+            bfloat16=args.bfloat16,
             **({"size": (args.size[1], args.size[0])} if args.size else {}),
         )
     except (ValueError, RuntimeError) as exc:
@@ -188,6 +191,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from train.demo import DEFAULT_PROFILE, DEMO_PROFILES
+
     parser = argparse.ArgumentParser(prog="python -m train", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -332,8 +337,27 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--scale", type=float, default=1.0, help="multiply the demo's training steps (e.g. 0.1)"
     )
-    demo.add_argument("--threads", type=int, default=1, help="CPU threads for training (default 1, see docs)")
-    demo.add_argument("--size", type=_size, help="HEIGHTxWIDTH to train and evaluate at (default 64x128)")
+    demo.add_argument(
+        "--profile",
+        choices=list(DEMO_PROFILES),
+        default=DEFAULT_PROFILE,
+        help="; ".join(f"{name}: {p.summary}" for name, p in DEMO_PROFILES.items()),
+    )
+    demo.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="train every variant with this many training seeds (from --seed; seed N > 0 goes to OUT/seedN)",
+    )
+    demo.add_argument(
+        "--threads", type=int, help="CPU threads for training (default: the cores nothing else keeps busy)"
+    )
+    demo.add_argument(
+        "--bfloat16",
+        action="store_true",
+        help="bfloat16 autocast, for CPUs with bfloat16 instructions (AVX512-BF16, AMX); refused elsewhere",
+    )
+    demo.add_argument("--size", type=_size, help="HEIGHTxWIDTH to train and evaluate at (default: profile's)")
     demo.add_argument("--seed", type=int, default=0, help="training seed (the procedural data keep seed 0)")
     demo.set_defaults(func=cmd_demo)
     return parser

@@ -9,40 +9,92 @@ A finished variant is skipped on the next run; an interrupted one resumes.
 from __future__ import annotations
 
 import json
+import os
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from segdemo.checkpoints import CheckpointError, read_metadata
 from segdemo.files import atomic_write
+from segdemo.hardware import cpu_name, native_bfloat16
 from segdemo.jobs import PROGRESS_FILE
-from segdemo.results import format_table
+from segdemo.results import format_seed_table, format_table, seed_groups
 from train import resume
 from train.config import get_variant
-from train.data import build_data, describe_data
+from train.data import available_cores, build_data, describe_data
 from train.engine import Trainer
 
 DEMO_SEED = 0  # the procedural data's seed, and the default training seed
 DEMO_DATA = {"n_source": 600, "n_target_train": 600, "n_target_val": 100, "size": (320, 160)}
-# (width, height) for training and evaluation: 128x64 keeps all eight variants within 30 minutes on two
-# CPU cores (docs/results.md); `--size` trains larger.
-DEMO_SIZE = (128, 64)
-# Steps per variant at scale 1.0, in the order the demo trains them (the baseline comes first so
-# that a usable checkpoint exists within minutes).
-DEMO_STEPS = {
-    "bisenet_gta5": 400,
-    "bisenet_gta5_aug1": 400,
-    "bisenet_gta5_aug2": 400,
-    "bisenet_gta5_aug12": 400,
-    "bisenet_gta5_fda": 400,
-    "bisenet_gta5_dacs": 400,
-    "bisenet_cityscapes": 400,
-    "deeplabv2_cityscapes": 60,
+DEMO_VARIANTS = (
+    "bisenet_gta5",  # first, so that a usable checkpoint exists within minutes
+    "bisenet_gta5_aug1",
+    "bisenet_gta5_aug2",
+    "bisenet_gta5_aug12",
+    "bisenet_gta5_fda",
+    "bisenet_gta5_dacs",
+    "bisenet_cityscapes",
+    "deeplabv2_cityscapes",
+)
+"""Every variant of the report, in the order the demo trains them."""
+
+
+@dataclass(frozen=True)
+class DemoProfile:
+    """One scale of the demo: the input size, the batch and the steps of every variant."""
+
+    name: str
+    size: tuple[int, int]
+    """(width, height) for training and evaluation."""
+    batch_size: int
+    lr: float
+    steps: Mapping[str, int]
+    """Optimiser steps per variant at ``--scale 1``."""
+    overrides: Mapping[str, Mapping[str, Any]]
+    """Config changes for single variants (DeepLabV2's smaller batch)."""
+    folder: str
+    """Where under ``--out`` its checkpoints go ("" = ``--out`` itself)."""
+    summary: str
+    """One line for ``--help`` and Home."""
+
+
+def _bisenet_steps(steps: int, deeplab_steps: int) -> dict[str, int]:
+    return {name: deeplab_steps if name.startswith("deeplab") else steps for name in DEMO_VARIANTS}
+
+
+# Batch 16 rather than 8: two threads share a 16-image step better (benchmarks/demo_speed.py: 1.7x the
+# one-thread rate at batch 16, 1.3x at batch 8), so a variant sees its images in less time. Twice the batch,
+# twice Adam's learning rate (the linear scaling rule): 160 steps of 16 at 2e-3 gave the target-trained
+# BiSeNet 32.2 mIoU, at 1e-3 26.4 (docs/results.md). DeepLabV2 keeps batch 2 (a ResNet-101 step costs ten
+# BiSeNet steps) at 1e-3.
+DEMO_PROFILES = {
+    "default": DemoProfile(
+        name="default",
+        size=(128, 64),
+        batch_size=16,
+        lr=2e-3,
+        steps=_bisenet_steps(160, 60),
+        overrides={"deeplabv2_cityscapes": {"batch_size": 2, "lr": 1e-3}},
+        folder="",
+        summary="128x64 inputs, every variant in 13-17 minutes on two CPU cores",
+    ),
+    "full": DemoProfile(
+        name="full",
+        size=(256, 128),
+        batch_size=16,
+        lr=2e-3,
+        steps=_bisenet_steps(160, 80),
+        overrides={"deeplabv2_cityscapes": {"batch_size": 4, "lr": 1e-3}},
+        folder="full",
+        summary="256x128 inputs (four times the pixels), the same schedule: an estimated 45-55 minutes",
+    ),
 }
-DEMO_OVERRIDES = {
-    "deeplabv2_cityscapes": {"batch_size": 2},
-}
+DEFAULT_PROFILE = "default"
+DEMO_SIZE = DEMO_PROFILES[DEFAULT_PROFILE].size
 # The adaptation variants start from the demo's Aug1+2 checkpoint, the stand-in for the ImageNet
 # initialisation the report starts from (there are no pretrained weights here). From scratch, DACS's
 # teacher stays unconfident on target images for the whole CPU-sized schedule, so its pseudo-label term
@@ -57,49 +109,104 @@ DEMO_INIT = {
  "step": int, "total": int, "finished": [variant, ...], "message": str, "updated": unix time}."""
 
 
+def demo_folder(out_dir: Path, profile: str = DEFAULT_PROFILE, seed: int = DEMO_SEED) -> Path:
+    """Where the demo writes one profile's checkpoints for one training seed: ``out_dir`` for the default
+    profile and seed, ``out_dir/full``, ``out_dir/seed1``, ``out_dir/full/seed2`` ... otherwise, so that
+    no run replaces another's checkpoints."""
+    folder = Path(out_dir) / DEMO_PROFILES[profile].folder
+    return folder if seed == DEMO_SEED else folder / f"seed{seed}"
+
+
+def busy_cores(interval: float = 0.5) -> float:
+    """How many CPU cores other processes keep busy now: the share of non-idle time in /proc/stat over
+    ``interval`` seconds times the CPUs it counts; the 1-minute load average where there is no /proc/stat.
+    (The load average alone lags: right after another demo it still reads two busy cores for a minute.)"""
+
+    def sample() -> tuple[int, int, int]:
+        lines = Path("/proc/stat").read_text().splitlines()
+        fields = [int(v) for v in lines[0].split()[1:]]
+        cpus = sum(1 for line in lines if line.startswith("cpu") and line[3:4].isdigit())
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields[:8]), idle, cpus
+
+    try:
+        total0, idle0, cpus = sample()
+        time.sleep(interval)
+        total1, idle1, _ = sample()
+    except (OSError, ValueError, IndexError):
+        try:
+            return os.getloadavg()[0]
+        except OSError:  # not available on this platform
+            return 0.0
+    elapsed = max(total1 - total0, 1)
+    return cpus * (1.0 - (idle1 - idle0) / elapsed)
+
+
+def demo_threads() -> int:
+    """Intra-op threads for training: the cores this process may use that nothing else keeps busy
+    (:func:`busy_cores`), at least one. Two spinning OpenMP threads on a 2-core machine shared with a
+    busy process ran a BiSeNet step 10x slower than one thread (0.7 s vs 9 s)."""
+    cores = available_cores()
+    return max(1, min(cores, round(cores - busy_cores())))
+
+
 def demo_config(
     variant: str,
     scale: float = 1.0,
-    size: tuple[int, int] = DEMO_SIZE,
+    size: tuple[int, int] | None = None,
     out_dir: Path = Path("checkpoints"),
     seed: int = DEMO_SEED,
+    profile: str = DEFAULT_PROFILE,
+    bfloat16: bool = False,
 ):
-    """The variant's report config at demo scale; ``size`` is (width, height) for training and evaluation.
+    """The variant's report config at the profile's scale; ``size`` (width, height) replaces the profile's.
 
-    Variants in :data:`DEMO_INIT` start from the weights of another variant's checkpoint in ``out_dir``.
+    ``out_dir`` is the run's own folder (:func:`demo_folder`): variants in :data:`DEMO_INIT` start from
+    the weights of another variant's checkpoint there. ``bfloat16``: autocast in bfloat16, for CPUs that
+    compute it natively (``segdemo.hardware.native_bfloat16``).
     """
+    demo = DEMO_PROFILES[profile]
+    size = size or demo.size
     config = get_variant(variant)
     init = {"init_from": str(Path(out_dir) / DEMO_INIT[variant])} if variant in DEMO_INIT else {}
     changes = {
         "gta5_size": size,
         "cityscapes_size": size,
-        "batch_size": 8,
-        "iterations": max(1, round(DEMO_STEPS[variant] * scale)),
-        # Loading is 4-10% of a step (benchmarks/demo_profile.py). In-process loading keeps augmentation draws
-        # keyed to the step, so an interrupted demo resumes bit-exactly (workers keep their own random
-        # streams).
+        "batch_size": demo.batch_size,
+        "lr": demo.lr,
+        "iterations": max(1, round(demo.steps[variant] * scale)),
+        # Loading is a few % of a step (benchmarks/demo_profile.py), and the demo's images are decoded once
+        # into memory. In-process loading keeps augmentation draws keyed to the step, so an interrupted demo
+        # resumes bit-exactly (workers keep their own random streams).
         "num_workers": 0,
+        "in_memory": True,
         "log_every": 10,
-        # Resume state every 100 steps (~25 s of work) rather than every 40: each save writes the weights and
-        # Adam's moments (~150 MB for BiSeNet), which is not training.
+        # Resume state every 100 steps rather than every 40: each save writes the weights and Adam's moments
+        # (~150 MB for BiSeNet), which is not training.
         "checkpoint_every": 100,
-        "amp": False,
+        "channels_last": True,
+        "amp": bfloat16,
+        "amp_dtype": "bf16" if bfloat16 else "auto",
         "seed": seed,
-        **DEMO_OVERRIDES.get(variant, {}),
+        **demo.overrides.get(variant, {}),
         **init,
     }
     return config.replace(**changes)
 
 
 def ensure_data(data_dir: Path) -> tuple[Path, Path]:
-    """Generate the procedural domains into ``data_dir`` unless they are already there."""
+    """Generate the procedural domains into ``data_dir`` unless a complete generation is there (one of any
+    size: tests and users may pass smaller sets); an interrupted one is completed, since the bytes of every
+    image depend on its index only."""
     from segdemo import synthetic
 
     gta5, cityscapes = data_dir / "gta5", data_dir / "cityscapes"
-    if not (gta5.is_dir() and cityscapes.is_dir()):
+    if gta5.is_dir() and cityscapes.is_dir() and not synthetic.is_procedural(data_dir):
+        return gta5, cityscapes  # the user's own data in the two layouts: used as it is
+    if not synthetic.is_complete(data_dir):
         print(f"generating the procedural domains in {data_dir} ...", flush=True)
         start = time.perf_counter()
-        synthetic.generate(data_dir, seed=DEMO_SEED, progress=True, **DEMO_DATA)
+        synthetic.generate(data_dir, seed=DEMO_SEED, progress=True, workers=available_cores(), **DEMO_DATA)
         print(f"  done in {time.perf_counter() - start:.0f} s", flush=True)
     return gta5, cityscapes
 
@@ -139,14 +246,27 @@ def run_demo(
     only: list[str] | None = None,
     results_file: Path | None = None,
     scale: float = 1.0,
-    size: tuple[int, int] = DEMO_SIZE,
-    threads: int = 1,
+    size: tuple[int, int] | None = None,
+    threads: int | None = None,
     seed: int = DEMO_SEED,
+    seeds: int = 1,
+    profile: str = DEFAULT_PROFILE,
+    bfloat16: bool = False,
 ) -> list[dict]:
-    # One intra-op thread by default: on a 2-core machine shared with the app (or anything else), two
-    # spinning OpenMP threads ran a BiSeNet training step 10x slower than one thread (0.7 s vs 9 s).
-    torch.set_num_threads(max(1, threads))
-    names = list(DEMO_STEPS)
+    """Train the demo's variants for training seeds ``seed`` .. ``seed + seeds - 1`` (each into its own
+    :func:`demo_folder`); returns one row per variant and seed. ``threads`` None: :func:`demo_threads`."""
+    if profile not in DEMO_PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose among {', '.join(DEMO_PROFILES)}")
+    if seeds < 1:
+        raise ValueError(f"seeds must be at least 1, got {seeds}")
+    if bfloat16 and not native_bfloat16():
+        raise ValueError(
+            f"--bfloat16: this CPU ({cpu_name()}) has no bfloat16 instructions, so bfloat16 would be "
+            "emulated and slower than float32; train without it"
+        )
+    threads = threads or demo_threads()
+    torch.set_num_threads(threads)
+    names = list(DEMO_VARIANTS)
     if only:
         unknown = sorted(set(only) - set(names))
         if unknown:
@@ -157,67 +277,100 @@ def run_demo(
         names = [n for n in names if n in wanted]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    run_seeds = list(range(seed, seed + seeds))
+    runs = [(s, name) for s in run_seeds for name in names]
     finished: list[str] = []
-    progress = {"variant": None, "index": 0, "count": len(names), "step": 0, "total": 0, "finished": finished}
+    progress = {"variant": None, "index": 0, "count": len(runs), "step": 0, "total": 0, "finished": finished}
     _write_progress(out_dir, state="generating", message="generating the procedural domains", **progress)
+    print(
+        f"demo profile {profile} ({DEMO_PROFILES[profile].summary}), seeds {run_seeds}, {threads} thread(s), "
+        f"{'bfloat16' if bfloat16 else 'float32'}",
+        flush=True,
+    )
     try:
         gta5, cityscapes = ensure_data(Path(data_dir))
-        timings = _train_all(names, scale, size, seed, gta5, cityscapes, out_dir, progress)
+        settings = {"scale": scale, "size": size, "profile": profile, "bfloat16": bfloat16}
+        timings = _train_all(runs, settings, gta5, cityscapes, out_dir, progress)
     except BaseException as exc:
         _write_progress(out_dir, state="failed", message=f"{type(exc).__name__}: {exc}", **progress)
         raise
     _write_progress(out_dir, state="done", message="all variants trained", **progress)
 
     rows = []
-    demo_seconds = sum(timings.values())
-    for name in names:
-        meta = read_metadata(out_dir / name)
+    for run_seed, name in runs:
+        folder = demo_folder(out_dir, profile, run_seed) / name
+        meta = read_metadata(folder)
         metrics = meta["metrics"]
         rows.append(
             {
                 "variant": name,
+                "model": meta.get("model"),
+                "folder": str(folder),
+                "seed": run_seed,
                 "measured_on": metrics["eval_data"],
+                "data": "procedural",
+                "input_size": tuple(meta.get("input_size") or ()),
+                "steps": meta["steps"],
                 "miou": metrics["miou"],
                 "iou": metrics["iou"],
-                "steps": meta["steps"],
-                "seconds": timings.get(name),
+                "seconds": timings.get((run_seed, name)),
             }
         )
-    table = format_table(rows)
+    named = rows if seeds == 1 else [{**r, "variant": f"{r['variant']} seed {r['seed']}"} for r in rows]
+    table = format_table(named)
     print("\nResults on the PROCEDURAL target val split (not Cityscapes):\n")
     print(table)
-    print(f"\ntraining time this run {demo_seconds / 60:.1f} min")
+    if seeds > 1:
+        table += "\n\nMean ± std over the seeds:\n\n" + format_seed_table(seed_groups(rows))
+        print("\nMean ± std over the seeds:\n")
+        print(format_seed_table(seed_groups(rows)))
+    seconds = {name: [t for (_, n), t in timings.items() if n == name] for name in names}
+    print(
+        "\nseconds per variant this run: "
+        + ", ".join(f"{name} {sum(ts) / len(ts):.0f}" for name, ts in seconds.items() if ts)
+    )
+    print(f"training time this run {sum(timings.values()) / 60:.1f} min")
     if results_file is not None:
         Path(results_file).write_text(table + "\n")
     return rows
 
 
 def _train_all(
-    names: list[str],
-    scale: float,
-    size: tuple[int, int],
-    seed: int,
+    runs: list[tuple[int, str]],
+    settings: dict[str, Any],
     gta5: Path,
     cityscapes: Path,
     out_dir: Path,
     progress: dict,
-) -> dict[str, float]:
-    timings: dict[str, float] = {}
-    for i, name in enumerate(names):
-        config = demo_config(name, scale, size, out_dir, seed)
-        out = out_dir / name
-        progress.update(variant=name, index=i, step=0, total=config.iterations)
+) -> dict[tuple[int, str], float]:
+    """Train each (seed, variant) of ``runs`` that is not finished yet; the seconds each took."""
+    timings: dict[tuple[int, str], float] = {}
+    data_cache: dict[tuple, Any] = {}  # decoded once per data and size, shared by the variants
+    for i, (seed, name) in enumerate(runs):
+        folder = demo_folder(out_dir, settings["profile"], seed)
+        config = demo_config(
+            name,
+            settings["scale"],
+            settings["size"],
+            folder,
+            seed,
+            settings["profile"],
+            settings["bfloat16"],
+        )
+        out = folder / name
+        label = str(out.relative_to(out_dir))
+        progress.update(variant=label, index=i, step=0, total=config.iterations)
         if _finished(out, config):
-            print(f"[{i + 1}/{len(names)}] {name}: already trained, skipping", flush=True)
-            progress["finished"].append(name)
+            print(f"[{i + 1}/{len(runs)}] {label}: already trained, skipping", flush=True)
+            progress["finished"].append(label)
             continue
         # An interrupted run with other settings (say another --size) is trained afresh, not resumed.
         resume = _resumable(out, config)
         print(
-            f"[{i + 1}/{len(names)}] {name}: {config.iterations} steps{' (resuming)' if resume else ''}",
+            f"[{i + 1}/{len(runs)}] {label}: {config.iterations} steps{' (resuming)' if resume else ''}",
             flush=True,
         )
-        _write_progress(out_dir, state="training", message=f"training {name}", **progress)
+        _write_progress(out_dir, state="training", message=f"training {label}", **progress)
         start = time.perf_counter()
         last_write = 0.0
 
@@ -230,7 +383,7 @@ def _train_all(
                     out_dir, state="training", message=f"training {progress['variant']}", **progress
                 )
 
-        data = build_data(config, gta5, cityscapes)
+        data = _demo_data(config, gta5, cityscapes, data_cache)
         trainer = Trainer(
             config,
             data,
@@ -240,7 +393,15 @@ def _train_all(
             train_data_info=describe_data(config, gta5, cityscapes),
         )
         trainer.run(on_step=report)
-        timings[name] = time.perf_counter() - start
-        progress["finished"].append(name)
-        print(f"  {name}: mIoU {trainer.best_miou:.2f} in {timings[name]:.0f} s", flush=True)
+        timings[(seed, name)] = time.perf_counter() - start
+        progress["finished"].append(label)
+        print(f"  {label}: mIoU {trainer.best_miou:.2f} in {timings[(seed, name)]:.0f} s", flush=True)
     return timings
+
+
+def _demo_data(config, gta5: Path, cityscapes: Path, cache: dict[tuple, Any]):
+    """The variant's data sets, decoded into memory once per labeled domain and size for the whole demo."""
+    key = (config.labeled, config.uses_target_images, tuple(config.gta5_size), tuple(config.cityscapes_size))
+    if key not in cache:
+        cache[key] = build_data(config, gta5, cityscapes)
+    return cache[key]
