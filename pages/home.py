@@ -58,7 +58,7 @@ else:
 
 def _start_demo() -> None:
     try:
-        pid = jobs.start_demo(root)
+        pid = jobs.start_demo(root, profile=st.session_state.get("demo_profile", "default"))
     except jobs.JobError as exc:
         st.session_state["demo_error"] = str(exc)
     else:
@@ -112,7 +112,7 @@ def demo_panel() -> None:
             key="demo_start",
             type="primary" if not usable else "secondary",
             on_click=_start_demo,
-            help=f"Runs `{' '.join(jobs.demo_command(root)[1:])}` in the background.",
+            help=f"Runs `{' '.join(jobs.demo_command(root, profile=profile)[1:])}` in the background.",
         )
     if st.session_state.get("demo_error"):
         st.error(st.session_state["demo_error"])
@@ -126,9 +126,15 @@ st.subheader("Build the demo checkpoints")
 st.markdown(
     "`python -m train demo` trains every variant of the report (source-only, Aug1, Aug2, Aug1+2, FDA, DACS, "
     "and the Cityscapes-trained references) on the procedural two-domain data on this machine's CPU. The "
-    f"source-only baseline comes first. Measured: {jobs.DEMO_DURATION} (FDA and DACS start from the Aug1+2 "
-    "checkpoint, see docs/results.md). Each finished variant appears above as soon as it is written, and a "
-    "stopped demo resumes where it was."
+    "source-only baseline comes first (FDA and DACS start from the Aug1+2 checkpoint, see docs/results.md). "
+    "Each finished variant appears above as soon as it is written, and a stopped demo resumes where it was."
+)
+profile = st.radio(
+    "Demo profile",
+    list(jobs.DEMO_PROFILES),
+    format_func=lambda name: f"{name}: {jobs.DEMO_PROFILES[name]}",
+    key="demo_profile",
+    help="The full profile writes into its own folder (full/), next to the default's checkpoints.",
 )
 running = jobs.is_running(root)
 if running:

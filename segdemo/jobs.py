@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "DEMO_DURATION",
+    "DEMO_PROFILES",
     "LOG_FILE",
     "PID_FILE",
     "PROGRESS_FILE",
@@ -53,11 +53,16 @@ PROGRESS_FILE = ".demo_progress.json"
 """The demo's progress file, written by ``train.demo`` and read here."""
 LOG_FILE = ".demo.log"
 PID_FILE = ".demo.pid"
-DEMO_DURATION = (
-    "the source-only checkpoint after 2.3 min and all eight in 13.6 min on a 2-core AMD EPYC; all eight in "
-    "30.1 min on a 2-core Intel Xeon"
-)
-"""How long ``python -m train demo`` took where it was measured (docs/results.md), for the app to show."""
+DEMO_PROFILES = {
+    "default": (
+        "128x64 inputs; 12.9-16.9 min on a 2-core Intel Xeon (Ice Lake), the first checkpoint after 3.4 min"
+    ),
+    "full": (
+        "256x128 inputs, the same schedule; an estimated 45-55 min there (not yet run end to end)"
+    ),
+}
+"""The demo's profiles (``python -m train demo --profile NAME``, defined in train/demo.py) and how long each
+took where it was measured (docs/results.md), for the app to show."""
 
 # Processes started by this Python process: polled to reap them (no zombies) and to get their state
 # exactly; a job started by an earlier app process is found through the pid file instead.
@@ -84,9 +89,15 @@ class DemoStatus:
     """Variants whose checkpoints are complete."""
 
 
-def demo_command(root: str | Path, python: str | None = None, extra: Sequence[str] = ()) -> list[str]:
-    """The command line of the demo, writing its checkpoints into ``root``."""
-    return [python or sys.executable, "-m", "train", "demo", "--out", str(Path(root).resolve()), *extra]
+def demo_command(
+    root: str | Path, python: str | None = None, extra: Sequence[str] = (), profile: str = "default"
+) -> list[str]:
+    """The command line of the demo of one of :data:`DEMO_PROFILES`, writing its checkpoints into ``root``."""
+    if profile not in DEMO_PROFILES:
+        raise JobError(f"unknown demo profile {profile!r}; choose among {', '.join(DEMO_PROFILES)}")
+    chosen = ["--profile", profile] if profile != "default" else []
+    argv = [python or sys.executable, "-m", "train", "demo", "--out", str(Path(root).resolve())]
+    return argv + chosen + list(extra)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -136,8 +147,14 @@ def is_running(root: str | Path) -> bool:
     return pid is not None and _alive(pid)
 
 
-def start_demo(root: str | Path, command: Sequence[str] | None = None, cwd: str | Path | None = None) -> int:
-    """Start the demo (or ``command``) in the background, its output appended to ``root/.demo.log``.
+def start_demo(
+    root: str | Path,
+    command: Sequence[str] | None = None,
+    cwd: str | Path | None = None,
+    profile: str = "default",
+) -> int:
+    """Start the demo of ``profile`` (or ``command``) in the background, its output appended to
+    ``root/.demo.log``.
 
     Runs in the repository (``cwd``), where ``python -m train`` and ``data/`` are; in a new session,
     so it survives the app's page runs and is not hit by a Ctrl-C meant for the app server.
@@ -146,7 +163,7 @@ def start_demo(root: str | Path, command: Sequence[str] | None = None, cwd: str 
     root = Path(root)
     if is_running(root):
         raise JobError(f"the demo is already running (pid {_pid(root)}); see {root / LOG_FILE}")
-    argv = list(command) if command is not None else demo_command(root)
+    argv = list(command) if command is not None else demo_command(root, profile=profile)
     try:
         root.mkdir(parents=True, exist_ok=True)
         # A finished run's progress would read as "done" until the new job writes its own.

@@ -141,13 +141,17 @@ def test_home_without_checkpoints_explains_and_offers_the_demo(empty):
     assert "No checkpoints" in texts(at.info)
     assert element(at, "button", "Build the demo checkpoints")
     assert "python -m train" in texts(at.code)
-    assert f"Measured: {jobs.DEMO_DURATION}" in texts(at.markdown)  # a measured time, with its machines
+    # Both profiles offered, each with the time it took where it was measured.
+    radio = at.radio(key="demo_profile")
+    assert [option.split(":")[0] for option in radio.options] == list(jobs.DEMO_PROFILES)
+    assert all(jobs.DEMO_PROFILES[name] in option for name, option in zip(jobs.DEMO_PROFILES, radio.options))
+    assert radio.value == "default"
 
 
 def start_stand_in_demo(root, monkeypatch, script: str):
     """Press Home's build button with ``script`` standing in for `python -m train demo` (same progress
     file, seconds instead of minutes); return the page once the job has written progress, and a deadline."""
-    monkeypatch.setattr(jobs, "demo_command", lambda folder: [sys.executable, "-c", script, str(folder)])
+    monkeypatch.setattr(jobs, "demo_command", lambda folder, **_: [sys.executable, "-c", script, str(folder)])
     at = open_page()
     element(at, "button", "Build the demo checkpoints").click()
     rerun(at)
@@ -178,6 +182,29 @@ def test_home_demo_button_runs_the_job_in_the_background_with_progress(empty, mo
     rerun(at)
     assert "demo checkpoints are built" in texts(at.success)
     assert "step 5 of 10" in texts(at.code)
+
+
+def test_home_starts_the_demo_of_the_chosen_profile(empty, monkeypatch, tmp_path):
+    started = tmp_path / "started-with"
+    real_command = jobs.demo_command
+
+    def stand_in(folder, profile="default", **_):
+        argv = real_command(folder, profile=profile)  # what the real demo would be given
+        return [
+            sys.executable,
+            "-c",
+            f"import pathlib; pathlib.Path({str(started)!r}).write_text({argv!r}[6:].__repr__())",
+        ]
+
+    monkeypatch.setattr(jobs, "demo_command", stand_in)
+    at = open_page()
+    at.radio(key="demo_profile").set_value("full").run()
+    element(at, "button", "Build the demo checkpoints").click()
+    rerun(at)
+    deadline = time.monotonic() + 20
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert started.read_text() == repr(["--profile", "full"])
 
 
 def test_home_stop_button_interrupts_the_demo(empty, monkeypatch):
@@ -863,6 +890,9 @@ def test_results_confusions_side_by_side_and_seeds_as_mean_and_std(tmp_path, mon
         ]
     )
     assert groups == []  # one seed alone is no spread
+    run = {"variant": "v", "model": "m", "measured_on": "d", "data": "real", "miou": 10.0, "iou": {}}
+    profiles = [{**run, "seed": 0, "input_size": (64, 128)}, {**run, "seed": 1, "input_size": (128, 256)}]
+    assert seed_groups(profiles) == []  # two sizes (the demo's profiles) are not two seeds of one run
 
 
 def test_results_exports_a_study_as_one_html_file(ckpts, media):
