@@ -382,6 +382,8 @@ def test_demo_profiles_and_what_the_demo_refuses(tiny_data, tmp_path, monkeypatc
         demo.run_demo(tiny_data, tmp_path / "ck", profile="huge")
     with pytest.raises(ValueError, match="seeds"):
         demo.run_demo(tiny_data, tmp_path / "ck", seeds=0)
+    with pytest.raises(ValueError, match="threads"):
+        demo.run_demo(tiny_data, tmp_path / "ck", threads=0)
     assert not (tmp_path / "ck").exists()  # refused before anything was written
 
 

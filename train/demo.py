@@ -259,12 +259,14 @@ def run_demo(
         raise ValueError(f"unknown profile {profile!r}; choose among {', '.join(DEMO_PROFILES)}")
     if seeds < 1:
         raise ValueError(f"seeds must be at least 1, got {seeds}")
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
     if bfloat16 and not native_bfloat16():
         raise ValueError(
             f"--bfloat16: this CPU ({cpu_name()}) has no bfloat16 instructions, so bfloat16 would be "
             "emulated and slower than float32; train without it"
         )
-    threads = threads or demo_threads()
+    threads = threads if threads is not None else demo_threads()
     torch.set_num_threads(threads)
     names = list(DEMO_VARIANTS)
     if only:
