@@ -57,9 +57,7 @@ DEMO_PROFILES = {
     "default": (
         "128x64 inputs; 12.9-16.9 min on a 2-core Intel Xeon (Ice Lake), the first checkpoint after 3.4 min"
     ),
-    "full": (
-        "256x128 inputs, the same schedule; an estimated 45-55 min there (not yet run end to end)"
-    ),
+    "full": ("256x128 inputs, the same schedule; an estimated 45-55 min there (not yet run end to end)"),
 }
 """The demo's profiles (``python -m train demo --profile NAME``, defined in train/demo.py) and how long each
 took where it was measured (docs/results.md), for the app to show."""
