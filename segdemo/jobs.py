@@ -59,8 +59,8 @@ DEMO_PROFILES = {
     ),
     "full": ("256x128 inputs, the same schedule; an estimated 45-55 min there (not yet run end to end)"),
 }
-"""The demo's profiles (``python -m train demo --profile NAME``, defined in train/demo.py) and how long each
-took where it was measured (docs/results.md), for the app to show."""
+"""The demo's profiles (``python -m train demo --profile NAME``, defined in train/demo.py) in words, with how
+long each took where it was measured, or what is estimated (docs/results.md), for the app to show."""
 
 # Processes started by this Python process: polled to reap them (no zombies) and to get their state
 # exactly; a job started by an earlier app process is found through the pid file instead.
