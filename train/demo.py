@@ -280,7 +280,13 @@ def run_demo(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     run_seeds = list(range(seed, seed + seeds))
-    runs = [(s, name) for s in run_seeds for name in names]
+    # (seed, variant, checkpoint folder, config) of every run, in training order
+    runs = []
+    for run_seed in run_seeds:
+        folder = demo_folder(out_dir, profile, run_seed)
+        for name in names:
+            config = demo_config(name, scale, size, folder, run_seed, profile, bfloat16)
+            runs.append((run_seed, name, folder / name, config))
     finished: list[str] = []
     progress = {"variant": None, "index": 0, "count": len(runs), "step": 0, "total": 0, "finished": finished}
     _write_progress(out_dir, state="generating", message="generating the procedural domains", **progress)
@@ -291,16 +297,14 @@ def run_demo(
     )
     try:
         gta5, cityscapes = ensure_data(Path(data_dir))
-        settings = {"scale": scale, "size": size, "profile": profile, "bfloat16": bfloat16}
-        timings = _train_all(runs, settings, gta5, cityscapes, out_dir, progress)
+        timings = _train_all(runs, gta5, cityscapes, out_dir, progress)
     except BaseException as exc:
         _write_progress(out_dir, state="failed", message=f"{type(exc).__name__}: {exc}", **progress)
         raise
     _write_progress(out_dir, state="done", message="all variants trained", **progress)
 
     rows = []
-    for run_seed, name in runs:
-        folder = demo_folder(out_dir, profile, run_seed) / name
+    for run_seed, name, folder, _ in runs:
         meta = read_metadata(folder)
         metrics = meta["metrics"]
         rows.append(
@@ -323,9 +327,10 @@ def run_demo(
     print("\nResults on the PROCEDURAL target val split (not Cityscapes):\n")
     print(table)
     if seeds > 1:
-        table += "\n\nMean ± std over the seeds:\n\n" + format_seed_table(seed_groups(rows))
+        spread = format_seed_table(seed_groups(rows))
+        table += "\n\nMean ± std over the seeds:\n\n" + spread
         print("\nMean ± std over the seeds:\n")
-        print(format_seed_table(seed_groups(rows)))
+        print(spread)
     seconds = {name: [t for (_, n), t in timings.items() if n == name] for name in names}
     print(
         "\nseconds per variant this run: "
@@ -338,28 +343,17 @@ def run_demo(
 
 
 def _train_all(
-    runs: list[tuple[int, str]],
-    settings: dict[str, Any],
+    runs: list[tuple[int, str, Path, Any]],
     gta5: Path,
     cityscapes: Path,
     out_dir: Path,
     progress: dict,
 ) -> dict[tuple[int, str], float]:
-    """Train each (seed, variant) of ``runs`` that is not finished yet; the seconds each took."""
+    """Train each run (seed, variant, folder, config) that is not finished yet; the seconds each took, by
+    (seed, variant)."""
     timings: dict[tuple[int, str], float] = {}
     data_cache: dict[tuple, Any] = {}  # decoded once per data and size, shared by the variants
-    for i, (seed, name) in enumerate(runs):
-        folder = demo_folder(out_dir, settings["profile"], seed)
-        config = demo_config(
-            name,
-            settings["scale"],
-            settings["size"],
-            folder,
-            seed,
-            settings["profile"],
-            settings["bfloat16"],
-        )
-        out = folder / name
+    for i, (seed, name, out, config) in enumerate(runs):
         label = str(out.relative_to(out_dir))
         progress.update(variant=label, index=i, step=0, total=config.iterations)
         if _finished(out, config):
