@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 import time
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -223,24 +225,20 @@ def generate(
             print(f"  {done}/{len(items)} images ({rate:.0f}/min)", file=sys.stderr, flush=True)
 
     done = 0
-    if int(workers) == 1 or len(chunks) < 2:
-        results = (_write_chunk(out, seed, size, chunk) for chunk in chunks)
-        for chunk, paths in zip(chunks, results, strict=True):
+    with contextlib.ExitStack() as stack:
+        mapper = map  # in this process, or (several workers) the same calls in a pool, results in order
+        if int(workers) > 1 and len(chunks) > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # spawn, not fork: the caller may hold threads (PyTorch's) a forked child would inherit locked.
+            context = multiprocessing.get_context("spawn")
+            mapper = stack.enter_context(ProcessPoolExecutor(int(workers), mp_context=context)).map
+        results = mapper(_write_chunk, repeat(out), repeat(seed), repeat(size), chunks)
+        for chunk, paths in zip(chunks, results):
             written.update(paths)
             done += len(chunk)
             tick(done)
-    else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        # spawn, not fork: the caller may hold threads (PyTorch's) that a forked child would inherit locked.
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=int(workers), mp_context=context) as pool:
-            futures = [pool.submit(_write_chunk, out, seed, size, chunk) for chunk in chunks]
-            for chunk, future in zip(chunks, futures, strict=True):
-                written.update(future.result())
-                done += len(chunk)
-                tick(done)
     for root in (gta, cs):
         _prune(root, written)
     return {"gta5": gta, "cityscapes": cs}
