@@ -77,22 +77,25 @@ def format_table(rows: list[dict[str, Any]], per_class: bool = True) -> str:
         return "" if value is None or math.isnan(value) else f"{value:.2f}"
 
     header = ["variant", "measured on", "mIoU"] + (list(CLASS_NAMES) if per_class else [])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = []
     for row in rows:
         cells = [str(row["variant"]), row["measured_on"], cell(row["miou"])]
         if per_class:
             cells += [cell(row["iou"].get(name)) for name in CLASS_NAMES]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        lines.append(cells)
+    return _markdown(header, lines)
 
 
 def format_seed_table(summaries: list[dict[str, Any]]) -> str:
     """:func:`seed_groups` as a Markdown table: mIoU and the 19 per-class IoUs as "mean ± std"."""
-    lines = ["| " + " | ".join(SEED_COLUMNS) + " |", "|" + "---|" * len(SEED_COLUMNS)]
-    for group in summaries:
-        cells = _seed_cells(group)
-        lines.append("| " + " | ".join(cells[column] for column in SEED_COLUMNS) + " |")
-    return "\n".join(lines)
+    cells = [_seed_cells(group) for group in summaries]
+    return _markdown(SEED_COLUMNS, [[line[column] for column in SEED_COLUMNS] for line in cells])
+
+
+def _markdown(header: list[str], lines: list[list[str]]) -> str:
+    """A Markdown table of ``header`` and ``lines`` (lists of cells)."""
+    rule = "|" + "---|" * len(header)
+    return "\n".join(["| " + " | ".join(header) + " |", rule] + ["| " + " | ".join(c) + " |" for c in lines])
 
 
 # ---------------------------------------------------------------------------------------------
