@@ -517,7 +517,7 @@ def test_progress_file_name_is_the_demos():
 
 
 def test_demo_command_runs_the_training_cli_with_the_chosen_profile(tmp_path):
-    from train.demo import DEFAULT_PROFILE, DEMO_PROFILES
+    from train.profiles import DEFAULT_PROFILE, DEMO_PROFILES
 
     command = jobs.demo_command(tmp_path)
     assert command[1:5] == ["-m", "train", "demo", "--out"] and command[5] == str(tmp_path.resolve())

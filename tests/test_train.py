@@ -301,16 +301,17 @@ def small_batches(monkeypatch):
     """The demo's profiles with batches of 4: the tiny data sets hold 8 labeled images."""
     import dataclasses
 
-    from train import demo
+    from train.profiles import DEMO_PROFILES
 
-    for name, profile in demo.DEMO_PROFILES.items():
-        monkeypatch.setitem(demo.DEMO_PROFILES, name, dataclasses.replace(profile, batch_size=4))
+    for name, profile in DEMO_PROFILES.items():
+        monkeypatch.setitem(DEMO_PROFILES, name, dataclasses.replace(profile, batch_size=4))
 
 
 def test_demo_trains_what_a_variant_starts_from_and_reuses_only_matching_checkpoints(
     tiny_data, tmp_path, capsys, small_batches
 ):
-    from train.demo import DEFAULT_PROFILE, DEMO_INIT, DEMO_PROFILES, run_demo
+    from train.demo import DEMO_INIT, run_demo
+    from train.profiles import DEFAULT_PROFILE, DEMO_PROFILES
 
     threads = torch.get_num_threads()
     out = tmp_path / "ck"
@@ -362,18 +363,18 @@ def test_demo_seeds_train_into_their_own_folders_and_print_mean_and_spread(
 
 
 def test_demo_profiles_and_what_the_demo_refuses(tiny_data, tmp_path, monkeypatch):
-    from train import demo
+    from train import demo, profiles
 
     default = demo.demo_config("bisenet_gta5")
     full = demo.demo_config("bisenet_gta5", profile="full")
-    assert default.gta5_size == demo.DEMO_SIZE == (128, 64) and full.gta5_size == (256, 128)
+    assert default.gta5_size == profiles.DEMO_SIZE == (128, 64) and full.gta5_size == (256, 128)
     assert full.iterations == default.iterations  # the same schedule, four times the pixels
     assert default.in_memory and default.channels_last and default.batch_size == 16
     assert not default.amp  # float32 unless bfloat16 is asked for
     bf16 = demo.demo_config("bisenet_gta5", bfloat16=True)
     assert bf16.amp and bf16.amp_dtype == "bf16"
-    assert set(demo.DEMO_PROFILES) == {"default", "full"}
-    assert all(set(p.steps) == set(demo.DEMO_VARIANTS) for p in demo.DEMO_PROFILES.values())
+    assert set(profiles.DEMO_PROFILES) == {"default", "full"}
+    assert all(set(p.steps) == set(profiles.DEMO_VARIANTS) for p in profiles.DEMO_PROFILES.values())
 
     monkeypatch.setattr(demo, "native_bfloat16", lambda: False)
     with pytest.raises(ValueError, match="no bfloat16 instructions"):
