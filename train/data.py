@@ -109,7 +109,8 @@ class InMemory(torch.utils.data.Dataset):
         for index in range(len(dataset)):
             item = dataset[index]  # None: a sample bad_samples=skip leaves out, as from disk
             held += sum(t.numel() * t.element_size() for t in item) if item is not None else 0
-            if held > max_bytes or (item is not None and held * len(dataset) > max_bytes * (index + 1)):
+            # What all of them would take at the mean size so far: refused early, after one item if need be.
+            if held * len(dataset) > max_bytes * (index + 1):
                 raise TrainingError(
                     f"in_memory: the {len(dataset)} images of {getattr(dataset, 'name', 'this data set')} "
                     f"would take more than {max_bytes / 2**30:.1f} GiB at this size; train with "
