@@ -97,9 +97,9 @@ def images_per_second(
 
 
 def main(argv: list[str] | None = None) -> int:
+    from segdemo.profiles import DEMO_SIZE
     from train.data import available_cores
     from train.demo import demo_config
-    from train.profiles import DEMO_SIZE
 
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.demo_speed",

@@ -11,6 +11,7 @@ from segdemo.catalogue import (
     uploads_size,
 )
 from segdemo.checkpoints import TEMPLATE_SUFFIXES, CheckpointError
+from segdemo.profiles import DEFAULT_PROFILE, DEMO_PROFILES
 from segdemo.results import checkpoints_frame
 
 common.ensure_navigation()
@@ -58,7 +59,7 @@ else:
 
 def _start_demo() -> None:
     try:
-        pid = jobs.start_demo(root, profile=st.session_state.get("demo_profile", "default"))
+        pid = jobs.start_demo(root, profile=st.session_state.get("demo_profile", DEFAULT_PROFILE))
     except jobs.JobError as exc:
         st.session_state["demo_error"] = str(exc)
     else:
@@ -131,8 +132,8 @@ st.markdown(
 )
 profile = st.radio(
     "Demo profile",
-    list(jobs.DEMO_PROFILES),
-    format_func=lambda name: f"{name}: {jobs.DEMO_PROFILES[name]}",
+    list(DEMO_PROFILES),
+    format_func=lambda name: f"{name}: {DEMO_PROFILES[name].summary}",
     key="demo_profile",
     help="The full profile writes into its own folder (full/), next to the default's checkpoints.",
 )

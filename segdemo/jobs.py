@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from segdemo.profiles import DEFAULT_PROFILE, DEMO_PROFILES
+
 __all__ = [
-    "DEMO_PROFILES",
     "LOG_FILE",
     "PID_FILE",
     "PROGRESS_FILE",
@@ -53,15 +54,6 @@ PROGRESS_FILE = ".demo_progress.json"
 """The demo's progress file, written by ``train.demo`` and read here."""
 LOG_FILE = ".demo.log"
 PID_FILE = ".demo.pid"
-DEMO_PROFILES = {
-    "default": (
-        "128x64 inputs; 12.9-16.9 min on a 2-core Intel Xeon (Ice Lake), the first checkpoint after 3.4 min"
-    ),
-    "full": ("256x128 inputs, the same schedule; an estimated 45-55 min there (not yet run end to end)"),
-}
-"""The demo's profiles (``python -m train demo --profile NAME``, defined in train/demo.py) in words, with how
-long each took where it was measured, or what is estimated (docs/results.md), for the app to show."""
-
 # Processes started by this Python process: polled to reap them (no zombies) and to get their state
 # exactly; a job started by an earlier app process is found through the pid file instead.
 _CHILDREN: dict[int, subprocess.Popen] = {}
@@ -88,12 +80,13 @@ class DemoStatus:
 
 
 def demo_command(
-    root: str | Path, python: str | None = None, extra: Sequence[str] = (), profile: str = "default"
+    root: str | Path, python: str | None = None, extra: Sequence[str] = (), profile: str = DEFAULT_PROFILE
 ) -> list[str]:
-    """The command line of the demo of one of :data:`DEMO_PROFILES`, writing its checkpoints into ``root``."""
+    """The command line of the demo of one of ``segdemo.profiles.DEMO_PROFILES``, writing its checkpoints into
+    ``root``."""
     if profile not in DEMO_PROFILES:
         raise JobError(f"unknown demo profile {profile!r}; choose among {', '.join(DEMO_PROFILES)}")
-    chosen = ["--profile", profile] if profile != "default" else []
+    chosen = ["--profile", profile] if profile != DEFAULT_PROFILE else []
     argv = [python or sys.executable, "-m", "train", "demo", "--out", str(Path(root).resolve())]
     return argv + chosen + list(extra)
 
@@ -149,7 +142,7 @@ def start_demo(
     root: str | Path,
     command: Sequence[str] | None = None,
     cwd: str | Path | None = None,
-    profile: str = "default",
+    profile: str = DEFAULT_PROFILE,
 ) -> int:
     """Start the demo of ``profile`` (or ``command``) in the background, its output appended to
     ``root/.demo.log``.

@@ -26,6 +26,7 @@ from segdemo import jobs
 from segdemo.checkpoints import CheckpointError, default_metadata, save_checkpoint
 from segdemo.labels import CLASS_NAMES
 from segdemo.models import build_model
+from segdemo.profiles import DEMO_PROFILES
 from segdemo.synthetic import render_scene, scene_rng
 from segdemo.viz import label_png_bytes
 
@@ -143,8 +144,8 @@ def test_home_without_checkpoints_explains_and_offers_the_demo(empty):
     assert "python -m train" in texts(at.code)
     # Both profiles offered, each with the time it took where it was measured.
     radio = at.radio(key="demo_profile")
-    assert [option.split(":")[0] for option in radio.options] == list(jobs.DEMO_PROFILES)
-    assert all(jobs.DEMO_PROFILES[name] in option for name, option in zip(jobs.DEMO_PROFILES, radio.options))
+    assert [option.split(":")[0] for option in radio.options] == list(DEMO_PROFILES)
+    assert all(DEMO_PROFILES[name].summary in option for name, option in zip(DEMO_PROFILES, radio.options))
     assert radio.value == "default"
 
 

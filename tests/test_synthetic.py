@@ -302,6 +302,27 @@ def test_is_complete_tells_an_interrupted_generation_apart(dataset: Path, tmp_pa
     assert not is_complete(tmp_path / "nothing here")
 
 
+def test_parts_are_written_on_their_own_and_add_up_to_the_whole(dataset: Path, tmp_path: Path) -> None:
+    from segdemo.synthetic import is_complete
+
+    out = tmp_path / "data"
+    counts = {"seed": 3, "n_source": 3, "n_target_train": 3, "n_target_val": 2, "size": SMALL}
+    generate(out, parts=["target_val", "source"], **counts)
+    assert not (out / "cityscapes" / "leftImg8bit" / "train").exists()
+    assert is_complete(out, ["source", "target_val"]) and not is_complete(out)
+    assert not is_complete(out, ["target_train"])
+    # The rest later: the same bytes as one generation of everything, and what was there is kept.
+    generate(out, parts=["target_train"], **counts)
+    assert is_complete(out)
+    parts, whole = _files(out), _files(dataset)
+    assert parts.pop("README.txt").replace(bytes(out), bytes(dataset)) == whole.pop("README.txt")
+    assert parts == whole
+    with pytest.raises(ValueError, match="unknown parts"):
+        generate(out, parts=["target_test"], **counts)
+    with pytest.raises(ValueError, match="unknown parts"):
+        is_complete(out, ["val"])
+
+
 def test_rerun_into_same_folder_prunes_stale_files(tmp_path: Path) -> None:
     out = tmp_path / "data"
     generate(out, seed=0, n_source=3, n_target_train=2, n_target_val=1, size=SMALL)

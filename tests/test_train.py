@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import torch
 from conftest import REPO, TINY
 
 from segdemo.checkpoints import load_model, read_metadata
+from segdemo.jobs import PROGRESS_FILE
 from train.__main__ import main
 from train.config import apply_overrides, get_variant, variants
 from train.data import build_data, describe_data
@@ -301,7 +303,7 @@ def small_batches(monkeypatch):
     """The demo's profiles with batches of 4: the tiny data sets hold 8 labeled images."""
     import dataclasses
 
-    from train.profiles import DEMO_PROFILES
+    from segdemo.profiles import DEMO_PROFILES
 
     for name, profile in DEMO_PROFILES.items():
         monkeypatch.setitem(DEMO_PROFILES, name, dataclasses.replace(profile, batch_size=4))
@@ -310,8 +312,8 @@ def small_batches(monkeypatch):
 def test_demo_trains_what_a_variant_starts_from_and_reuses_only_matching_checkpoints(
     tiny_data, tmp_path, capsys, small_batches
 ):
+    from segdemo.profiles import DEFAULT_PROFILE, DEMO_PROFILES
     from train.demo import DEMO_INIT, run_demo
-    from train.profiles import DEFAULT_PROFILE, DEMO_PROFILES
 
     threads = torch.get_num_threads()
     out = tmp_path / "ck"
@@ -362,8 +364,33 @@ def test_demo_seeds_train_into_their_own_folders_and_print_mean_and_spread(
     assert "Mean ± std over the seeds" in printed and f"{mean:.2f} ± {std:.2f}" in printed
 
 
+def test_demo_generates_only_the_data_each_variant_needs_before_it(
+    tmp_path, capsys, small_batches, monkeypatch
+):
+    from segdemo import synthetic
+    from train import demo
+
+    monkeypatch.setattr(
+        demo, "DEMO_DATA", {"n_source": 8, "n_target_train": 8, "n_target_val": 4, "size": (64, 32)}
+    )
+    data, out = tmp_path / "data", tmp_path / "ck"
+    threads = torch.get_num_threads()
+    try:
+        # Source only needs no target train images: the first checkpoint does not wait for them.
+        demo.run_demo(data, out, only=["bisenet_gta5"], scale=0.005, size=(64, 32), threads=1)
+        assert "generating source, target_val in" in capsys.readouterr().out
+        assert synthetic.is_complete(data, ["source", "target_val"]) and not synthetic.is_complete(data)
+        demo.run_demo(data, out, only=["bisenet_cityscapes"], scale=0.005, size=(64, 32), threads=1)
+        assert "generating target_train in" in capsys.readouterr().out  # the val images are kept
+        assert synthetic.is_complete(data)
+    finally:
+        torch.set_num_threads(threads)
+    assert json.loads((out / PROGRESS_FILE).read_text())["state"] == "done"
+
+
 def test_demo_profiles_and_what_the_demo_refuses(tiny_data, tmp_path, monkeypatch):
-    from train import demo, profiles
+    from segdemo import profiles
+    from train import demo
 
     default = demo.demo_config("bisenet_gta5")
     full = demo.demo_config("bisenet_gta5", profile="full")

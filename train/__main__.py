@@ -191,7 +191,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from train.profiles import DEFAULT_PROFILE, DEMO_PROFILES
+    from segdemo.profiles import DEFAULT_PROFILE, DEMO_PROFILES
 
     parser = argparse.ArgumentParser(prog="python -m train", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,12 @@ from segdemo.checkpoints import CheckpointError, read_metadata
 from segdemo.files import atomic_write
 from segdemo.hardware import cpu_name, native_bfloat16
 from segdemo.jobs import PROGRESS_FILE
+from segdemo.profiles import DEFAULT_PROFILE, DEMO_PROFILES, DEMO_VARIANTS
 from segdemo.results import format_seed_table, format_table, seed_groups
 from train import resume
 from train.config import get_variant
 from train.data import available_cores, build_data, describe_data
 from train.engine import Trainer
-from train.profiles import DEFAULT_PROFILE, DEMO_PROFILES, DEMO_VARIANTS
 
 DEMO_SEED = 0  # the procedural data's seed, and the default training seed
 DEMO_DATA = {"n_source": 600, "n_target_train": 600, "n_target_val": 100, "size": (320, 160)}
@@ -128,19 +129,39 @@ def demo_config(
     return config.replace(**changes)
 
 
-def ensure_data(data_dir: Path) -> tuple[Path, Path]:
-    """Generate the procedural domains into ``data_dir`` unless a complete generation is there (one of any
-    size: tests and users may pass smaller sets); an interrupted one is completed, since the bytes of every
-    image depend on its index only."""
+def data_parts(config) -> set[str]:
+    """The parts of the procedural data (``segdemo.synthetic.PARTS``) a variant reads: the target val images
+    (every variant is evaluated on them) and the images it trains on."""
+    parts = {"target_val", "source" if config.labeled == "gta5" else "target_train"}
+    return parts | ({"target_train"} if config.uses_target_images else set())
+
+
+def ensure_data(
+    data_dir: Path, parts: Collection[str] | None = None, announce: Callable[[str], None] | None = None
+) -> tuple[Path, Path]:
+    """Generate ``parts`` of the procedural domains (default: all) into ``data_dir`` unless a complete
+    generation of them is there (one of any size: tests and users may pass smaller sets); an interrupted one
+    is completed, since the bytes of every image depend on its index only. ``announce`` is told what is
+    generated, before it is."""
     from segdemo import synthetic
 
     gta5, cityscapes = data_dir / "gta5", data_dir / "cityscapes"
     if gta5.is_dir() and cityscapes.is_dir() and not synthetic.is_procedural(data_dir):
         return gta5, cityscapes  # the user's own data in the two layouts: used as it is
-    if not synthetic.is_complete(data_dir):
-        print(f"generating the procedural domains in {data_dir} ...", flush=True)
+    missing = [
+        part
+        for part in synthetic.PARTS
+        if (parts is None or part in parts) and not synthetic.is_complete(data_dir, [part])
+    ]
+    if missing:
+        message = f"generating {', '.join(missing)} in {data_dir}"
+        print(f"{message} ...", flush=True)
+        if announce is not None:
+            announce(message)
         start = time.perf_counter()
-        synthetic.generate(data_dir, seed=DEMO_SEED, progress=True, workers=available_cores(), **DEMO_DATA)
+        synthetic.generate(
+            data_dir, seed=DEMO_SEED, progress=True, workers=available_cores(), parts=missing, **DEMO_DATA
+        )
         print(f"  done in {time.perf_counter() - start:.0f} s", flush=True)
     return gta5, cityscapes
 
@@ -223,15 +244,14 @@ def run_demo(
             runs.append((run_seed, name, folder / name, config))
     finished: list[str] = []
     progress = {"variant": None, "index": 0, "count": len(runs), "step": 0, "total": 0, "finished": finished}
-    _write_progress(out_dir, state="generating", message="generating the procedural domains", **progress)
+    _write_progress(out_dir, state="training", message="starting", **progress)
     print(
         f"demo profile {profile} ({DEMO_PROFILES[profile].summary}), seeds {run_seeds}, {threads} thread(s), "
         f"{'bfloat16' if bfloat16 else 'float32'}",
         flush=True,
     )
     try:
-        gta5, cityscapes = ensure_data(Path(data_dir))
-        timings = _train_all(runs, gta5, cityscapes, out_dir, progress)
+        timings = _train_all(runs, Path(data_dir), out_dir, progress)
     except BaseException as exc:
         _write_progress(out_dir, state="failed", message=f"{type(exc).__name__}: {exc}", **progress)
         raise
@@ -278,13 +298,13 @@ def run_demo(
 
 def _train_all(
     runs: list[tuple[int, str, Path, Any]],
-    gta5: Path,
-    cityscapes: Path,
+    data_dir: Path,
     out_dir: Path,
     progress: dict,
 ) -> dict[tuple[int, str], float]:
     """Train each run (seed, variant, folder, config) that is not finished yet; the seconds each took, by
-    (seed, variant)."""
+    (seed, variant). The procedural data a run needs is generated just before it (the first variants need
+    no target train images, so the first checkpoint comes sooner)."""
     timings: dict[tuple[int, str], float] = {}
     data_cache: dict[tuple, Any] = {}  # decoded once per data and size, shared by the variants
     for i, (seed, name, out, config) in enumerate(runs):
@@ -294,6 +314,13 @@ def _train_all(
             print(f"[{i + 1}/{len(runs)}] {label}: already trained, skipping", flush=True)
             progress["finished"].append(label)
             continue
+        gta5, cityscapes = ensure_data(
+            data_dir,
+            data_parts(config),
+            announce=lambda message: _write_progress(
+                out_dir, state="generating", message=message, **progress
+            ),
+        )
         # An interrupted run with other settings (say another --size) is trained afresh, not resumed.
         resume = _resumable(out, config)
         print(

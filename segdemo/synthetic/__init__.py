@@ -34,7 +34,8 @@ gave about 2000 images/minute (rendering only, both domains alternating). Writin
 
 API: :func:`render_scene` (one image + trainIds), :func:`generate` (both data sets on disk),
 :func:`scene_rng` (the per-image generator ``generate`` uses), :func:`is_complete` (is a generation
-finished?), :func:`is_procedural` (is a data root ours?). The package's parts, each readable on its own:
+(or one of its :data:`PARTS`) finished?), :func:`is_procedural` (is a data root ours?). The package's
+parts, each readable on its own:
 
 * ``styles``: what differs between the domains (palettes, layout, frequencies, light, texture);
 * ``plan``: the street plan (lanes, sides, tram line) as a data object;
@@ -66,6 +67,7 @@ from segdemo.synthetic.render import DEFAULT_SIZE, DOMAINS, MIN_SIZE, render_sce
 from segdemo.synthetic.writer import (
     CITIES,
     FRAME,
+    PARTS,
     cityscapes_stem,
     generate,
     is_complete,
@@ -83,6 +85,7 @@ __all__ = [
     "DOMAINS",
     "FRAME",
     "MIN_SIZE",
+    "PARTS",
     "PERSON",
     "ROAD",
     "SIDEWALK",

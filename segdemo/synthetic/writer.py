@@ -6,6 +6,7 @@ import contextlib
 import functools
 import sys
 import time
+from collections.abc import Collection
 from itertools import repeat
 from pathlib import Path
 
@@ -26,6 +27,15 @@ _README_MARKER = "segdemo procedural street scenes"
 _DOMAIN_CODE = {"source": 1, "target": 2}
 _SPLIT_CODE = {"train": 1, "val": 2}
 _CHUNK = 50  # at most this many images per task of a generate() worker (and per progress line)
+
+PARTS = {"source": ("source", "train"), "target_train": ("target", "train"), "target_val": ("target", "val")}
+"""The three sets ``generate`` writes, as (domain, split); it can write each on its own (``parts``): the demo
+writes the source and the target val images first, since its first variants need no target train images."""
+_README_COUNTS = {
+    "source": "source images",
+    "target_train": "target train images",
+    "target_val": "target val images",
+}
 
 
 def scene_rng(seed: int, domain: str, split: str, index: int) -> np.random.Generator:
@@ -94,29 +104,48 @@ def is_procedural(root: str | Path) -> bool:
     return _has_readme(root) or _has_readme(root.parent)
 
 
-def is_complete(root: str | Path) -> bool:
-    """True if ``root`` holds a ``generate`` output with every image its README counts (and their labels):
-    False for an interrupted generation, which running ``generate`` again completes."""
+def _part_folders(root: Path, part: str) -> tuple[tuple[Path, str], ...]:
+    """(folder, glob) of each file kind one part writes, one file per image each."""
+    if part == "source":
+        return ((root / "gta5" / "images", "*.png"), (root / "gta5" / "labels", "*.png"))
+    split = PARTS[part][1]
+    cs = root / "cityscapes"
+    return (
+        (cs / "leftImg8bit" / split, "*/*_leftImg8bit.png"),
+        (cs / "gtFine" / split, "*/*_gtFine_labelIds.png"),
+        (cs / "gtFine" / split, "*/*_gtFine_labelTrainIds.png"),
+    )
+
+
+def _check_parts(parts: Collection[str] | None) -> tuple[str, ...]:
+    if parts is None:
+        return tuple(PARTS)
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        raise ValueError(f"unknown parts {unknown}; choose among {', '.join(PARTS)}")
+    return tuple(p for p in PARTS if p in parts)
+
+
+def is_complete(root: str | Path, parts: Collection[str] | None = None) -> bool:
+    """True if ``root`` holds a ``generate`` output with every image its README counts (and their labels), in
+    each of ``parts`` (default: all of :data:`PARTS`): False for an interrupted generation, which running
+    ``generate`` again completes."""
+    parts = _check_parts(parts)
     root = Path(root)
     if not _has_readme(root):
         return False
     counts = {}
     for line in (root / "README.txt").read_text(errors="replace").splitlines():
         key, _, value = line.partition(":")
-        if key in ("source images", "target train images", "target val images") and value.strip().isdigit():
+        if key in _README_COUNTS.values() and value.strip().isdigit():
             counts[key] = int(value)
-    if len(counts) != 3:
+    if len(counts) != len(PARTS):
         return False
-    cs = root / "cityscapes"
-    expected = (
-        (root / "gta5" / "images", "*.png", counts["source images"]),
-        (root / "gta5" / "labels", "*.png", counts["source images"]),
-        (cs / "leftImg8bit" / "train", "*/*_leftImg8bit.png", counts["target train images"]),
-        (cs / "gtFine" / "train", "*/*_gtFine_labelTrainIds.png", counts["target train images"]),
-        (cs / "leftImg8bit" / "val", "*/*_leftImg8bit.png", counts["target val images"]),
-        (cs / "gtFine" / "val", "*/*_gtFine_labelTrainIds.png", counts["target val images"]),
+    return all(
+        len(list(folder.glob(pattern))) == counts[_README_COUNTS[part]]
+        for part in parts
+        for folder, pattern in _part_folders(root, part)
     )
-    return all(len(list(folder.glob(pattern))) == n for folder, pattern, n in expected)
 
 
 def _prepare(out: Path) -> None:
@@ -183,13 +212,16 @@ def generate(
     size: tuple[int, int] = DEFAULT_SIZE,
     progress: bool = False,
     workers: int = 1,
+    parts: Collection[str] | None = None,
 ) -> dict[str, Path]:
     """Write the source domain (GTA5 layout) and the target domain (Cityscapes layout) under `out`.
 
     Returns {"gta5": out/"gta5", "cityscapes": out/"cityscapes"}. The bytes are a function of
     (seed, size) and each image's index only, so re-running reproduces the files exactly, with any number
-    of ``workers`` (processes that render images side by side).
+    of ``workers`` (processes that render images side by side). ``parts`` (default: all of :data:`PARTS`)
+    writes only those sets and leaves the others' files as they are; the README counts all three.
     """
+    parts = _check_parts(parts)
     size = check_size(size)
     if int(seed) < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
@@ -210,9 +242,7 @@ def generate(
     gta, cs = out / "gta5", out / "cityscapes"
     for folder in (gta / "images", gta / "labels", cs):
         folder.mkdir(parents=True, exist_ok=True)
-    items = [("source", "train", i) for i in range(counts["source"])]
-    items += [("target", "train", i) for i in range(counts["target_train"])]
-    items += [("target", "val", i) for i in range(counts["target_val"])]
+    items = [(*PARTS[part], i) for part in parts for i in range(counts[part])]
     # Several tasks per worker, so that the last ones finish together.
     chunk = max(1, min(_CHUNK, -(-len(items) // (4 * int(workers)))))
     chunks = [items[i : i + chunk] for i in range(0, len(items), chunk)]
@@ -239,6 +269,6 @@ def generate(
             written.update(paths)
             done += len(chunk)
             tick(done)
-    for root in (gta, cs):
-        _prune(root, written)
+    for folder in {folder for part in parts for folder, _ in _part_folders(out, part)}:
+        _prune(folder, written)
     return {"gta5": gta, "cityscapes": cs}
