@@ -122,13 +122,18 @@ def main(argv: list[str] | None = None) -> int:
             baseline = baseline or rate
             rows.append([variant, setting.name, f"{rate:.1f}", f"{rate / baseline:.2f}x"])
             print(" | ".join(rows[-1]), flush=True)
+    # One section per size and CPU kind, so that a machine without bfloat16 does not replace one with it.
+    bfloat16 = native_bfloat16()
+    kind = "a CPU with bfloat16 instructions" if bfloat16 else "a CPU without bfloat16 instructions"
     section = "\n".join(
         [
-            section_header(f"Demo training throughput at {size[0]}x{size[1]}", describe_device("cpu")),
+            section_header(
+                f"Demo training throughput at {size[0]}x{size[1]}, {kind}", describe_device("cpu")
+            ),
             (
                 f"{args.steps} steps per row after {args.warmup} of warm-up, loading "
                 "included; bfloat16 "
-                + ("measured (native)." if native_bfloat16() else "not measured: no native bfloat16 here.")
+                + ("measured (native)." if bfloat16 else "not measured: no native bfloat16 here.")
             ),
             "",
             markdown_table(["variant", "setting", "training images / s", "vs today's loop"], rows),
@@ -136,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(section)
     if not args.no_write:
-        write_section(f"demo_speed_{size[0]}x{size[1]}", section)
+        write_section(f"demo_speed_{size[0]}x{size[1]}{'_bfloat16' if bfloat16 else ''}", section)
     return 0
 
 
