@@ -396,8 +396,11 @@ def test_demo_profiles_and_what_the_demo_refuses(tiny_data, tmp_path, monkeypatc
     full = demo.demo_config("bisenet_gta5", profile="full")
     assert default.gta5_size == profiles.DEMO_SIZE == (128, 64) and full.gta5_size == (256, 128)
     assert full.iterations == default.iterations  # the same schedule, four times the pixels
+    # ... except for the two target-trained networks, which get longer to learn the thin classes
+    for name in ("bisenet_cityscapes", "deeplabv2_cityscapes"):
+        assert demo.demo_config(name, profile="full").iterations > demo.demo_config(name).iterations
     assert default.in_memory and default.channels_last and default.batch_size == 16
-    assert not default.amp  # float32 unless bfloat16 is asked for
+    assert not default.amp  # float32 unless bfloat16 is asked for (run_demo asks where the CPU has it)
     bf16 = demo.demo_config("bisenet_gta5", bfloat16=True)
     assert bf16.amp and bf16.amp_dtype == "bf16"
     assert set(profiles.DEMO_PROFILES) == {"default", "full"}
@@ -413,6 +416,38 @@ def test_demo_profiles_and_what_the_demo_refuses(tiny_data, tmp_path, monkeypatc
     with pytest.raises(ValueError, match="threads"):
         demo.run_demo(tiny_data, tmp_path / "ck", threads=0)
     assert not (tmp_path / "ck").exists()  # refused before anything was written
+
+
+def test_demo_trains_in_bfloat16_by_default_only_where_the_cpu_has_it(
+    tiny_data, tmp_path, monkeypatch, small_batches
+):
+    from train import demo
+
+    threads = torch.get_num_threads()
+    try:
+        for native in (True, False):
+            monkeypatch.setattr(demo, "native_bfloat16", lambda native=native: native)
+            out = tmp_path / str(native)
+            demo.run_demo(tiny_data, out, only=["bisenet_gta5"], scale=0.005, size=(64, 32), threads=1)
+            saved = read_metadata(out / "bisenet_gta5")["config"]
+            assert saved["amp"] is native and saved["amp_dtype"] == ("bf16" if native else "auto")
+        # Asked for explicitly: float32 also where bfloat16 is native.
+        monkeypatch.setattr(demo, "native_bfloat16", lambda: True)
+        demo.run_demo(
+            tiny_data, tmp_path / "f32", only=["bisenet_gta5"], scale=0.005, size=(64, 32), bfloat16=False
+        )
+        assert read_metadata(tmp_path / "f32" / "bisenet_gta5")["config"]["amp"] is False
+    finally:
+        torch.set_num_threads(threads)
+    from train.__main__ import build_parser
+
+    # The command line: no flag leaves the choice to the CPU, --no-bfloat16 asks for float32.
+    parse = build_parser().parse_args
+    assert [parse(["demo", *flag]).bfloat16 for flag in ([], ["--bfloat16"], ["--no-bfloat16"])] == [
+        None,
+        True,
+        False,
+    ]
 
 
 def test_demo_threads_leave_busy_cores_alone(monkeypatch):
