@@ -219,8 +219,8 @@ def run_demo(
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
     if bfloat16 is None:
-        # Measured on a 2-core AMD EPYC with AVX512-BF16: the demo 1.5x as fast, and every variant's mean mIoU
-        # within the seeds' spread of float32's (docs/results.md).
+        # Measured on a 2-core AMD EPYC with AVX512-BF16: the demo 1.5-1.6x as fast, and every variant's mean
+        # mIoU within the seeds' spread of float32's (docs/results.md).
         bfloat16 = native_bfloat16()
     elif bfloat16 and not native_bfloat16():
         raise ValueError(
