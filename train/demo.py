@@ -133,7 +133,9 @@ def data_parts(config) -> set[str]:
     """The parts of the procedural data (``segdemo.synthetic.PARTS``) a variant reads: the target val images
     (every variant is evaluated on them) and the images it trains on."""
     parts = {"target_val", "source" if config.labeled == "gta5" else "target_train"}
-    return parts | ({"target_train"} if config.uses_target_images else set())
+    if config.uses_target_images:  # FDA and DACS also read the unlabeled target train images
+        parts.add("target_train")
+    return parts
 
 
 def ensure_data(

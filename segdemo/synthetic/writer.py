@@ -78,6 +78,9 @@ def cityscapes_stem(split: str, index: int) -> tuple[str, str]:
 
 def _readme(out: Path, seed: int, counts: dict[str, int], size: tuple[int, int]) -> str:
     w, h = size
+    count_lines = "".join(
+        f"{_README_COUNTS[part]}: {counts[part]}\n" for part in PARTS
+    )  # is_complete reads them
     return (
         f"{_README_MARKER}\n==================================\n\nProcedurally generated street scenes "
         "written by segdemo.synthetic. This is NOT GTA5 and NOT\nCityscapes: both folders only use their "
@@ -86,8 +89,7 @@ def _readme(out: Path, seed: int, counts: dict[str, int], size: tuple[int, int])
         "PNG of label ids)\n  cityscapes/  target domain (photo-like look) "
         f"leftImg8bit/{{train,val}}/<city>/...,\n               "
         f"gtFine/{{train,val}}/<city>/..._gtFine_labelIds.png and _gtFine_labelTrainIds.png\n\nseed: "
-        f"{seed}\nsize: {w}x{h}\nsource images: {counts['source']}\ntarget train images: "
-        f"{counts['target_train']}\ntarget val images: {counts['target_val']}\n\nRegenerate with:\n  python "
+        f"{seed}\nsize: {w}x{h}\n{count_lines}\nRegenerate with:\n  python "
         f"-m segdemo.synthetic --out {out} --seed {seed} --n-source {counts['source']} --n-target-train "
         f"{counts['target_train']} --n-target-val {counts['target_val']} --size {w}x{h}\n"
     )
