@@ -35,7 +35,7 @@ from segdemo.dacs import (
 from segdemo.fda import fda_preview, fda_source_to_target, resize_to, translate_image
 from segdemo.images import ImageError, load_image
 from segdemo.label_maps import AmbiguousLabelError, load_label
-from segdemo.labels import CLASS_NAMES, PALETTE, TRAIN_ID_TO_LABEL_ID, colorize, id_to_train_id
+from segdemo.labels import CLASS_NAMES, PALETTE, colorize, id_to_train_id
 from segdemo.models import build_model
 from segdemo.results import (
     all_result_rows,
@@ -47,7 +47,7 @@ from segdemo.results import (
     results_frame,
     run_profile,
 )
-from segdemo.synthetic import render_scene, scene_rng
+from segdemo.synthetic import render_scene, scene_rng, train_ids_to_label_ids
 from segdemo.viz import WINDOW_COLOR, label_png_bytes
 
 
@@ -334,7 +334,7 @@ def test_load_label_reads_the_three_encodings(scene):
     _, label, _ = scene
     ids, kind = load_label(label_png_bytes(label))
     assert kind == "trainIds" and np.array_equal(ids, label)
-    label_ids = TRAIN_ID_TO_LABEL_ID[label]
+    label_ids = train_ids_to_label_ids(label)  # the ego vehicle (ignore) becomes 0 "unlabeled"
     ids, kind = load_label(_png(label_ids))
     assert kind == "label ids" and np.array_equal(ids, label)
     ids, kind = load_label(_png(colorize(label)), size=label.shape)

@@ -11,7 +11,8 @@ import pytest
 import torch
 from conftest import REPO, TINY
 
-from segdemo.checkpoints import load_model, read_metadata
+from segdemo import synthetic
+from segdemo.checkpoints import load_model, read_metadata, write_metadata
 from segdemo.jobs import PROGRESS_FILE
 from train.__main__ import main
 from train.config import apply_overrides, get_variant, variants
@@ -334,6 +335,18 @@ def test_demo_trains_what_a_variant_starts_from_and_reuses_only_matching_checkpo
         run_demo(tiny_data, out, only=["bisenet_gta5_aug12"], scale=0.005, size=(64, 40))
         assert "already trained" not in capsys.readouterr().out
         assert read_metadata(out / "bisenet_gta5_aug12")["input_size"] == [40, 64]
+        # A checkpoint of an older generator's scenes: trained again on today's.
+        meta = read_metadata(out / "bisenet_gta5_aug12")
+        assert meta["train_data"]["generator"] == synthetic.GENERATOR_VERSION
+        write_metadata(
+            out / "bisenet_gta5_aug12", {**meta, "train_data": {**meta["train_data"], "generator": 1}}
+        )
+        run_demo(tiny_data, out, only=["bisenet_gta5_aug12"], scale=0.005, size=(64, 40))
+        assert "already trained" not in capsys.readouterr().out
+        assert (
+            read_metadata(out / "bisenet_gta5_aug12")["train_data"]["generator"]
+            == synthetic.GENERATOR_VERSION
+        )
     finally:
         torch.set_num_threads(threads)
 
@@ -367,7 +380,6 @@ def test_demo_seeds_train_into_their_own_folders_and_print_mean_and_spread(
 def test_demo_generates_only_the_data_each_variant_needs_before_it(
     tmp_path, capsys, small_batches, monkeypatch
 ):
-    from segdemo import synthetic
     from train import demo
 
     monkeypatch.setattr(

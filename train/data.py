@@ -39,6 +39,8 @@ def data_kind(root: str | Path | None) -> str:
 
 def describe_data(config: Config, gta5: str | Path | None, cityscapes: str | Path | None) -> dict[str, Any]:
     """What a checkpoint was trained on, for its metadata (procedural results must say so)."""
+    from segdemo.synthetic import generator_version
+
     roots = [cityscapes] + ([gta5] if config.labeled == "gta5" else [])
     kinds = {data_kind(r) for r in roots}
     return {
@@ -48,6 +50,8 @@ def describe_data(config: Config, gta5: str | Path | None, cityscapes: str | Pat
         "uses_target_images": config.uses_target_images,
         "gta5_root": str(gta5) if gta5 and config.labeled == "gta5" else None,
         "cityscapes_root": str(cityscapes),
+        # which version of the generator drew procedural data (the demo retrains on a newer one); None: real
+        "generator": max((v for r in roots if r and (v := generator_version(r)) is not None), default=None),
     }
 
 

@@ -176,7 +176,8 @@ def _finished(out: Path, config) -> bool:
         return False
     saved = meta.get("config")
     return (
-        meta.get("steps") == config.iterations
+        _current_data(meta)
+        and meta.get("steps") == config.iterations
         and "miou" in meta.get("metrics", {})
         and isinstance(saved, dict)
         and resume.settings_mismatch(saved, config.as_dict()) is None
@@ -186,10 +187,20 @@ def _finished(out: Path, config) -> bool:
 def _resumable(out: Path, config) -> bool:
     """An interrupted run of these settings, which --resume would continue."""
     try:
-        saved = resume.read_progress(out)[1]["config"]
-    except ValueError:
+        folder, progress = resume.read_progress(out)
+        meta = read_metadata(folder)  # the state's checkpoint: what it was trained on
+    except (ValueError, CheckpointError):
         return False
-    return resume.settings_mismatch(saved, config.as_dict()) is None
+    return _current_data(meta) and resume.settings_mismatch(progress["config"], config.as_dict()) is None
+
+
+def _current_data(meta: dict) -> bool:
+    """False for a checkpoint trained on procedural data of an older generator (GENERATOR_VERSION): the
+    demo trains it again on today's scenes."""
+    from segdemo.synthetic import GENERATOR_VERSION
+
+    data = meta.get("train_data") or {}
+    return data.get("kind") != "procedural" or data.get("generator") == GENERATOR_VERSION
 
 
 def _write_progress(out_dir: Path, **state) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from segdemo.labels import (
@@ -9,20 +10,27 @@ from segdemo.labels import (
     TRAFFIC_LIGHT,
     TRAFFIC_SIGN,
 )
-from segdemo.synthetic.geometry import ellipse
+from segdemo.synthetic.geometry import SHIFT, UNIT_CIRCLE, ellipse, to_fixed_point
 from segdemo.synthetic.scene import Draw, Scene
+
+SIGNALS = ("signal_red", "signal_amber", "signal_green")  # the glow of each lamp of a traffic light
 
 
 def plan_poles(scene: Scene) -> None:
     rng = scene.rng
+    lamps: list[tuple[float, float, float]] = []
     for _ in range(scene.poisson("pole")):
         side = scene.plan.sides[-1 if rng.random() < 0.5 else 1]
         x = side.sign * (side.road_edge + rng.uniform(0.3, 0.6))
         z = rng.uniform(4, 90)
+        if scene.plan.crosses(z - 0.5, z + 0.5):  # no lamp post in the middle of the cross street
+            continue
         color = scene.color("pole")
         arm = rng.random() < 0.6
         h = rng.uniform(6, 9)
+        lamps.append((x, z, h))
         scene.add(z, lambda x=x, z=z, color=color, arm=arm, h=h: draw_lamp(scene, x, z, h, color, arm))
+    scene.lamp_pools = light_pools(scene, lamps)
     for _ in range(scene.poisson("sign")):
         side = scene.plan.sides[-1 if rng.random() < 0.4 else 1]
         x = side.sign * (side.road_edge + rng.uniform(0.3, 0.8))
@@ -47,10 +55,33 @@ def draw_lamp(scene: Scene, x: float, z: float, h: float, color: np.ndarray, arm
     if arm:  # arm reaching over the road with the lamp head at its end
         inward = -np.sign(x) * 1.8
         scene.box(min(x, x + inward), max(x, x + inward), h - 0.12, h, z - 0.05, z + 0.05, color, POLE)
-        hx = x + inward
-        scene.box(hx - 0.3, hx + 0.3, h - 0.28, h - 0.05, z - 0.15, z + 0.15, color * 0.8, POLE)
+        hx, hy = x + inward, h - 0.28
+        scene.box(hx - 0.3, hx + 0.3, hy, h - 0.05, z - 0.15, z + 0.15, color * 0.8, POLE)
     else:
+        hx, hy = x, h
         scene.box(x - 0.2, x + 0.2, h, h + 0.4, z - 0.2, z + 0.2, color * 0.8, POLE)
+    if scene.canvas.emit is not None:  # after dark the lamp shines: its bulb glows under the head
+        (bx, by), s = scene.billboard(hx, z)
+        by -= hy * s
+        scene.canvas.glow([ellipse(bx, by, max(0.25 * s, 0.8), max(0.1 * s, 0.6), 10)], "lamp")
+
+
+def light_pools(scene: Scene, lamps: list[tuple[float, float, float]]) -> np.ndarray | None:
+    """Where the street lamps (x, z, height) light the ground: a soft ellipse under each, 0..1."""
+    if not lamps or scene.light_of_day.lamp_density == 0:
+        return None
+    pools = np.zeros((scene.h, scene.w), np.float32)
+    for x, z, h in lamps:
+        centre = x - np.sign(x) * 1.2
+        ring = np.stack(
+            [centre + 0.6 * h * UNIT_CIRCLE[:, 0], np.zeros(16), z + 0.6 * h * UNIT_CIRCLE[:, 1]], -1
+        )
+        if z - 0.6 * h < 0.5:
+            continue
+        pts = to_fixed_point([scene.cam.project(ring)])
+        cv2.fillPoly(pools, pts, scene.light_of_day.lamp_density, cv2.LINE_8, SHIFT)
+    sigma = max(1.0, scene.w / 100)
+    return np.clip(cv2.GaussianBlur(pools, (0, 0), sigmaX=sigma), 0, 1)
 
 
 def sign_drawer(scene: Scene, x: float, z: float) -> Draw:
@@ -159,3 +190,5 @@ def draw_traffic_light(
         cy = fy - (by + bh * (0.8 - 0.3 * i)) * s
         c = lamps[i] if i == lit else lamps[i] * 0.25
         scene.canvas.fill([ellipse(fx, cy, 0.1 * s, 0.1 * s, 10)], c, None)
+        if i == lit:
+            scene.canvas.glow([ellipse(fx, cy, 0.1 * s, 0.1 * s, 10)], SIGNALS[i])

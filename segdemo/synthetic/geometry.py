@@ -39,12 +39,32 @@ class Camera:
         return float(np.dot(normal, self.pos - point)) > 0.0
 
 
-class Canvas:
-    """An RGB float image and its label map, always drawn together."""
+EMISSIVE: dict[str, tuple[float, float, float]] = {
+    "window": (0.8, 0.62, 0.36),  # warm tungsten behind curtains
+    "shop": (0.9, 0.82, 0.66),
+    "lamp": (1.0, 0.85, 0.6),  # sodium-ish street lamp
+    "headlight": (1.0, 1.0, 0.92),
+    "taillight": (1.0, 0.1, 0.06),
+    "signal_red": (1.0, 0.15, 0.1),
+    "signal_amber": (1.0, 0.7, 0.1),
+    "signal_green": (0.25, 1.0, 0.5),
+}
+"""Colours of the things that glow after dark (lit windows, lamps, vehicle and traffic lights)."""
+EMISSIVE_NAMES = tuple(EMISSIVE)
 
-    def __init__(self, width: int, height: int) -> None:
+
+class Canvas:
+    """An RGB float image and its label map, always drawn together.
+
+    With ``glowing`` (dusk and night) it also keeps ``emit``: which pixels glow and in which of the
+    :data:`EMISSIVE` colours (0 = none, k = the k-th colour), so that the light applied later keeps them
+    bright; every ordinary drawing call clears it under what it draws (painter's algorithm).
+    """
+
+    def __init__(self, width: int, height: int, glowing: bool = False) -> None:
         self.img = np.zeros((height, width, 3), np.float32)
         self.lab = np.full((height, width), IGNORE_INDEX, np.uint8)
+        self.emit = np.zeros((height, width), np.uint8) if glowing else None
 
     def fill(self, polys: list[np.ndarray], color: np.ndarray, label: int | None) -> None:
         """Fill 2-D polygons (pixel coordinates); label None keeps the labels underneath."""
@@ -52,6 +72,13 @@ class Canvas:
         cv2.fillPoly(self.img, pts, cv_color(color), cv2.LINE_8, SHIFT)
         if label is not None:
             cv2.fillPoly(self.lab, pts, int(label), cv2.LINE_8, SHIFT)
+        if self.emit is not None:
+            cv2.fillPoly(self.emit, pts, 0, cv2.LINE_8, SHIFT)
+
+    def glow(self, polys: list[np.ndarray], kind: str) -> None:
+        """Mark already drawn polygons as glowing in the :data:`EMISSIVE` colour ``kind`` (no-op by day)."""
+        if self.emit is not None and polys:
+            cv2.fillPoly(self.emit, to_fixed_point(polys), EMISSIVE_NAMES.index(kind) + 1, cv2.LINE_8, SHIFT)
 
     def lines(
         self,
@@ -66,6 +93,8 @@ class Canvas:
         cv2.polylines(self.img, pts, closed, cv_color(color), t, cv2.LINE_8, SHIFT)
         if label is not None:
             cv2.polylines(self.lab, pts, closed, int(label), t, cv2.LINE_8, SHIFT)
+        if self.emit is not None:
+            cv2.polylines(self.emit, pts, closed, 0, t, cv2.LINE_8, SHIFT)
 
     def blend(self, polys: list[np.ndarray], color: np.ndarray, alpha: float, label: int | None) -> None:
         """See-through fill (fence mesh, spoked wheels): the image mixes, the label is replaced."""
@@ -84,6 +113,8 @@ class Canvas:
         region[sel] = region[sel] * (1.0 - alpha) + np.asarray(color, np.float32) * alpha
         if label is not None:
             self.lab[y0:y1, x0:x1][sel] = label
+        if self.emit is not None:
+            self.emit[y0:y1, x0:x1][sel] = 0
 
 
 def cv_color(color: np.ndarray) -> tuple[float, float, float]:

@@ -124,6 +124,9 @@ def draw_ground(scene: Scene) -> None:
             sidewalk * 0.85,
             None,
         )
+    if scene.plan.cross is not None:  # the cross street's asphalt runs out to both sides
+        near, far = scene.plan.cross
+        ground_strip(scene, -400.0, 400.0, road, ROAD, near, far)
     draw_markings(scene)
     if scene.plan.tram_x is not None:
         draw_rails(scene, scene.plan.tram_x)
@@ -144,11 +147,12 @@ def draw_markings(scene: Scene) -> None:
         x = right_edge - scene.plan.lane_w * i
         for z in np.arange(phase, 120.0, period):
             quads.append((x - 0.07, x + 0.07, z, z + dash))
-    for sign, side in scene.plan.sides.items():  # solid edge lines
-        x = side.road_edge - (2.3 if side.parking else 0.0) - 0.3
-        quads.append(
-            (sign * x - 0.07, sign * x + 0.07, Z_MIN, FAR) if sign > 0 else (-x - 0.07, -x + 0.07, Z_MIN, FAR)
-        )
+    spans = [(Z_MIN, FAR)]
+    if scene.plan.cross is not None:  # edge lines stop at the intersection
+        spans = [(Z_MIN, scene.plan.cross[0]), (scene.plan.cross[1], FAR)]
+    for side in scene.plan.sides.values():  # solid edge lines
+        x = side.sign * (side.road_edge - (2.3 if side.parking else 0.0) - 0.3)
+        quads += [(x - 0.07, x + 0.07, z0, z1) for z0, z1 in spans]
     if scene.plan.crosswalk is not None:
         z = scene.plan.crosswalk
         xs = np.arange(-scene.plan.sides[-1].road_edge + 0.3, scene.plan.sides[1].road_edge - 0.5, 1.0)
@@ -167,7 +171,9 @@ def draw_rails(scene: Scene, x: float) -> None:
 
 def cast_shadows(scene: Scene) -> None:
     """Hard shadows of the buildings on the sunny side fall across the street (ground only)."""
-    strength = scene.st.sun[2]
+    strength = scene.light_of_day.sun[2]
+    if strength > 0.99:  # no sun, no shadows (night)
+        return
     side = scene.plan.sides[int(scene.sun_x)]  # the buildings on the sun's side shade the street
     reach = scene.rng.uniform(0.15, 0.6) * scene.st.building_height[1] * 0.3
     x_far, x_near = side.building_line, side.building_line - reach

@@ -45,6 +45,11 @@ class StreetPlan:
     sides: dict[int, Side]  # by sign: -1 left, +1 right
     crosswalk: float | None  # depth of a zebra crossing, if any
     tram_x: float | None  # X of the tram line, if any
+    cross: tuple[float, float] | None = None  # depth range (near, far) of a cross street, if any
+
+    def crosses(self, z0: float, z1: float) -> bool:
+        """Does the depth range z0..z1 overlap the cross street (where nothing stands at the roadside)?"""
+        return self.cross is not None and z0 < self.cross[1] and z1 > self.cross[0]
 
 
 def plan_street(rng: np.random.Generator, st: DomainStyle) -> StreetPlan:
@@ -93,4 +98,10 @@ def plan_street(rng: np.random.Generator, st: DomainStyle) -> StreetPlan:
             tram_x = lanes[min(n_lanes - 1, n_right)][0]  # first oncoming lane
         else:
             tram_x = (right_edge - left_edge) / 2  # middle of the street
-    return StreetPlan(lane_w, n_lanes, lanes, sides, crosswalk, tram_x)
+    cross: tuple[float, float] | None = None
+    if rng.random() < st.p_cross:  # an intersection: the roadside opens, the sky and the far side show
+        near = u(10.0, 45.0)
+        cross = (near, near + u(*st.cross_width))
+        if rng.random() < 0.6:
+            crosswalk = near - 3.2
+    return StreetPlan(lane_w, n_lanes, lanes, sides, crosswalk, tram_x, cross)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from segdemo.synthetic import furniture, ground, people, roadside, vehicles
-from segdemo.synthetic.look import game_camera, photo_camera, surface_texture
+from segdemo.synthetic import ego, furniture, ground, people, roadside, vehicles
+from segdemo.synthetic.look import apply_light, camera_look, compress, surface_texture
 from segdemo.synthetic.scene import Scene
 from segdemo.synthetic.styles import STYLES
 
@@ -32,6 +32,7 @@ def draw(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
     for layer in (scene.background, scene.items):
         for _, _, draw_one in sorted(layer, key=lambda item: (-item[0], item[1])):
             draw_one()
+    ego.draw_ego(scene)  # the camera's own bonnet, handlebars or player: nearest of all
     return scene.canvas.img, scene.canvas.lab
 
 
@@ -49,8 +50,9 @@ def render_scene(
     scene = Scene(rng, style, width, height)
     img, lab = draw(scene)
     img = surface_texture(img, lab, style, rng)
-    img = game_camera(img, rng) if domain == "source" else photo_camera(img, rng, scene.cam.horizon)
-    return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8), lab
+    img = apply_light(img, lab, scene.light_of_day, scene.canvas.emit, scene.lamp_pools, scene.cam.horizon)
+    img = camera_look(img, rng, style.camera, scene.cam.horizon)
+    return compress((np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8), rng, style.camera), lab
 
 
 def check_size(size: tuple[int, int]) -> tuple[int, int]:

@@ -22,7 +22,13 @@ def plan_roadside(scene: Scene) -> None:
         z = scene.rng.uniform(-8.0, 4.0)
         while z < FAR - 20:
             length = scene.rng.uniform(10, 35)
-            if scene.rng.random() < 0.18:  # a gap: side street or garden with trees behind
+            if scene.plan.crosses(z, z + length):  # the block ends at the cross street
+                near, far = scene.plan.cross
+                if near - z > 3.0:
+                    plan_building(scene, side, z, near)
+                z = far
+                continue
+            if scene.rng.random() < scene.st.p_gap:  # a gap: side street or garden with trees behind
                 gap = scene.rng.uniform(4, 14)
                 plan_gap(scene, side, z, z + gap)
                 z += gap
@@ -147,6 +153,7 @@ def facade_details(
     for polys, c in zip(groups, glass, strict=True):
         if polys:
             scene.canvas.fill(polys, c, None)
+    light_windows(scene, groups[0] + groups[1] + groups[2], "window")
     # ground floor: shop windows and doors, with awnings in the target
     shops = []
     awnings = []
@@ -164,7 +171,9 @@ def facade_details(
             )
         z += w + rng.uniform(1.0, 4.0)
     if shops:
-        scene.canvas.fill([cam.project(p) for p in shops], scene.color("window") * light * 0.8, None)
+        shop_windows = [cam.project(p) for p in shops]
+        scene.canvas.fill(shop_windows, scene.color("window") * light * 0.8, None)
+        light_windows(scene, shop_windows, "shop")
     if awnings:
         color = scene.color("awning")
         for slope, valance in awnings:
@@ -191,7 +200,18 @@ def front_windows(scene: Scene, x0: float, x1: float, z: float, h: float, style:
         ],
         axis=1,
     )
-    scene.canvas.fill(list(scene.cam.project(quads)), scene.color("window") * scene.light["front"], None)
+    windows = list(scene.cam.project(quads))
+    scene.canvas.fill(windows, scene.color("window") * scene.light["front"], None)
+    light_windows(scene, windows, "window")
+
+
+def light_windows(scene: Scene, windows: list[np.ndarray], kind: str) -> None:
+    """After dark, some of the windows are lit (shop windows more often than homes)."""
+    if scene.canvas.emit is None or not windows:
+        return
+    share = scene.rng.uniform(0.5, 0.9) if kind == "shop" else scene.rng.uniform(0.1, 0.45)
+    chosen = scene.rng.random(len(windows)) < share
+    scene.canvas.glow([w for w, on in zip(windows, chosen, strict=True) if on], kind)
 
 
 def plan_gap(scene: Scene, side: Side, z0: float, z1: float) -> None:
@@ -216,7 +236,7 @@ def plan_property_line(scene: Scene, side: Side) -> None:
     while z < 120.0:
         length = rng.uniform(6, 30)
         kind = ("wall", "fence", "hedge", "none")[int(rng.choice(4, p=probs / probs.sum()))]
-        if kind != "none":
+        if kind != "none" and not scene.plan.crosses(z, z + length):
             scene.add(
                 1000.0 - abs(x) + z * 1e-3, structure_drawer(scene, kind, x, z, z + length), background=True
             )

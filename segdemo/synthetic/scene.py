@@ -7,8 +7,9 @@ from collections.abc import Callable
 import numpy as np
 
 from segdemo.synthetic.geometry import Z_MIN, Billboard, Camera, Canvas
+from segdemo.synthetic.look import sample_light
 from segdemo.synthetic.plan import plan_street
-from segdemo.synthetic.styles import DomainStyle
+from segdemo.synthetic.styles import DomainStyle, choose
 
 Draw = Callable[[], None]
 
@@ -32,9 +33,12 @@ class Scene:
             horizon=u(*style.horizon) * height,
             height=u(*style.cam_height),
         )
-        self.canvas = Canvas(width, height)
+        self.light_of_day = sample_light(rng, style)
+        self.canvas = Canvas(width, height, glowing=self.light_of_day.glowing)
+        self.lamp_pools: np.ndarray | None = None  # where street lamps light the ground (dusk, night)
+        self.ego = choose(rng, style.ego)
         self.sun_x = 1.0 if rng.random() < 0.5 else -1.0  # the sun is on the right (+1) or left side
-        lit, shade, _ = style.sun
+        lit, shade, _ = self.light_of_day.sun
         # brightness of a face by the direction its outward normal points
         self.light = {
             "front": (lit + shade) / 2 + 0.05,

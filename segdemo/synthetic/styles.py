@@ -21,15 +21,25 @@ def hex_colors(*codes: str) -> np.ndarray:
 # deliberately overlap across classes (grey walls, grey buildings, grey cars, grey sidewalks; red
 # cars, red buses, red trams, red clothes ...) so that shape and context have to be learned.
 SOURCE_PALETTE: dict[str, np.ndarray] = {
-    "sky_top": hex_colors("#2f6fd8", "#3a7fe0", "#2a62c4"),
-    "sky_low": hex_colors("#a6d2f7", "#bfe0fb", "#f2d9b0"),
+    "sky_top": hex_colors("#2f6fd8", "#4a82d0", "#6d9ccf", "#5b8fd0"),
+    "sky_low": hex_colors("#a6d2f7", "#bfe0fb", "#f2d9b0", "#c8d8e4"),
     "cloud": hex_colors("#ffffff", "#f4f1ea"),
-    "road": hex_colors("#5f5c5a", "#6b6660", "#545456", "#74706a"),
+    "road": hex_colors("#5f5c5a", "#6b6660", "#545456", "#74706a", "#8a8884"),
     "marking": hex_colors("#f2f0e6", "#f0c832"),
     "sidewalk": hex_colors("#b4aa9b", "#c8beae", "#b98a76", "#a9a39a"),
     "curb": hex_colors("#d2ccc0", "#bdb6aa"),
     "building": hex_colors(
-        "#d9be96", "#c8784f", "#e6e0d4", "#969499", "#a2b4c8", "#8c6446", "#dca096", "#e8c878"
+        "#d9be96",
+        "#c8784f",
+        "#e6e0d4",
+        "#969499",
+        "#a2b4c8",
+        "#8c6446",
+        "#dca096",
+        "#e8c878",
+        "#b0a89a",
+        "#c9c2b2",
+        "#7c7670",
     ),
     "glass_facade": hex_colors("#4a8ccc", "#5aa0b4", "#3c6e9c"),
     "window": hex_colors("#3c6ea8", "#283c50", "#78aad2", "#5a82a0"),
@@ -100,11 +110,37 @@ TARGET_PALETTE: dict[str, np.ndarray] = {
 }
 
 
+def choose(rng: np.random.Generator, probabilities: dict[str, float]) -> str:
+    """One key of a ``{key: probability}`` table of a style (time of day, ego view), drawn with those odds."""
+    keys = list(probabilities)
+    return keys[int(rng.choice(len(keys), p=np.array([probabilities[k] for k in keys])))]
+
+
 def class_amplitudes(values: dict[int, float], default: float) -> np.ndarray:
     amp = np.full(256, default, np.float32)
     for cls, value in values.items():
         amp[cls] = value
     return amp
+
+
+@dataclass(frozen=True)
+class CameraRanges:
+    """The camera of one domain as ranges that every scene draws its own values from (domain
+    randomisation): one domain is a spread of looks, not one fixed look. ``(lo, hi)`` are uniform ranges."""
+
+    exposure: tuple[float, float]  # gain before the tone curve
+    gamma: tuple[float, float]  # tone curve exponent (> 1 darkens the mid-tones)
+    white_balance: tuple[tuple[float, float], tuple[float, float], tuple[float, float]]  # R, G, B gains
+    saturation: tuple[float, float]  # 1 = as rendered
+    contrast: tuple[float, float]  # around the image mean
+    haze: tuple[float, float]  # strength of the grey-blue fade near the horizon
+    lifted_blacks: tuple[float, float]
+    vignette: tuple[float, float]
+    blur: tuple[float, float]  # Gaussian sigma in pixels at 320 pixels of width
+    noise: tuple[float, float]  # sensor noise standard deviation (0..1 scale)
+    p_motion_blur: float  # probability of a horizontal motion blur (panning, speed)
+    p_jpeg: float  # probability of JPEG compression
+    jpeg_quality: tuple[int, int]
 
 
 @dataclass(frozen=True)
@@ -127,39 +163,47 @@ class DomainStyle:
     verge: float  # probability of a grass strip between curb and sidewalk, per side
     building_height: tuple[float, float]
     building_setback: tuple[float, float]
+    p_gap: float  # probability of a gap (garden, lot, side street) before each building
     yard: tuple[float, float, float, float]  # property line: P(wall), P(fence), P(hedge), P(nothing)
     counts: dict[str, float]  # Poisson means of object counts per image
     p_tram: float
+    p_cross: float  # probability of a cross street (an intersection ahead)
+    cross_width: tuple[float, float]  # its width in metres
     p_rider_bicycle: float  # the rest ride motorcycles
     people_side: float  # probability that a pedestrian is on the left sidewalk
     variants: frozenset[str]  # shape/texture variants this domain shows
     sun: tuple[float, float, float]  # (lit face, shaded face, cast shadow) brightness factors
     paint: tuple[float, float]  # freshness of the road markings, 1 = new
     texture: tuple[np.ndarray, np.ndarray, np.ndarray]  # coarse, medium, fine amplitude per class
+    texture_gain: tuple[float, float]  # per-scene factor on all of them (worn or clean surfaces)
+    time_of_day: dict[str, float]  # probability of "day", "dusk", "night"
+    ego: dict[str, float]  # what of the camera's own vehicle or character shows: probability of each
+    camera: CameraRanges
 
 
 SOURCE = DomainStyle(
     palette=SOURCE_PALETTE,
-    horizon=(0.40, 0.50),
-    cam_height=(1.7, 2.3),
+    horizon=(0.28, 0.50),
+    cam_height=(1.4, 2.8),
     focal=(0.72, 0.88),
     principal_jitter=0.05,
     lanes=(3, 5),
     one_way=0.1,
     left_lane=0.0,
     lane_width=(3.4, 3.9),
-    sidewalk=((1.0, 2.5), (3.0, 5.0)),
+    sidewalk=((1.0, 2.5), (3.5, 6.5)),
     parking=(0.15, 0.8),
-    parked_fill=0.7,
+    parked_fill=0.5,
     tree_row=(0.2, 0.6),
     verge=0.35,
-    building_height=(8.0, 45.0),
-    building_setback=(0.5, 6.0),
+    building_height=(5.0, 26.0),
+    building_setback=(0.5, 12.0),
+    p_gap=0.3,
     yard=(0.30, 0.25, 0.15, 0.30),
     counts={
-        "car": 6.0,
-        "truck": 1.6,
-        "bus": 0.6,
+        "car": 2.5,
+        "truck": 1.0,
+        "bus": 0.5,
         "person": 3.0,
         "rider": 0.9,
         "parked_bicycle": 0.4,
@@ -169,6 +213,8 @@ SOURCE = DomainStyle(
         "traffic_light": 1.5,
     },
     p_tram=0.25,
+    p_cross=0.5,
+    cross_width=(12.0, 24.0),
     p_rider_bicycle=0.3,
     people_side=0.25,
     variants=frozenset({"palm", "glass_tower", "sedan_only"}),
@@ -177,7 +223,27 @@ SOURCE = DomainStyle(
     texture=(
         class_amplitudes({VEGETATION: 0.10, TERRAIN: 0.06, SKY: 0.0}, 0.03),
         class_amplitudes({VEGETATION: 0.08, TERRAIN: 0.04, ROAD: 0.015}, 0.0),
-        class_amplitudes({}, 0.0),
+        class_amplitudes({ROAD: 0.03, SIDEWALK: 0.02, VEGETATION: 0.05}, 0.01),
+    ),
+    texture_gain=(0.7, 2.5),
+    # GTA5 is driven, walked and ridden at every hour: a third of its frames are dusk or night, and the
+    # player's car bonnet, motorbike or character is often in view (the three real GTA5 frames show all three)
+    time_of_day={"day": 0.55, "dusk": 0.2, "night": 0.25},
+    ego={"none": 0.25, "hood": 0.35, "handlebars": 0.15, "third_person": 0.25},
+    camera=CameraRanges(
+        exposure=(0.85, 1.15),
+        gamma=(0.8, 1.1),
+        white_balance=((1.0, 1.12), (0.97, 1.03), (0.82, 1.0)),
+        saturation=(0.8, 1.4),
+        contrast=(0.95, 1.3),
+        haze=(0.0, 0.12),
+        lifted_blacks=(0.0, 0.02),
+        vignette=(0.0, 0.15),
+        blur=(0.0, 0.45),
+        noise=(0.0, 0.01),
+        p_motion_blur=0.15,
+        p_jpeg=0.4,
+        jpeg_quality=(55, 95),
     ),
 )
 
@@ -198,6 +264,7 @@ TARGET = DomainStyle(
     verge=0.45,
     building_height=(11.0, 22.0),
     building_setback=(0.0, 3.0),
+    p_gap=0.18,
     yard=(0.30, 0.30, 0.20, 0.20),
     counts={
         "car": 2.5,
@@ -212,6 +279,8 @@ TARGET = DomainStyle(
         "traffic_light": 1.5,
     },
     p_tram=0.45,
+    p_cross=0.4,
+    cross_width=(9.0, 16.0),
     p_rider_bicycle=0.85,
     people_side=0.6,
     variants=frozenset(
@@ -237,6 +306,25 @@ TARGET = DomainStyle(
         class_amplitudes({VEGETATION: 0.10, TERRAIN: 0.08, SKY: 0.02, ROAD: 0.05, SIDEWALK: 0.06}, 0.05),
         class_amplitudes({VEGETATION: 0.12, TERRAIN: 0.08, ROAD: 0.03, SIDEWALK: 0.04, BUILDING: 0.03}, 0.02),
         class_amplitudes({VEGETATION: 0.14, TERRAIN: 0.12, ROAD: 0.06, SIDEWALK: 0.05, SKY: 0.01}, 0.03),
+    ),
+    texture_gain=(0.8, 1.25),
+    # Cityscapes: daytime only, from a car whose bonnet is in the bottom of nearly every frame
+    time_of_day={"day": 1.0},
+    ego={"none": 0.1, "hood": 0.9},
+    camera=CameraRanges(
+        exposure=(0.8, 1.0),
+        gamma=(1.0, 1.3),
+        white_balance=((0.82, 0.96), (0.95, 1.03), (1.03, 1.2)),
+        saturation=(0.5, 0.8),
+        contrast=(0.7, 0.9),
+        haze=(0.1, 0.3),
+        lifted_blacks=(0.02, 0.06),
+        vignette=(0.12, 0.3),
+        blur=(0.5, 0.9),
+        noise=(0.008, 0.018),
+        p_motion_blur=0.05,
+        p_jpeg=0.2,
+        jpeg_quality=(70, 95),
     ),
 )
 

@@ -20,7 +20,8 @@ def plan_tree_row(scene: Scene, side: Side) -> None:
     z = scene.rng.uniform(3, 12)
     spacing = scene.rng.uniform(7, 15)
     while z < 150:
-        scene.add(z, tree_drawer(scene, x + scene.rng.normal(0, 0.1), z))
+        if not scene.plan.crosses(z - 1.0, z + 1.0):
+            scene.add(z, tree_drawer(scene, x + scene.rng.normal(0, 0.1), z))
         z += spacing * scene.rng.uniform(0.8, 1.2)
 
 

@@ -57,7 +57,7 @@ def plan_vehicles(scene: Scene) -> None:
         z = rng.uniform(-3, 4)
         while z < 90:
             length = rng.uniform(4.0, 4.9)
-            if rng.random() < scene.st.parked_fill:
+            if rng.random() < scene.st.parked_fill and not scene.plan.crosses(z - 1.0, z + length + 1.0):
                 heading = 1 if sign > 0 or rng.random() < 0.5 else -1
                 scene.add(z, vehicle_drawer(scene, "car", x + rng.normal(0, 0.1), z, heading, parked=True))
             z += length + rng.uniform(0.6, 2.5)
@@ -77,14 +77,44 @@ def vehicle_drawer(scene: Scene, kind: str, x: float, z: float, heading: int, pa
             rng.uniform(1.7, 1.9),
             rng.uniform(4.0, 4.8) if shape == "sedan" else rng.uniform(3.7, 4.6),
         )
-        return lambda: draw_car(scene, x, z, heading, shape, dims, color)
+        return with_shadow(
+            scene, x, z, dims[0], dims[1], lambda: draw_car(scene, x, z, heading, shape, dims, color)
+        )
     if kind == "truck":
         cab, cargo = scene.color("truck"), scene.color("truck")
         length = rng.uniform(7, 10)
-        return lambda: draw_truck(scene, x, z, heading, length, cab, cargo)
+        return with_shadow(
+            scene, x, z, 2.5, length, lambda: draw_truck(scene, x, z, heading, length, cab, cargo)
+        )
     color, stripe = scene.color("bus"), scene.color("bus")
     length = 18.0 if kind == "articulated" else rng.uniform(10.5, 12.5)
-    return lambda: draw_bus(scene, x, z, heading, length, color, stripe, kind == "articulated")
+    return with_shadow(
+        scene,
+        x,
+        z,
+        2.55,
+        length,
+        lambda: draw_bus(scene, x, z, heading, length, color, stripe, kind == "articulated"),
+    )
+
+
+def with_shadow(scene: Scene, x: float, z: float, width: float, length: float, draw: Draw) -> Draw:
+    """A vehicle drawn over its contact shadow: the dark patch of road under its body (image only)."""
+
+    def draw_both() -> None:
+        pad = 0.25
+        pts = np.array(
+            [
+                (x - width / 2 - pad, 0.0, max(z - pad, 0.5)),
+                (x + width / 2 + pad, 0.0, max(z - pad, 0.5)),
+                (x + width / 2 + pad, 0.0, z + length + pad),
+                (x - width / 2 - pad, 0.0, z + length + pad),
+            ]
+        )
+        scene.canvas.blend([scene.cam.project(pts)], np.zeros(3, np.float32), 0.45, None)
+        draw()
+
+    return draw_both
 
 
 def side_face_x(scene: Scene, x0: float, x1: float) -> float | None:
@@ -136,7 +166,9 @@ def end_lights(scene: Scene, x0: float, x1: float, z: float, y: float, heading: 
             ]
         ),
     ]
-    scene.canvas.fill([scene.cam.project(q) for q in quads], lamp, label)
+    lamps = [scene.cam.project(q) for q in quads]
+    scene.canvas.fill(lamps, lamp, label)
+    scene.canvas.glow(lamps, "taillight" if heading > 0 else "headlight")
     xc = (x0 + x1) / 2
     plate = np.array(
         [

@@ -24,6 +24,12 @@ FRAME = 19  # Cityscapes annotates frame 19 of each 30-frame snippet
 
 _README_MARKER = "segdemo procedural street scenes"
 
+GENERATOR_VERSION = 2
+"""Raised whenever the images of a seed change (2: photographic light, cameras and layouts, issue 17). Data
+written by another version counts as incomplete and is written again; the demo retrains what was trained on
+it. READMEs without the line are version 1."""
+_GENERATOR_KEY = "generator"
+
 _DOMAIN_CODE = {"source": 1, "target": 2}
 _SPLIT_CODE = {"train": 1, "val": 2}
 _CHUNK = 50  # at most this many images per task of a generate() worker (and per progress line)
@@ -89,7 +95,8 @@ def _readme(out: Path, seed: int, counts: dict[str, int], size: tuple[int, int])
         "PNG of label ids)\n  cityscapes/  target domain (photo-like look) "
         f"leftImg8bit/{{train,val}}/<city>/...,\n               "
         f"gtFine/{{train,val}}/<city>/..._gtFine_labelIds.png and _gtFine_labelTrainIds.png\n\nseed: "
-        f"{seed}\nsize: {w}x{h}\n{count_lines}\nRegenerate with:\n  python "
+        f"{seed}\nsize: {w}x{h}\n{_GENERATOR_KEY}: {GENERATOR_VERSION}\n{count_lines}\n"
+        "Regenerate with:\n  python "
         f"-m segdemo.synthetic --out {out} --seed {seed} --n-source {counts['source']} --n-target-train "
         f"{counts['target_train']} --n-target-val {counts['target_val']} --size {w}x{h}\n"
     )
@@ -104,6 +111,20 @@ def is_procedural(root: str | Path) -> bool:
     """True if `root` (a ``generate`` output folder or its gta5/ or cityscapes/ folder) holds our data."""
     root = Path(root)
     return _has_readme(root) or _has_readme(root.parent)
+
+
+def generator_version(root: str | Path) -> int | None:
+    """The :data:`GENERATOR_VERSION` that wrote ``root`` (a ``generate`` output or its gta5/ or cityscapes/
+    folder), or None if it is not one."""
+    root = Path(root)
+    for folder in (root, root.parent):
+        if _has_readme(folder):
+            for line in (folder / "README.txt").read_text(errors="replace").splitlines():
+                key, _, value = line.partition(":")
+                if key == _GENERATOR_KEY and value.strip().isdigit():
+                    return int(value)
+            return 1
+    return None
 
 
 def _part_folders(root: Path, part: str) -> tuple[tuple[Path, str], ...]:
@@ -134,7 +155,7 @@ def is_complete(root: str | Path, parts: Collection[str] | None = None) -> bool:
     ``generate`` again completes."""
     parts = _check_parts(parts)
     root = Path(root)
-    if not _has_readme(root):
+    if not _has_readme(root) or generator_version(root) != GENERATOR_VERSION:
         return False
     counts = {}
     for line in (root / "README.txt").read_text(errors="replace").splitlines():
@@ -238,6 +259,13 @@ def generate(
             raise ValueError(f"{name} must be >= 0, got {n}")
     out = Path(out)
     _prepare(out)
+    if _has_readme(out) and generator_version(out) != GENERATOR_VERSION:
+        # The other parts were drawn by another generator: remove them, so that they count as incomplete
+        # under the new README rather than pass as this version's.
+        for part in set(PARTS) - set(parts):
+            for folder, _ in _part_folders(out, part):
+                if folder.is_dir():
+                    _prune(folder, set())
     out.mkdir(parents=True, exist_ok=True)
     counts = {"source": int(n_source), "target_train": int(n_target_train), "target_val": int(n_target_val)}
     (out / "README.txt").write_text(_readme(out, seed, counts, size))
