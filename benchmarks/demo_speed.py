@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import describe_device, markdown_table, parse_size, section_header, write_section
-from segdemo.hardware import native_bfloat16
+from segdemo.hardware import cpu_flags, native_bfloat16
 
 VARIANTS = ("bisenet_gta5_aug12", "bisenet_gta5_dacs")
 
@@ -122,9 +122,17 @@ def main(argv: list[str] | None = None) -> int:
             baseline = baseline or rate
             rows.append([variant, setting.name, f"{rate:.1f}", f"{rate / baseline:.2f}x"])
             print(" | ".join(rows[-1]), flush=True)
-    # One section per size and CPU kind, so that a machine without bfloat16 does not replace one with it.
+    # One section per size and CPU kind, so that a machine without bfloat16 (or without AMX, whose tile unit
+    # makes bfloat16 much faster) does not replace one with it.
     bfloat16 = native_bfloat16()
-    kind = "a CPU with bfloat16 instructions" if bfloat16 else "a CPU without bfloat16 instructions"
+    amx = bfloat16 and "amx_bf16" in cpu_flags()
+    kind = (
+        "a CPU with AMX"
+        if amx
+        else "a CPU with bfloat16 instructions"
+        if bfloat16
+        else "a CPU without bfloat16 instructions"
+    )
     section = "\n".join(
         [
             section_header(
@@ -141,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(section)
     if not args.no_write:
-        write_section(f"demo_speed_{size[0]}x{size[1]}{'_bfloat16' if bfloat16 else ''}", section)
+        suffix = "_amx" if amx else "_bfloat16" if bfloat16 else ""
+        write_section(f"demo_speed_{size[0]}x{size[1]}{suffix}", section)
     return 0
 
 
