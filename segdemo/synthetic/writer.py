@@ -113,17 +113,23 @@ def is_procedural(root: str | Path) -> bool:
     return _has_readme(root) or _has_readme(root.parent)
 
 
+def _readme_numbers(folder: Path) -> dict[str, int]:
+    """The ``key: number`` lines of our README in ``folder`` (seed, generator, image counts)."""
+    numbers = {}
+    for line in (folder / "README.txt").read_text(errors="replace").splitlines():
+        key, _, value = line.partition(":")
+        if value.strip().isdigit():
+            numbers[key] = int(value)
+    return numbers
+
+
 def generator_version(root: str | Path) -> int | None:
     """The :data:`GENERATOR_VERSION` that wrote ``root`` (a ``generate`` output or its gta5/ or cityscapes/
     folder), or None if it is not one."""
     root = Path(root)
     for folder in (root, root.parent):
         if _has_readme(folder):
-            for line in (folder / "README.txt").read_text(errors="replace").splitlines():
-                key, _, value = line.partition(":")
-                if key == _GENERATOR_KEY and value.strip().isdigit():
-                    return int(value)
-            return 1
+            return _readme_numbers(folder).get(_GENERATOR_KEY, 1)
     return None
 
 
@@ -155,13 +161,12 @@ def is_complete(root: str | Path, parts: Collection[str] | None = None) -> bool:
     ``generate`` again completes."""
     parts = _check_parts(parts)
     root = Path(root)
-    if not _has_readme(root) or generator_version(root) != GENERATOR_VERSION:
+    if not _has_readme(root):
         return False
-    counts = {}
-    for line in (root / "README.txt").read_text(errors="replace").splitlines():
-        key, _, value = line.partition(":")
-        if key in _README_COUNTS.values() and value.strip().isdigit():
-            counts[key] = int(value)
+    numbers = _readme_numbers(root)
+    if numbers.get(_GENERATOR_KEY, 1) != GENERATOR_VERSION:
+        return False
+    counts = {key: numbers[key] for key in _README_COUNTS.values() if key in numbers}
     if len(counts) != len(PARTS):
         return False
     return all(
