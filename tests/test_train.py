@@ -351,6 +351,36 @@ def test_demo_trains_what_a_variant_starts_from_and_reuses_only_matching_checkpo
         torch.set_num_threads(threads)
 
 
+def test_demo_set_changes_the_named_variants_only_and_refuses_bad_fields(
+    tiny_data, tmp_path, capsys, small_batches
+):
+    from train.__main__ import main
+    from train.demo import demo_config
+
+    out = tmp_path / "ck"
+    args = ["demo", "--data", str(tiny_data), "--out", str(out), "--scale", "0.005", "--size", "32x64"]
+    threads = torch.get_num_threads()
+    try:
+        assert main([*args, "--only", "bisenet_gta5_dacs", "--set", "lr=5e-4", "dacs_threshold=0.5"]) == 0
+        assert "lr=5e-4 dacs_threshold=0.5 for bisenet_gta5_dacs" in capsys.readouterr().out
+        dacs = read_metadata(out / "bisenet_gta5_dacs")["config"]
+        assert dacs["lr"] == 5e-4 and dacs["dacs_threshold"] == 0.5
+        start = read_metadata(out / "bisenet_gta5_aug12")["config"]  # what DACS starts from: the demo's
+        assert start["lr"] == demo_config("bisenet_gta5_aug12").lr != 5e-4
+        # The demo's own settings again: the kept start is reused, the changed DACS is trained afresh.
+        assert main([*args, "--only", "bisenet_gta5_dacs"]) == 0
+        printed = capsys.readouterr().out
+        assert printed.count("already trained, skipping") == 1 and "bisenet_gta5_dacs: 1 steps" in printed
+        assert read_metadata(out / "bisenet_gta5_dacs")["config"]["lr"] == demo_config("bisenet_gta5_dacs").lr
+        # Refused before anything is trained or written.
+        for bad, message in (("colour=red", "bad override"), ("lr=fast", "bad value for lr")):
+            assert main([*args, "--out", str(tmp_path / "bad"), "--set", bad]) == 2
+            assert message in capsys.readouterr().err
+            assert not (tmp_path / "bad").exists()
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_demo_seeds_train_into_their_own_folders_and_print_mean_and_spread(
     tiny_data, tmp_path, capsys, small_batches
 ):

@@ -389,6 +389,25 @@ def test_resume_converts_the_state_of_an_earlier_version(tiny_data, tmp_path, ea
     assert read_metadata(out)["steps"] == 2
 
 
+def test_resume_takes_a_recipe_field_an_earlier_version_did_not_save_as_its_default(
+    tiny_data, tmp_path, capsys
+):
+    out = tmp_path / "run"
+    assert main(run_args(tiny_data, out, "iterations=2", "checkpoint_every=1")) == 0
+    # An earlier version saved no dacs_teacher_bn or fda_eta: they count as the defaults the run had.
+    progress_file = named_folder(out) / "progress.json"
+    progress = json.loads(progress_file.read_text())
+    for key in ("dacs_teacher_bn", "fda_eta"):
+        del progress["config"][key]
+    progress_file.write_text(json.dumps(progress))
+    # A recipe change is refused (it would make a run that is neither the old nor the new recipe) ...
+    assert main(run_args(tiny_data, out, "iterations=2", "dacs_teacher_bn=running", "--resume")) == 2
+    assert "trained with dacs_teacher_bn='batch', now 'running'" in capsys.readouterr().err
+    # ... while the defaults resume it.
+    assert main(run_args(tiny_data, out, "iterations=2", "--resume")) == 0
+    assert read_metadata(out)["steps"] == 2
+
+
 def test_saves_and_resumes_where_symbolic_links_are_refused(tiny_data, tmp_path, monkeypatch):
     """Google Drive as Colab mounts it, exFAT disks and some network shares refuse symbolic links (errno 95):
     the resume state must need none."""

@@ -179,6 +179,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             seeds=args.seeds,
             profile=args.profile,
             bfloat16=args.bfloat16,
+            overrides=args.set,
             **({"size": (args.size[1], args.size[0])} if args.size else {}),
         )
     except (ValueError, RuntimeError) as exc:
@@ -360,6 +361,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--size", type=_size, help="HEIGHTxWIDTH to train and evaluate at (default: profile's)")
     demo.add_argument("--seed", type=int, default=0, help="training seed (the procedural data keep seed 0)")
+    demo.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="config changes (as for `run`) for the --only variants (all without --only), e.g. "
+        "dacs_threshold=0.9; the checkpoints they start from keep the demo's settings",
+    )
     demo.set_defaults(func=cmd_demo)
     return parser
 

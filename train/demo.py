@@ -24,7 +24,7 @@ from segdemo.jobs import PROGRESS_FILE
 from segdemo.profiles import DEFAULT_PROFILE, DEMO_PROFILES, DEMO_VARIANTS
 from segdemo.results import format_seed_table, format_table, seed_groups
 from train import resume
-from train.config import get_variant
+from train.config import apply_overrides, get_variant
 from train.data import available_cores, build_data, describe_data
 from train.engine import Trainer
 
@@ -220,11 +220,14 @@ def run_demo(
     seeds: int = 1,
     profile: str = DEFAULT_PROFILE,
     bfloat16: bool | None = None,
+    overrides: list[str] | None = None,
 ) -> list[dict]:
     """Train the demo's variants for training seeds ``seed`` .. ``seed + seeds - 1`` (each into its own
     :func:`demo_folder`); returns one row per variant and seed. ``threads`` None: :func:`demo_threads`.
     ``bfloat16`` None: bfloat16 autocast where the CPU computes it natively (``native_bfloat16``), float32
-    elsewhere."""
+    elsewhere. ``overrides``: ``field=value`` config changes (``train.config.apply_overrides``) for the
+    variants named in ``only`` (every variant without it); the checkpoints they start from keep the demo's
+    settings, so an ablation changes one thing."""
     if profile not in DEMO_PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose among {', '.join(DEMO_PROFILES)}")
     if seeds < 1:
@@ -240,13 +243,18 @@ def run_demo(
             f"--bfloat16: this CPU ({cpu_name()}) has no bfloat16 instructions, so bfloat16 would be "
             "emulated and slower than float32; train without it"
         )
-    threads = threads if threads is not None else demo_threads()
-    torch.set_num_threads(threads)
     names = list(DEMO_VARIANTS)
     if only:
         unknown = sorted(set(only) - set(names))
         if unknown:
             raise ValueError(f"unknown variants {unknown}; choose among {', '.join(names)}")
+    overrides = list(overrides or [])
+    changed = set(only or names) if overrides else set()
+    for name in changed:  # a bad field or value is refused before anything is trained
+        apply_overrides(get_variant(name), overrides)
+    threads = threads if threads is not None else demo_threads()
+    torch.set_num_threads(threads)
+    if only:
         wanted = set(only)
         # A variant that starts from another's checkpoint needs that one first (skipped if already trained).
         wanted |= {DEMO_INIT[n] for n in only if n in DEMO_INIT}
@@ -260,13 +268,16 @@ def run_demo(
         folder = demo_folder(out_dir, profile, run_seed)
         for name in names:
             config = demo_config(name, scale, size, folder, run_seed, profile, bfloat16)
+            if name in changed:
+                config = apply_overrides(config, overrides)
             runs.append((run_seed, name, folder / name, config))
     finished: list[str] = []
     progress = {"variant": None, "index": 0, "count": len(runs), "step": 0, "total": 0, "finished": finished}
     _write_progress(out_dir, state="training", message="starting", **progress)
     print(
         f"demo profile {profile} ({DEMO_PROFILES[profile].summary}), seeds {run_seeds}, {threads} thread(s), "
-        f"{'bfloat16' if bfloat16 else 'float32'}",
+        f"{'bfloat16' if bfloat16 else 'float32'}"
+        + (f"; {' '.join(overrides)} for {', '.join(n for n in names if n in changed)}" if changed else ""),
         flush=True,
     )
     try:

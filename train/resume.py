@@ -16,6 +16,7 @@ must share with the run at hand.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -25,14 +26,16 @@ from pathlib import Path
 from typing import Any
 
 from segdemo.files import atomic_write, fsync_path
+from train.config import Config
 
 LAST = "last"  # <out>/last: a text file naming the newest complete state folder
 STATE_PREFIX = ".last-"
 PROGRESS_FILE = "progress.json"
 TRAINER_FILE = "trainer.pt"
 
-# The settings that define a run's schedule and data: a resumed run (and a kept demo checkpoint) must have
-# the same. Others (workers, logging, evaluation, saving, AMP) may change between a run and its resumption.
+# The settings that define a run's schedule, data and recipe: a resumed run (and a kept demo checkpoint) must
+# have the same. Others (workers, logging, evaluation, saving, AMP) may change between a run and its
+# resumption.
 RUN_KEYS = (
     "variant",
     "model",
@@ -49,6 +52,21 @@ RUN_KEYS = (
     "schedule",
     "seed",
     "init_from",
+    # the recipe: what `python -m train demo --set` and `run` overrides change in an ablation
+    "momentum",
+    "weight_decay",
+    "poly_power",
+    "head_lr_mult",
+    "aux_weight",
+    "pretrained",
+    "fda_beta",
+    "fda_entropy_weight",
+    "fda_eta",
+    "dacs_threshold",
+    "dacs_ema",
+    "dacs_color_jitter",
+    "dacs_blur",
+    "dacs_teacher_bn",
 )
 
 
@@ -79,11 +97,15 @@ def jsonable(value: Any) -> Any:
 
 
 def settings_mismatch(saved: Mapping[str, Any], config: Mapping[str, Any]) -> str | None:
-    """``"lr=0.001, now 0.5"`` for the first of :data:`RUN_KEYS` that differs, or None."""
+    """``"lr=0.001, now 0.5"`` for the first of :data:`RUN_KEYS` that differs, or None. A key the saved
+    settings lack (a run from before that field existed) counts as the field's default, so such a run still
+    resumes and its checkpoint is still reused when today's value is that default."""
+    defaults = jsonable({f.name: f.default for f in dataclasses.fields(Config)})
     current = jsonable(config)
     for key in RUN_KEYS:
-        if saved.get(key) != current.get(key):
-            return f"{key}={saved.get(key)!r}, now {current.get(key)!r}"
+        before = saved.get(key, defaults.get(key))
+        if before != current.get(key):
+            return f"{key}={before!r}, now {current.get(key)!r}"
     return None
 
 
