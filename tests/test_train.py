@@ -94,6 +94,31 @@ def test_poly_schedule_per_parameter_group():
     )
 
 
+def test_ohem_averages_the_hard_labelled_pixels_and_keeps_at_least_a_sixteenth():
+    from train.engine import pixel_cross_entropy
+
+    # 64 pixels, two classes: 60 easy (the true class at probability ~0.88), 4 hard (~0.12), 8 ignored.
+    logits = torch.zeros(1, 2, 8, 9)
+    logits[0, 0] = 2.0
+    label = torch.zeros(1, 8, 9, dtype=torch.long)
+    label[0, 0, :4] = 1
+    label[0, 7, 1:] = 255
+    per_pixel = torch.nn.functional.cross_entropy(logits, label, ignore_index=255, reduction="none")
+    hard, easy = per_pixel[label == 1], per_pixel[label == 0]
+    assert pixel_cross_entropy(logits, label) == pytest.approx(per_pixel[label != 255].mean().item())
+    assert pixel_cross_entropy(logits, label, 0.7) == pytest.approx(hard.mean().item())
+    # Fewer hard pixels than 1/16 of the labelled ones (64 // 16 = 4): the hardest four, easy ones included.
+    label[0, 0, 2:4] = 0
+    two_hard = pixel_cross_entropy(logits, label, 0.7)
+    assert two_hard == pytest.approx((2 * hard[0] + 2 * easy[0]).item() / 4)
+    # The gradient reaches only the kept pixels; nothing labelled gives a zero loss that still backpropagates.
+    logits.requires_grad_(True)
+    pixel_cross_entropy(logits, label, 0.7).backward()
+    assert (logits.grad.abs().sum(dim=1) > 0).sum() == 4
+    empty = pixel_cross_entropy(logits, torch.full_like(label, 255), 0.7)
+    assert empty.item() == 0.0 and empty.requires_grad
+
+
 @pytest.mark.parametrize("variant", list(variants()))
 def test_every_variant_trains_a_few_steps(tiny_data, tmp_path, variant):
     config = tiny_config(variant)

@@ -40,6 +40,8 @@ class Config:
     poly_power: float = 0.9
     head_lr_mult: float = 1.0  # DeepLabV2 trains its classifier with 10x the learning rate
     aux_weight: float = 1.0  # BiSeNet's two auxiliary losses
+    # > 0: online hard example mining on the labelled loss (BiSeNet's reference training uses 0.7)
+    ohem_threshold: float = 0.0
     # FDA
     fda_beta: float = 0.01
     fda_entropy_weight: float = 0.0  # the FDA paper's Charbonnier entropy on target predictions (0.005)
@@ -114,6 +116,7 @@ class Config:
                 f"bad_samples must be stop or skip, not {self.bad_samples!r}",
             ),
             (self.amp_dtype in AMP_DTYPES, f"amp_dtype must be one of {AMP_DTYPES}, not {self.amp_dtype!r}"),
+            (0.0 <= self.ohem_threshold < 1.0, "ohem_threshold must be in [0, 1) (0 = plain cross-entropy)"),
             (0.0 <= self.dacs_ema < 1.0, "dacs_ema must be in [0, 1)"),
             (0.0 <= self.dacs_threshold <= 1.0, "dacs_threshold must be in [0, 1]"),
             (0.0 <= self.dacs_color_jitter <= 1.0, "dacs_color_jitter must be in [0, 1]"),

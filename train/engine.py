@@ -11,6 +11,7 @@ at logging, saving and evaluation steps.
 from __future__ import annotations
 
 import copy
+import math
 import os
 import signal
 import time
@@ -117,14 +118,35 @@ def build_scheduler(config: Config, optimizer: torch.optim.Optimizer, total: int
     return lr_scheduler.PolynomialLR(optimizer, total_iters=total, power=config.poly_power)
 
 
-def segmentation_loss(outputs: Tensor | tuple[Tensor, ...], label: Tensor, aux_weight: float) -> Tensor:
-    """Cross-entropy on the main output plus the weighted auxiliary outputs (BiSeNet)."""
+def pixel_cross_entropy(logits: Tensor, label: Tensor, ohem_threshold: float = 0.0) -> Tensor:
+    """Cross-entropy over the labelled pixels. ``ohem_threshold`` > 0: online hard example mining as in
+    BiSeNet's reference training (CoinCheung's ``OhemCELoss``, 0.7 there): the mean over the pixels whose
+    true class gets a probability below the threshold, and at least the 1/16 hardest labelled pixels, so
+    that rare, small classes are not drowned out by the large easy ones."""
+    if ohem_threshold <= 0:
+        return F.cross_entropy(logits, label, ignore_index=IGNORE_INDEX)
+    per_pixel = F.cross_entropy(logits, label, ignore_index=IGNORE_INDEX, reduction="none")
+    labelled = per_pixel[label != IGNORE_INDEX]
+    if labelled.numel() == 0:
+        return per_pixel.sum() * 0.0  # nothing labelled: no gradient, but a graph for backward
+    hard = labelled[labelled > -math.log(ohem_threshold)]
+    at_least = max(1, labelled.numel() // 16)
+    if hard.numel() < at_least:
+        hard = labelled.topk(at_least).values
+    return hard.mean()
+
+
+def segmentation_loss(
+    outputs: Tensor | tuple[Tensor, ...], label: Tensor, aux_weight: float, ohem_threshold: float = 0.0
+) -> Tensor:
+    """Cross-entropy (:func:`pixel_cross_entropy`) on the main output plus the weighted auxiliary outputs
+    (BiSeNet)."""
     if isinstance(outputs, Tensor):
-        return F.cross_entropy(outputs, label, ignore_index=IGNORE_INDEX)
+        return pixel_cross_entropy(outputs, label, ohem_threshold)
     main, *aux = outputs
-    loss = F.cross_entropy(main, label, ignore_index=IGNORE_INDEX)
+    loss = pixel_cross_entropy(main, label, ohem_threshold)
     for out in aux:
-        loss = loss + aux_weight * F.cross_entropy(out, label, ignore_index=IGNORE_INDEX)
+        loss = loss + aux_weight * pixel_cross_entropy(out, label, ohem_threshold)
     return loss
 
 
@@ -251,9 +273,13 @@ class Trainer:
         guard = torch.where(torch.isfinite(loss.detach()), 1.0, float("nan"))
         self.scaler.scale(loss * guard).backward()
 
+    def _labelled_loss(self, images: Tensor, labels: Tensor) -> Tensor:
+        outputs = self.ddp(self._input(images))
+        return segmentation_loss(outputs, labels, self.config.aux_weight, self.config.ohem_threshold)
+
     def supervised_step(self, images: Tensor, labels: Tensor) -> dict[str, Tensor]:
         with self.autocast:
-            loss = segmentation_loss(self.ddp(self._input(images)), labels, self.config.aux_weight)
+            loss = self._labelled_loss(images, labels)
         self._backward(loss)
         return {"loss": loss.detach()}
 
@@ -269,7 +295,7 @@ class Trainer:
                 self._backward(self.config.fda_entropy_weight * ent)
             losses["entropy"] = ent.detach()
         with self.autocast:
-            seg = segmentation_loss(self.ddp(self._input(translated)), labels, self.config.aux_weight)
+            seg = self._labelled_loss(translated, labels)
         self._backward(seg)
         losses["seg"] = seg.detach()
         losses["loss"] = seg.detach() + self.config.fda_entropy_weight * losses.get("entropy", 0.0)
@@ -299,7 +325,7 @@ class Trainer:
             self._backward(mixed_loss)
         del logits, per_pixel
         with self.autocast:
-            source_loss = segmentation_loss(self.ddp(self._input(images)), labels, self.config.aux_weight)
+            source_loss = self._labelled_loss(images, labels)
         self._backward(source_loss)
         target_pixels = (~mix.mask).float()
         confident = (weight * target_pixels).sum() / target_pixels.sum().clamp(min=1.0)

@@ -58,6 +58,7 @@ RUN_KEYS = (
     "poly_power",
     "head_lr_mult",
     "aux_weight",
+    "ohem_threshold",
     "pretrained",
     "fda_beta",
     "fda_entropy_weight",
