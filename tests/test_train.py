@@ -466,6 +466,11 @@ def test_demo_profiles_and_what_the_demo_refuses(tiny_data, tmp_path, monkeypatc
     # ... except for the two target-trained networks, which get longer to learn the thin classes
     for name in ("bisenet_cityscapes", "deeplabv2_cityscapes"):
         assert demo.demo_config(name, profile="full").iterations > demo.demo_config(name).iterations
+    # the full profile's loss mines the hard pixels, for every variant; the default's is plain cross-entropy
+    assert all(
+        demo.demo_config(name, profile="full").ohem_threshold == 0.7 for name in profiles.DEMO_VARIANTS
+    )
+    assert all(demo.demo_config(name).ohem_threshold == 0.0 for name in profiles.DEMO_VARIANTS)
     assert default.in_memory and default.channels_last and default.batch_size == 16
     assert not default.amp  # float32 unless bfloat16 is asked for (run_demo asks where the CPU has it)
     bf16 = demo.demo_config("bisenet_gta5", bfloat16=True)

@@ -123,6 +123,7 @@ def demo_config(
         "amp": bfloat16,
         "amp_dtype": "bf16" if bfloat16 else "auto",
         "seed": seed,
+        **demo.common,
         **demo.overrides.get(variant, {}),
         **init,
     }
