@@ -70,7 +70,7 @@ DEMO_PROFILES = {
         common={},
         folder="",
         summary=(
-            "128x64 inputs; from nothing on two CPU cores 5.6-5.8 min with bfloat16 (Intel Xeon with AMX), "
+            "128x64 inputs; from nothing on two CPU cores 5.6-6.3 min with bfloat16 (Intel Xeon with AMX), "
             "6.5-7.3 min with bfloat16 (AMD EPYC), 10.2-11.4 min in float32 there, 12.9-16.9 min on an Intel "
             "Xeon without bfloat16"
         ),
@@ -86,7 +86,7 @@ DEMO_PROFILES = {
         folder="full",
         summary=(
             "256x128 inputs, longer schedules for the target-trained networks, hard example mining; from "
-            "nothing on two CPU cores 24 min with bfloat16 (Intel Xeon with AMX), an estimated 38-40 min "
+            "nothing on two CPU cores 24-25 min with bfloat16 (Intel Xeon with AMX), an estimated 38-40 min "
             "with bfloat16 on an AMD EPYC, about an hour in float32"
         ),
     ),

@@ -224,7 +224,7 @@ def plan_gap(scene: Scene, side: Side, z0: float, z1: float) -> None:
     for _ in range(int(scene.rng.integers(1, 4))):
         z = scene.rng.uniform(z0, z1)
         x = side.sign * (side.building_line + scene.rng.uniform(1, 5))
-        scene.add(z0 + 0.02, trees.tree_drawer(scene, x, z), background=True)
+        scene.add(z0 + 0.005, trees.tree_drawer(scene, x, z), background=True)  # after the building behind
 
 
 def plan_property_line(scene: Scene, side: Side) -> None:
@@ -237,9 +237,9 @@ def plan_property_line(scene: Scene, side: Side) -> None:
         length = rng.uniform(6, 30)
         kind = ("wall", "fence", "hedge", "none")[int(rng.choice(4, p=probs / probs.sum()))]
         if kind != "none" and not scene.plan.crosses(z, z + length):
-            scene.add(
-                1000.0 - abs(x) + z * 1e-3, structure_drawer(scene, kind, x, z, z + length), background=True
-            )
+            # the roadside layer is painted largest key first: the property line is in front of every
+            # building and gap, so it comes after all of them (generator 3 and older hid it behind them)
+            scene.add(-1000.0 + z * 1e-3, structure_drawer(scene, kind, x, z, z + length), background=True)
         z += length + rng.uniform(0, 8)
     # a railing between sidewalk and road now and then
     if rng.random() < 0.2:

@@ -24,7 +24,7 @@ FRAME = 19  # Cityscapes annotates frame 19 of each 30-frame snippet
 
 _README_MARKER = "segdemo procedural street scenes"
 
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 """Raised whenever the images of a seed change (2: photographic light, cameras and layouts, issue 17). Data
 written by another version counts as incomplete and is written again; the demo retrains what was trained on
 it. READMEs without the line are version 1."""
