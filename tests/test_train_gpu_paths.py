@@ -183,7 +183,8 @@ def test_every_method_field_changes_the_run(trained_state, variant, field, defau
 
 def test_a_step_reads_nothing_back_from_the_device(tiny_data, tmp_path, monkeypatch):
     """Between logging steps nothing is read from tensors (on a GPU each read waits for the queue to drain):
-    no .item(), bool(), float(), int(), .tolist() or nonzero() inside a training step, for every method."""
+    no .item(), bool(), float(), int(), .tolist(), nonzero() or indexing by a boolean mask (its result's size
+    is data) inside a training step, for every method and for the hard-example-mined loss."""
     reads: list[str] = []
     inside = [False]
     for name in ("item", "tolist", "__bool__", "__float__", "__int__", "__index__", "nonzero"):
@@ -195,6 +196,15 @@ def test_a_step_reads_nothing_back_from_the_device(tiny_data, tmp_path, monkeypa
             return _original(self, *args, **kwargs)
 
         monkeypatch.setattr(torch.Tensor, name, recorded)
+    real_getitem = torch.Tensor.__getitem__
+
+    def getitem(self, index):
+        parts = index if isinstance(index, tuple) else (index,)
+        if inside[0] and any(isinstance(p, torch.Tensor) and p.dtype == torch.bool for p in parts):
+            reads.append("boolean mask")
+        return real_getitem(self, index)
+
+    monkeypatch.setattr(torch.Tensor, "__getitem__", getitem)
     real_step = Trainer._train_step
 
     def step(self, *args):
@@ -217,13 +227,16 @@ def test_a_step_reads_nothing_back_from_the_device(tiny_data, tmp_path, monkeypa
     monkeypatch.setattr(Batches, "__next__", next_batch)
     for variant, extra in (
         ("bisenet_gta5_aug12", []),
+        ("bisenet_gta5_aug12", ["ohem_threshold=0.7"]),
         ("bisenet_gta5_fda", ["fda_entropy_weight=0.005"]),
         ("bisenet_gta5_dacs", []),
     ):
         trainer_for(
-            tiny_config(variant, "iterations=3", "log_every=3", *extra), tiny_data, tmp_path / variant
+            tiny_config(variant, "iterations=3", "log_every=3", *extra),
+            tiny_data,
+            tmp_path / "-".join([variant, *extra]),
         ).run()
-        assert reads == [], f"{variant}: {sorted(set(reads))}"
+        assert reads == [], f"{variant} {extra}: {sorted(set(reads))}"
 
 
 def _peak_saved_bytes(run) -> int:

@@ -122,18 +122,22 @@ def pixel_cross_entropy(logits: Tensor, label: Tensor, ohem_threshold: float = 0
     """Cross-entropy over the labelled pixels. ``ohem_threshold`` > 0: online hard example mining as in
     BiSeNet's reference training (CoinCheung's ``OhemCELoss``, 0.7 there): the mean over the pixels whose
     true class gets a probability below the threshold, and at least the 1/16 hardest labelled pixels, so
-    that rare, small classes are not drowned out by the large easy ones."""
+    that rare, small classes are not drowned out by the large easy ones.
+
+    Without reading anything back from the device (a training step never does): the counts stay tensors, and
+    the hardest sixteenth comes from a ``topk`` of a size fixed by the shape, masked to the count needed."""
     if ohem_threshold <= 0:
         return F.cross_entropy(logits, label, ignore_index=IGNORE_INDEX)
-    per_pixel = F.cross_entropy(logits, label, ignore_index=IGNORE_INDEX, reduction="none")
-    labelled = per_pixel[label != IGNORE_INDEX]
-    if labelled.numel() == 0:
-        return per_pixel.sum() * 0.0  # nothing labelled: no gradient, but a graph for backward
-    hard = labelled[labelled > -math.log(ohem_threshold)]
-    at_least = max(1, labelled.numel() // 16)
-    if hard.numel() < at_least:
-        hard = labelled.topk(at_least).values
-    return hard.mean()
+    # ignored pixels get a loss of 0, below every hard pixel and tied with nothing that counts
+    per_pixel = F.cross_entropy(logits, label, ignore_index=IGNORE_INDEX, reduction="none").flatten()
+    labelled = (label != IGNORE_INDEX).flatten().sum()
+    hard = per_pixel > -math.log(ohem_threshold)
+    hard_count = hard.sum()
+    at_least = (labelled // 16).clamp(min=1)
+    hardest = per_pixel.topk(max(1, per_pixel.numel() // 16)).values
+    hardest_sum = (hardest * (torch.arange(hardest.numel(), device=hardest.device) < at_least)).sum()
+    hard_mean = (per_pixel * hard).sum() / hard_count.clamp(min=1)
+    return torch.where(hard_count >= at_least, hard_mean, hardest_sum / at_least)
 
 
 def segmentation_loss(
