@@ -119,6 +119,65 @@ def test_ohem_averages_the_hard_labelled_pixels_and_keeps_at_least_a_sixteenth()
     assert empty.item() == 0.0 and empty.requires_grad
 
 
+def test_rare_class_sampling_draws_the_images_of_rare_classes_more_often():
+    from segdemo.labels import BUILDING, MOTORCYCLE, ROAD
+    from train.data import RCS_MIN_SHARE, EpochSampler, rare_class_weights
+
+    # Ten images of 1,000 labelled pixels: road and building everywhere, a motorcycle in images 8 and 9, a
+    # sliver of one (below RCS_MIN_SHARE) in image 7, and image 6 holding nothing labelled.
+    counts = torch.zeros(10, 19, dtype=torch.int64)
+    counts[:, ROAD], counts[:, BUILDING] = 700, 300
+    counts[8:, ROAD], counts[8:, MOTORCYCLE] = 650, 50
+    counts[7, ROAD], counts[7, MOTORCYCLE] = 699, 1
+    assert 1 / 1000 < RCS_MIN_SHARE < 50 / 1000
+    counts[6] = 0
+    images, classes = rare_class_weights(counts, 0.01)
+    assert images.sum().item() == pytest.approx(1.0) and classes.sum().item() == pytest.approx(1.0)
+    assert classes[MOTORCYCLE] > classes[BUILDING] > classes[ROAD] > 0
+    assert classes[classes > 0].numel() == 3  # classes no image has get nothing
+    assert images[6] == 0  # nothing labelled: never drawn
+    assert images[8] == images[9] > 10 * images[7]  # the sliver does not count image 7 as a motorcycle's
+    # A high temperature draws the three classes alike, so the images get the weight of the ones they hold.
+    flat_images, flat_classes = rare_class_weights(counts, 1e6)
+    assert flat_classes[[ROAD, BUILDING, MOTORCYCLE]] == pytest.approx(torch.full((3,), 1 / 3).double())
+    assert flat_images[8] > flat_images[0]
+    with pytest.raises(TrainingError, match="no image has a labelled class"):
+        rare_class_weights(torch.zeros(4, 19, dtype=torch.int64), 0.01)
+
+    # The sampler draws by those weights, with replacement, the same order for the same (seed, epoch) and
+    # the rest of it when started mid-epoch; each of two ranks takes every other draw.
+    sampler = EpochSampler(10, 2, seed=5, weights=images)
+    epoch = list(sampler)
+    assert len(epoch) == 10 and 6 not in epoch and epoch == list(sampler)
+    assert sum(i in (8, 9) for i in epoch) > 2  # a uniform draw would give them 2 of 10
+    sampler.set_epoch(0, skip_steps=2)
+    assert list(sampler) == epoch[4:]
+    sampler.set_epoch(1)
+    assert list(sampler) != epoch
+    ranks = [list(EpochSampler(10, 1, seed=5, rank=r, world=2, weights=images)) for r in (0, 1)]
+    assert [i for pair in zip(*ranks, strict=True) for i in pair] == epoch
+    with pytest.raises(ValueError, match="one value per image"):
+        EpochSampler(10, 2, seed=0, weights=images[:5])
+
+
+def test_rare_class_sampling_trains_and_counts_the_labels_it_trains_at(tiny_data, tmp_path, capsys):
+    from train.data import class_pixel_counts
+
+    gta5, cityscapes = tiny_data / "gta5", tiny_data / "cityscapes"
+    config = tiny_config("bisenet_cityscapes", "rcs_temperature=0.01")
+    data = build_data(config, gta5, cityscapes)
+    counts = class_pixel_counts(data.labeled)
+    in_memory = build_data(config.replace(in_memory=True), gta5, cityscapes)
+    assert torch.equal(class_pixel_counts(in_memory.labeled), counts)
+    for index in range(len(data.labeled)):
+        label = data.labeled[index][1]
+        assert counts[index].sum() == (label != 255).sum()  # every labelled pixel, at the training size
+    trainer = Trainer(config, data, tmp_path / "rcs", device="cpu", progress=False)
+    assert trainer.labeled_weights is not None and trainer.labeled_weights.sum().item() == pytest.approx(1.0)
+    assert "rare class sampling: classes drawn most often" in capsys.readouterr().out
+    assert read_metadata(trainer.run())["config"]["rcs_temperature"] == 0.01
+
+
 @pytest.mark.parametrize("variant", list(variants()))
 def test_every_variant_trains_a_few_steps(tiny_data, tmp_path, variant):
     config = tiny_config(variant)

@@ -42,6 +42,9 @@ class Config:
     aux_weight: float = 1.0  # BiSeNet's two auxiliary losses
     # > 0: online hard example mining on the labelled loss (BiSeNet's reference training uses 0.7)
     ohem_threshold: float = 0.0
+    # > 0: rare class sampling (DAFormer, 0.01 there): labelled images are drawn with replacement, those that
+    # hold the rarest classes more often; the temperature flattens (large) or sharpens (small) the draw
+    rcs_temperature: float = 0.0
     # FDA
     fda_beta: float = 0.01
     fda_entropy_weight: float = 0.0  # the FDA paper's Charbonnier entropy on target predictions (0.005)
@@ -117,6 +120,7 @@ class Config:
             ),
             (self.amp_dtype in AMP_DTYPES, f"amp_dtype must be one of {AMP_DTYPES}, not {self.amp_dtype!r}"),
             (0.0 <= self.ohem_threshold < 1.0, "ohem_threshold must be in [0, 1) (0 = plain cross-entropy)"),
+            (self.rcs_temperature >= 0.0, "rcs_temperature must be 0 (off) or positive"),
             (0.0 <= self.dacs_ema < 1.0, "dacs_ema must be in [0, 1)"),
             (0.0 <= self.dacs_threshold <= 1.0, "dacs_threshold must be in [0, 1]"),
             (0.0 <= self.dacs_color_jitter <= 1.0, "dacs_color_jitter must be in [0, 1]"),

@@ -19,6 +19,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 
 from segdemo.datasets import GTA5, NATIVE, Cityscapes, DatasetError, collate_usable
+from segdemo.labels import CLASS_NAMES, NUM_CLASSES
 from train.config import Config
 from train.errors import TrainingError
 
@@ -152,11 +153,86 @@ def loader_workers(config: Config) -> int:
     return max(0, available_cores() // max(1, local) - 1)
 
 
-class EpochSampler(Sampler[int]):
-    """A fresh permutation per epoch from (seed, epoch), split across ranks, able to start mid-epoch."""
+RCS_MIN_SHARE = 3000 / (1914 * 1052)
+"""Rare class sampling counts an image for a class only where the class covers at least this share of it:
+DAFormer's 3,000 pixels of a 1914x1052 GTA5 frame, so that a sliver does not make an image one to repeat."""
 
-    def __init__(self, size: int, batch_size: int, seed: int, rank: int = 0, world: int = 1) -> None:
+
+class _ClassPixels(torch.utils.data.Dataset):
+    """Per image, its pixels of each class (loader workers count them; skipped samples count none)."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Tensor:
+        item = self.dataset[index]
+        if item is None:
+            return torch.zeros(NUM_CLASSES, dtype=torch.int64)
+        label = item[1].flatten().long()
+        return torch.bincount(label[label < NUM_CLASSES], minlength=NUM_CLASSES)
+
+
+def class_pixel_counts(dataset, workers: int = 0) -> Tensor:
+    """``len(dataset) x NUM_CLASSES`` int64: each labelled image's pixels of each class, at the size it
+    trains at (one pass over the labels; in-memory sets are counted where they are)."""
+    loader = DataLoader(_ClassPixels(dataset), batch_size=64, num_workers=workers)
+    return torch.cat(list(loader)) if len(dataset) else torch.zeros(0, NUM_CLASSES, dtype=torch.int64)
+
+
+def rare_class_weights(counts: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
+    """Rare class sampling (Hoyer et al., DAFormer, CVPR 2022): a class ``c`` is drawn with probability
+    ``softmax((1 - f_c) / temperature)``, ``f_c`` its share of the labelled pixels, then an image among those
+    where it covers at least :data:`RCS_MIN_SHARE`. Returns the per-image probabilities of that two-stage
+    draw and the per-class ones (classes no image qualifies for get 0)."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    counts = counts.double()
+    pixels = counts.sum(dim=1, keepdim=True)
+    qualifies = (counts > 0) & (counts >= RCS_MIN_SHARE * pixels)
+    images_per_class = qualifies.sum(dim=0)
+    if not bool((images_per_class > 0).any()):
+        raise TrainingError("rare class sampling: no image has a labelled class (are the labels empty?)")
+    frequency = counts.sum(dim=0) / counts.sum()
+    logits = torch.where(images_per_class > 0, (1 - frequency) / temperature, -torch.inf)
+    class_probability = torch.softmax(logits, dim=0)
+    image_probability = (qualifies * (class_probability / images_per_class.clamp(min=1))).sum(dim=1)
+    return image_probability, class_probability
+
+
+def describe_rare_class_sampling(image_probability: Tensor, class_probability: Tensor, top: int = 4) -> str:
+    """One line for the log: the classes drawn most often, and how unevenly images are drawn."""
+    order = class_probability.argsort(descending=True)[:top]
+    classes = ", ".join(f"{CLASS_NAMES[c]} {class_probability[c]:.2f}" for c in order.tolist())
+    n = image_probability.numel()
+    drawn = int((image_probability > 0).sum())
+    return (
+        f"rare class sampling: classes drawn most often {classes}; {drawn} of {n} images can be drawn, "
+        f"the most likely {float(image_probability.max()) * n:.1f}x as often as in a uniform draw"
+    )
+
+
+class EpochSampler(Sampler[int]):
+    """A fresh order per epoch from (seed, epoch), split across ranks, able to start mid-epoch: a permutation,
+    or with ``weights`` (rare class sampling) as many draws with replacement, each image with its weight."""
+
+    def __init__(
+        self,
+        size: int,
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world: int = 1,
+        weights: Tensor | None = None,
+    ) -> None:
         self.size, self.batch_size, self.seed, self.rank, self.world = size, batch_size, seed, rank, world
+        if weights is not None and weights.shape != (size,):
+            raise ValueError(
+                f"weights must hold one value per image ({size}), got shape {tuple(weights.shape)}"
+            )
+        self.weights = weights
         self.steps_per_epoch = size // (batch_size * world)
         self.epoch, self.skip_steps = 0, 0
 
@@ -165,9 +241,11 @@ class EpochSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        order = torch.randperm(self.size, generator=generator)[
-            : self.steps_per_epoch * self.batch_size * self.world
-        ]
+        draws = self.steps_per_epoch * self.batch_size * self.world
+        if self.weights is None:
+            order = torch.randperm(self.size, generator=generator)[:draws]
+        else:
+            order = torch.multinomial(self.weights, draws, replacement=True, generator=generator)
         mine = order[self.rank :: self.world]
         return iter(mine[self.skip_steps * self.batch_size :].tolist())
 
@@ -178,9 +256,9 @@ class EpochSampler(Sampler[int]):
 class Batches:
     """Endless uint8 batches from one DataLoader whose worker processes live for the whole run.
 
-    The batch at global step s is the same whether or not the run was resumed: the sampler's permutation
-    depends on (seed, epoch) only, and the workers hold no randomness. ``wait_seconds`` adds up the time
-    spent waiting for the loader.
+    The batch at global step s is the same whether or not the run was resumed: the sampler's order depends on
+    (seed, epoch) and the fixed ``weights`` of rare class sampling only, and the workers hold no randomness.
+    ``wait_seconds`` adds up the time spent waiting for the loader.
     """
 
     def __init__(
@@ -192,8 +270,9 @@ class Batches:
         rank: int,
         world: int,
         pin_memory: bool = False,
+        weights: Tensor | None = None,
     ) -> None:
-        self.sampler = EpochSampler(len(dataset), config.batch_size, seed, rank, world)
+        self.sampler = EpochSampler(len(dataset), config.batch_size, seed, rank, world, weights)
         if self.sampler.steps_per_epoch == 0:
             raise TrainingError(
                 f"{len(dataset)} images cannot fill one batch of {config.batch_size} x {world} ranks"

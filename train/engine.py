@@ -36,7 +36,14 @@ from segdemo.models import build_model
 from segdemo.normalization import normalize
 from train import resume
 from train.config import Config
-from train.data import Batches, Data, loader_workers
+from train.data import (
+    Batches,
+    Data,
+    class_pixel_counts,
+    describe_rare_class_sampling,
+    loader_workers,
+    rare_class_weights,
+)
 from train.distributed import sync_batchnorm
 from train.errors import TrainingError
 
@@ -202,6 +209,7 @@ class Trainer:
         self.teacher = self._make_teacher() if config.method == "dacs" else None
         self.optimizer = build_optimizer(config, self.model, self.device)
         self.total = total_steps(config, len(data.labeled), self.world)
+        self.labeled_weights = self._rare_class_weights() if config.rcs_temperature > 0 else None
         self.scheduler = build_scheduler(config, self.optimizer, self.total)
         self.step = 0
         self.best_miou = -1.0
@@ -340,6 +348,19 @@ class Trainer:
             "confident": confident,
         }
 
+    def _rare_class_weights(self) -> Tensor:
+        """Each labelled image's probability under rare class sampling, from one pass over the labels."""
+        started = time.perf_counter()
+        counts = class_pixel_counts(self.data.labeled, loader_workers(self.config))
+        weights, class_probability = rare_class_weights(counts, self.config.rcs_temperature)
+        if self.is_main:
+            print(
+                f"{describe_rare_class_sampling(weights, class_probability)} "
+                f"({len(counts)} labels counted in {time.perf_counter() - started:.1f} s)",
+                flush=True,
+            )
+        return weights
+
     def _make_teacher(self) -> nn.Module:
         teacher = copy.deepcopy(self.model).eval()
         for p in teacher.parameters():
@@ -378,7 +399,16 @@ class Trainer:
         config = self.config
         stop_at = self.total if stop_after is None else min(self.total, self.step + stop_after)
         pin = self.device.type == "cuda"
-        labeled = Batches(self.data.labeled, config, config.seed, self.step, self.rank, self.world, pin)
+        labeled = Batches(
+            self.data.labeled,
+            config,
+            config.seed,
+            self.step,
+            self.rank,
+            self.world,
+            pin,
+            self.labeled_weights,
+        )
         target = (
             Batches(self.data.target, config, config.seed + 1, self.step, self.rank, self.world, pin)
             if self.data.target is not None

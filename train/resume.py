@@ -59,6 +59,7 @@ RUN_KEYS = (
     "head_lr_mult",
     "aux_weight",
     "ohem_threshold",
+    "rcs_temperature",
     "pretrained",
     "fda_beta",
     "fda_entropy_weight",
