@@ -530,6 +530,11 @@ def test_demo_profiles_and_what_the_demo_refuses(tiny_data, tmp_path, monkeypatc
         demo.demo_config(name, profile="full").ohem_threshold == 0.7 for name in profiles.DEMO_VARIANTS
     )
     assert all(demo.demo_config(name).ohem_threshold == 0.0 for name in profiles.DEMO_VARIANTS)
+    # its target-trained networks draw their images by rare class sampling; no other run does
+    assert {
+        name for name in profiles.DEMO_VARIANTS if demo.demo_config(name, profile="full").rcs_temperature > 0
+    } == {"bisenet_cityscapes", "deeplabv2_cityscapes"}
+    assert all(demo.demo_config(name).rcs_temperature == 0.0 for name in profiles.DEMO_VARIANTS)
     assert default.in_memory and default.channels_last and default.batch_size == 16
     assert not default.amp  # float32 unless bfloat16 is asked for (run_demo asks where the CPU has it)
     bf16 = demo.demo_config("bisenet_gta5", bfloat16=True)
