@@ -154,8 +154,9 @@ def loader_workers(config: Config) -> int:
 
 
 RCS_MIN_SHARE = 3000 / (1914 * 1052)
-"""Rare class sampling counts an image for a class only where the class covers at least this share of it:
-DAFormer's 3,000 pixels of a 1914x1052 GTA5 frame, so that a sliver does not make an image one to repeat."""
+"""Rare class sampling counts an image for a class only where the class covers at least this share of its
+labelled pixels: DAFormer's 3,000 pixels of a 1914x1052 GTA5 frame, so that a sliver does not make an image
+one to repeat."""
 
 
 class _ClassPixels(torch.utils.data.Dataset):
