@@ -169,6 +169,9 @@ def test_rare_class_sampling_trains_and_counts_the_labels_it_trains_at(tiny_data
     counts = class_pixel_counts(data.labeled)
     in_memory = build_data(config.replace(in_memory=True), gta5, cityscapes)
     assert torch.equal(class_pixel_counts(in_memory.labeled), counts)
+    # three ranks count every third image each; their tables add up to the whole one
+    shares = [class_pixel_counts(data.labeled, rank=r, world=3) for r in range(3)]
+    assert torch.equal(sum(shares), counts) and shares[1][0].sum() == 0
     for index in range(len(data.labeled)):
         label = data.labeled[index][1]
         assert counts[index].sum() == (label != 255).sum()  # every labelled pixel, at the training size
@@ -324,7 +327,8 @@ def test_profile_cli(capsys):
 
 
 def test_torchrun_two_cpu_processes(tiny_data, tmp_path):
-    """DistributedDataParallel with the gloo backend: two ranks, one writer."""
+    """DistributedDataParallel with the gloo backend: two ranks, one writer; rare class sampling counts the
+    labels between the ranks."""
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     cmd = [
@@ -349,12 +353,14 @@ def test_torchrun_two_cpu_processes(tiny_data, tmp_path):
         "cpu",
         *TINY,
         "iterations=2",
+        "rcs_temperature=0.01",
     ]
     result = subprocess.run(cmd, check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     meta = read_metadata(out)
     assert meta["steps"] == 2 and meta["config"]["batch_size"] == 2
     assert result.stdout.count("checkpoint:") == 1  # only rank 0 writes and reports
+    assert result.stdout.count("rare class sampling:") == 1 and "8 of 8 images can be drawn" in result.stdout
 
 
 def test_init_from_starts_both_student_and_teacher_from_a_checkpoint(tiny_data, tmp_path):

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Sampler, Subset
 
 from segdemo.datasets import GTA5, NATIVE, Cityscapes, DatasetError, collate_usable
 from segdemo.labels import CLASS_NAMES, NUM_CLASSES
@@ -176,11 +176,17 @@ class _ClassPixels(torch.utils.data.Dataset):
         return torch.bincount(label[label < NUM_CLASSES], minlength=NUM_CLASSES)
 
 
-def class_pixel_counts(dataset, workers: int = 0) -> Tensor:
+def class_pixel_counts(dataset, workers: int = 0, rank: int = 0, world: int = 1) -> Tensor:
     """``len(dataset) x NUM_CLASSES`` int64: each labelled image's pixels of each class, at the size it
-    trains at (one pass over the labels; in-memory sets are counted where they are)."""
-    loader = DataLoader(_ClassPixels(dataset), batch_size=64, num_workers=workers)
-    return torch.cat(list(loader)) if len(dataset) else torch.zeros(0, NUM_CLASSES, dtype=torch.int64)
+    trains at (one pass over the labels; in-memory sets are counted where they are). With several ranks each
+    counts every world-th image and leaves the other rows 0, so that summing the ranks' tables gives the whole
+    one after a single pass between them."""
+    counts = torch.zeros(len(dataset), NUM_CLASSES, dtype=torch.int64)
+    mine = range(rank, len(dataset), world)
+    if len(mine):
+        loader = DataLoader(Subset(_ClassPixels(dataset), mine), batch_size=64, num_workers=workers)
+        counts[rank::world] = torch.cat(list(loader))
+    return counts
 
 
 def rare_class_weights(counts: Tensor, temperature: float) -> tuple[Tensor, Tensor]:

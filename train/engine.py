@@ -209,7 +209,6 @@ class Trainer:
         self.teacher = self._make_teacher() if config.method == "dacs" else None
         self.optimizer = build_optimizer(config, self.model, self.device)
         self.total = total_steps(config, len(data.labeled), self.world)
-        self.labeled_weights = self._rare_class_weights() if config.rcs_temperature > 0 else None
         self.scheduler = build_scheduler(config, self.optimizer, self.total)
         self.step = 0
         self.best_miou = -1.0
@@ -243,6 +242,7 @@ class Trainer:
             self.control = (
                 dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else dist.group.WORLD
             )
+        self.labeled_weights = self._rare_class_weights() if config.rcs_temperature > 0 else None
         self.writer = None
         self.stop_requested: str | None = None
         self.last_save = time.monotonic()
@@ -351,7 +351,9 @@ class Trainer:
     def _rare_class_weights(self) -> Tensor:
         """Each labelled image's probability under rare class sampling, from one pass over the labels."""
         started = time.perf_counter()
-        counts = class_pixel_counts(self.data.labeled, loader_workers(self.config))
+        counts = class_pixel_counts(self.data.labeled, loader_workers(self.config), self.rank, self.world)
+        if self.world > 1:  # each rank counted its share of the images
+            dist.all_reduce(counts, group=self.control)
         weights, class_probability = rare_class_weights(counts, self.config.rcs_temperature)
         if self.is_main:
             print(
