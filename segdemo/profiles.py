@@ -76,7 +76,7 @@ DEMO_PROFILES = {
         summary=(
             "128x64 inputs; from nothing on two CPU cores 5.6-6.3 min with bfloat16 (Intel Xeon with AMX), "
             "6.5-7.3 min with bfloat16 (AMD EPYC), 10.2-11.4 min in float32 there, 12.9-16.9 min on an Intel "
-            "Xeon without bfloat16"
+            "Xeon without bfloat16, about 50 min on an AMD EPYC with AVX2 only"
         ),
     ),
     "full": DemoProfile(
@@ -95,7 +95,8 @@ DEMO_PROFILES = {
             "256x128 inputs, longer schedules and rare class sampling for the target-trained networks, hard "
             "example mining; from "
             "nothing on two CPU cores 24-25 min with bfloat16 (Intel Xeon with AMX), an estimated 38-40 min "
-            "with bfloat16 on an AMD EPYC, about an hour in float32"
+            "with bfloat16 on an AMD EPYC, about an hour in float32, an estimated 3 hours on an AMD EPYC "
+            "with AVX2 only"
         ),
     ),
 }
