@@ -16,10 +16,10 @@ SHARED = REPO.parent / "shared"
 # contend for the cores; run without xdist, the suite uses two threads in one process.
 XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 torch.set_num_threads(1 if XDIST_WORKER else 2)
-# Checkpoint files are not flushed to the disk in tests (a second per resume state; nothing here must survive
-# a
-# power cut). tests/test_train_reliability.py::test_a_state_is_flushed_to_the_disk_before_last_names_it turns
-# it back on. Subprocesses (the CLI, the app servers) inherit it.
+# Checkpoint files are not flushed to the disk in tests (a second per resume state; nothing here must
+# survive a power cut).
+# tests/test_train_reliability.py::test_a_state_is_flushed_to_the_disk_before_last_names_it turns it back on.
+# Subprocesses (the CLI, the app servers) inherit it.
 os.environ["SEGDEMO_FSYNC"] = "0"
 
 # Long-running modules first, so that neither worker is left alone with one of them at the end.
@@ -41,8 +41,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
     """Whole modules per worker, so that module fixtures are built once, in SLOW_FIRST's order. The two
-    browser-test
-    modules start at once on the two workers, which then train their two checkpoints side by side
+    browser-test modules start at once on the two workers, which then train their two checkpoints side by side
     (e2e/conftest)."""
     from xdist.scheduler import LoadScopeScheduling
 

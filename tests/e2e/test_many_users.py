@@ -18,7 +18,7 @@ from PIL import Image
 from segdemo.synthetic import render_scene, scene_rng
 
 from .conftest import VIEWPORT, serve_app
-from .test_browser import image_sources, open_page, settle, wait_until
+from .test_browser import image_sources, settle, wait_until
 
 USERS = 8
 UPLOAD_LIMIT_MB = 1
@@ -49,12 +49,26 @@ def street_clip(path: Path, frames: int) -> Path:
     return path
 
 
-def new_user(browser, url: str):
-    context = browser.new_context(viewport=VIEWPORT)
-    context.set_default_timeout(120_000)
-    page = context.new_page()
-    open_page(page, url, "segment", "Segment a street scene")
-    return context, page
+def new_users(browser, url: str, count: int, contexts: list) -> list:
+    """``count`` sessions on the Segment page with its photo uploader showing. They open at the same time:
+    every page is asked for before any is waited on, so the server runs their scripts side by side."""
+    pages = []
+    for _ in range(count):
+        context = browser.new_context(viewport=VIEWPORT)
+        contexts.append(context)  # closed by the caller, also when a wait below fails
+        context.set_default_timeout(120_000)
+        pages.append(context.new_page())
+    for page in pages:
+        page.goto(f"{url}/segment")
+    for page in pages:
+        page.get_by_role("heading", name="Segment a street scene").first.wait_for()
+        settle(page)
+    for page in pages:
+        page.get_by_text("Upload a photo", exact=True).click()
+    for page in pages:
+        page.get_by_text(INPUT_PROMPTS["Upload a photo"]).first.wait_for()
+        settle(page)
+    return pages
 
 
 INPUT_PROMPTS = {"Upload a photo": "Upload a photo (PNG, JPEG", "Upload a video clip": "Upload a clip (mp4"}
@@ -83,8 +97,8 @@ def shows_result(page, width: int) -> bool:
 def server(checkpoint_root: Path, tmp_path: Path):
     """A server of its own (its memory is measured) with a 1 MB image upload limit."""
     # glibc gives every thread that allocates its own malloc arena (up to 8 per core), which would add ~100
-    # MiB
-    # of allocator slack for eight concurrent script threads; two arenas keep the measurement about the app.
+    # MiB of allocator slack for eight concurrent script threads; two arenas keep the measurement about the
+    # app.
     env = {"SEGDEMO_MAX_UPLOAD_MB": str(UPLOAD_LIMIT_MB), "MALLOC_ARENA_MAX": "2"}
     with serve_app(checkpoint_root, tmp_path / "streamlit.log", env=env) as s:
         yield s
@@ -96,21 +110,14 @@ def test_eight_sessions_at_once_one_model_and_a_video_that_blocks_no_one(
     contexts = []
     try:
         # One user first: the model is loaded (and cached) once.
-        context, first = new_user(browser, server.url)
-        contexts.append(context)
-        choose_input(first, "Upload a photo")
+        (first,) = new_users(browser, server.url, 1, contexts)
         upload(first, street_photo(tmp_path / "first.png", 320, 0))
         wait_until(lambda: shows_result(first, 320), what="the first user's result")
         settle(first)
         one_user, one_user_peak = memory(server.process.pid)
 
         # Eight more, uploading back to back: the server segments them concurrently.
-        users = []
-        for _ in range(USERS):
-            context, page = new_user(browser, server.url)
-            contexts.append(context)
-            choose_input(page, "Upload a photo")
-            users.append(page)
+        users = new_users(browser, server.url, USERS, contexts)
         widths = [328 + 8 * i for i in range(USERS)]
         for i, (page, width) in enumerate(zip(users, widths)):
             upload(page, street_photo(tmp_path / f"user{i}.png", width, i + 1))
