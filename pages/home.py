@@ -11,7 +11,7 @@ from segdemo.catalogue import (
     uploads_size,
 )
 from segdemo.checkpoints import TEMPLATE_SUFFIXES, CheckpointError
-from segdemo.profiles import DEFAULT_PROFILE, DEMO_PROFILES
+from segdemo.profiles import DEFAULT_PROFILE, DEMO_PROFILES, describe_time_left
 from segdemo.results import checkpoints_frame
 
 common.ensure_navigation()
@@ -86,6 +86,9 @@ def demo_panel() -> None:
                 f" · variant {int(progress.get('index', 0)) + 1} of {progress.get('count')}: "
                 f"{progress['variant']}, step {progress.get('step', 0)} of {progress.get('total', '?')}"
             )
+        left = describe_time_left(progress.get("seconds_left"))
+        if left:
+            detail += f" · training {left} (estimated from this machine's pace)"
         st.progress(status.fraction, text=f"{status.message} — {status.fraction:.0%}{detail}")
         st.button(
             "Stop the demo",

@@ -169,7 +169,8 @@ def test_home_demo_button_runs_the_job_in_the_background_with_progress(empty, mo
         "import json, sys, time, pathlib\n"
         "root = pathlib.Path(sys.argv[1]); p = root / '.demo_progress.json'\n"
         "def w(**s): p.write_text(json.dumps({'count': 2, 'index': 0, 'finished': [], **s}))\n"
-        "w(state='training', variant='bisenet_gta5', step=5, total=10, message='training bisenet_gta5')\n"
+        "w(state='training', variant='bisenet_gta5', step=5, total=10, message='training bisenet_gta5',\n"
+        "  seconds_left=185)\n"
         "print('step 5 of 10', flush=True); time.sleep(4)\n"
         "w(state='done', variant='bisenet_gta5', step=10, total=10, finished=['a', 'b'], message='all "
         "done')\n"
@@ -177,6 +178,7 @@ def test_home_demo_button_runs_the_job_in_the_background_with_progress(empty, mo
     at, deadline = start_stand_in_demo(empty, monkeypatch, script)
     bars = at.get("progress")
     assert bars and "training bisenet_gta5" in bars[0].proto.text and bars[0].proto.value == 25
+    assert "training about 3 min left" in bars[0].proto.text
     assert element(at, "button", "Stop the demo")
     while jobs.is_running(empty) and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -495,6 +496,29 @@ def test_demo_seeds_train_into_their_own_folders_and_print_mean_and_spread(
     mean, std = group["miou"]
     assert mean == pytest.approx((rows[0]["miou"] + rows[1]["miou"]) / 2)
     assert "Mean ± std over the seeds" in printed and f"{mean:.2f} ± {std:.2f}" in printed
+    # After seed 0, the training time left is estimated from this machine's pace; none is left at the end.
+    assert re.search(
+        r"bisenet_gta5: mIoU [\d.]+ in \d+ s; training (about \d+ min|under a minute) left", printed
+    )
+    assert json.loads((out / PROGRESS_FILE).read_text())["seconds_left"] == 0
+
+
+def test_the_time_left_comes_from_this_machines_pace_and_each_variants_cost():
+    from segdemo.profiles import describe_time_left, seconds_left
+
+    cost = {"dacs": 2.0}
+    assert seconds_left(cost, [], None, [("a", 100)]) is None  # nothing timed yet
+    assert seconds_left(cost, [], ("a", 100, 0, 10, 5.0), [("a", 100)]) is None
+    # Half-way through a run at 0.1 s per image: 5 s of it left, then a plain variant at the same pace and a
+    # DACS run at twice it.
+    current = ("a", 100, 5, 10, 5.0)
+    assert seconds_left(cost, [], current, [("b", 100), ("dacs", 100)]) == pytest.approx(5 + 10 + 20)
+    # A variant timed before costs what it cost then, whatever its relative cost says.
+    finished = [("a", 100, 10.0), ("dacs", 100, 50.0)]
+    assert seconds_left(cost, finished, None, [("dacs", 200)]) == pytest.approx(100)
+    assert seconds_left(cost, finished, None, []) == 0
+    assert describe_time_left(719) == "about 12 min left" and describe_time_left(30) == "under a minute left"
+    assert describe_time_left(None) == describe_time_left("soon") == describe_time_left(-5) == ""
 
 
 def test_demo_generates_only_the_data_each_variant_needs_before_it(

@@ -21,7 +21,7 @@ from segdemo.checkpoints import CheckpointError, read_metadata
 from segdemo.files import atomic_write
 from segdemo.hardware import cpu_name, native_bfloat16
 from segdemo.jobs import PROGRESS_FILE
-from segdemo.profiles import DEFAULT_PROFILE, DEMO_PROFILES, DEMO_VARIANTS
+from segdemo.profiles import DEFAULT_PROFILE, DEMO_PROFILES, DEMO_VARIANTS, describe_time_left, seconds_left
 from segdemo.results import format_seed_table, format_table, seed_groups
 from train import resume
 from train.config import apply_overrides, get_variant
@@ -282,7 +282,7 @@ def run_demo(
         flush=True,
     )
     try:
-        timings = _train_all(runs, Path(data_dir), out_dir, progress)
+        timings = _train_all(runs, Path(data_dir), out_dir, progress, DEMO_PROFILES[profile].image_cost)
     except BaseException as exc:
         _write_progress(out_dir, state="failed", message=f"{type(exc).__name__}: {exc}", **progress)
         raise
@@ -332,16 +332,28 @@ def _train_all(
     data_dir: Path,
     out_dir: Path,
     progress: dict,
+    image_cost: dict[str, float],
 ) -> dict[tuple[int, str], float]:
     """Train each run (seed, variant, folder, config) that is not finished yet; the seconds each took, by
     (seed, variant). The procedural data a run needs is generated just before it (the first variants need
-    no target train images, so the first checkpoint comes sooner)."""
+    no target train images, so the first checkpoint comes sooner). ``progress`` gets the estimated training
+    seconds left (``segdemo.profiles.seconds_left`` with the profile's ``image_cost``)."""
     timings: dict[tuple[int, str], float] = {}
     data_cache: dict[tuple, Any] = {}  # decoded once per data and size, shared by the variants
+    to_train = [not _finished(out, config) for _, _, out, config in runs]
+    timed: list[tuple[str, int, float]] = []  # (variant, images, seconds) of the runs trained here
+
+    def pending(after: int) -> list[tuple[str, int]]:
+        return [
+            (name, config.iterations * config.batch_size)
+            for (_, name, _, config), todo in zip(runs[after + 1 :], to_train[after + 1 :])
+            if todo
+        ]
+
     for i, (seed, name, out, config) in enumerate(runs):
         label = str(out.relative_to(out_dir))
         progress.update(variant=label, index=i, step=0, total=config.iterations)
-        if _finished(out, config):
+        if not to_train[i]:
             print(f"[{i + 1}/{len(runs)}] {label}: already trained, skipping", flush=True)
             progress["finished"].append(label)
             continue
@@ -361,12 +373,22 @@ def _train_all(
         _write_progress(out_dir, state="training", message=f"training {label}", **progress)
         start = time.perf_counter()
         last_write = 0.0
+        first_step: int | None = None  # a resumed run's pace counts from where it resumed
+        images = config.iterations * config.batch_size
 
-        def report(step: int, total: int) -> None:
-            nonlocal last_write
+        def report(step: int, total: int, name=name, images=images, start=start, index=i) -> None:
+            nonlocal last_write, first_step
+            if first_step is None:
+                first_step = step - 1
             if time.perf_counter() - last_write > 1.0 or step == total:  # at most once a second
                 last_write = time.perf_counter()
-                progress.update(step=step, total=total)
+                done, todo = step - first_step, total - first_step
+                current = (name, round(images * todo / total), done, todo, time.perf_counter() - start)
+                progress.update(
+                    step=step,
+                    total=total,
+                    seconds_left=seconds_left(image_cost, timed, current, pending(index)),
+                )
                 _write_progress(
                     out_dir, state="training", message=f"training {progress['variant']}", **progress
                 )
@@ -382,8 +404,13 @@ def _train_all(
         )
         trainer.run(on_step=report)
         timings[(seed, name)] = time.perf_counter() - start
+        if first_step is not None:
+            timed.append((name, round(images * (1 - first_step / config.iterations)), timings[(seed, name)]))
         progress["finished"].append(label)
-        print(f"  {label}: mIoU {trainer.best_miou:.2f} in {timings[(seed, name)]:.0f} s", flush=True)
+        left = seconds_left(image_cost, timed, None, pending(i))
+        progress["seconds_left"] = left
+        after = f"; training {describe_time_left(left)} (estimated)" if pending(i) and left else ""
+        print(f"  {label}: mIoU {trainer.best_miou:.2f} in {timings[(seed, name)]:.0f} s{after}", flush=True)
     return timings
 
 
