@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -332,7 +332,7 @@ def _train_all(
     data_dir: Path,
     out_dir: Path,
     progress: dict,
-    image_cost: dict[str, float],
+    image_cost: Mapping[str, float],
 ) -> dict[tuple[int, str], float]:
     """Train each run (seed, variant, folder, config) that is not finished yet; the seconds each took, by
     (seed, variant). The procedural data a run needs is generated just before it (the first variants need
