@@ -7,7 +7,9 @@ The building blocks of a DACS training step, as plain functions:
 * :func:`confidence_weight` (and :func:`pixel_weight`, from class probabilities) gives the per-pixel weight
   of the mixed pseudo-label loss;
 * :func:`ema_update` keeps the teacher an exponential moving average of the student;
-* :func:`batch_statistics` lets the teacher normalise target images with their own BatchNorm statistics.
+* :func:`batch_statistics` lets the teacher normalise target images with their own BatchNorm statistics;
+* :func:`pseudo_labels` turns the teacher's logits into pseudo-labels and their confidence, and
+  :class:`PseudoLabelQuality` scores them against ground truth that DACS never sees (a diagnosis).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from segdemo.labels import (
 __all__ = [
     "ClassMixResult",
     "MixPreview",
+    "PseudoLabelQuality",
     "batch_statistics",
     "class_mask",
     "class_mix",
@@ -37,6 +40,7 @@ __all__ = [
     "mix_preview",
     "pixel_weight",
     "present_classes",
+    "pseudo_labels",
     "weight_image",
 ]
 
@@ -178,6 +182,133 @@ def confidence_weight(
     is_source = mask if mask.dtype == torch.bool else mask > 0.5
     ones = torch.ones((), dtype=confidence.dtype, device=confidence.device)
     return torch.where(is_source.to(confidence.device), ones, fraction.view(n, 1, 1).expand(n, h, w))
+
+
+def _percent(value: float) -> str:
+    return "n/a" if np.isnan(value) else f"{value:.1f}"
+
+
+def pseudo_labels(teacher_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """DACS's pseudo-label per pixel and its confidence, the largest softmax probability, from the teacher's
+    ``N x C x H x W`` logits: ``(confidence, label)``, float32 and int64 ``N x H x W``."""
+    if teacher_logits.dim() != 4:
+        raise ValueError(f"teacher_logits must be N x C x H x W, got shape {tuple(teacher_logits.shape)}")
+    confidence, label = torch.softmax(teacher_logits.float(), dim=1).max(dim=1)
+    return confidence, label
+
+
+class PseudoLabelQuality:
+    """How far a DACS teacher's pseudo-labels can be trusted, counted against ground truth (which DACS itself
+    never sees): per confidence threshold, the share of the labelled pixels the teacher is that sure of and
+    how many of those it labels right, also per true class; and DACS's loss weight on target pixels
+    (:func:`confidence_weight`'s fraction, over all pixels of an image) averaged over the images.
+
+    Streaming like :class:`segdemo.metrics.ConfusionMatrix`: :meth:`update` batch by batch, counts on the CPU.
+    """
+
+    def __init__(
+        self,
+        thresholds: Sequence[float] = (0.5, 0.9, CONFIDENCE_THRESHOLD),
+        num_classes: int = NUM_CLASSES,
+        weight_threshold: float = CONFIDENCE_THRESHOLD,
+    ) -> None:
+        if not thresholds or any(not 0.0 <= t <= 1.0 for t in thresholds):
+            raise ValueError(f"thresholds must be in [0, 1], got {list(thresholds)}")
+        self.thresholds = tuple(sorted({float(t) for t in thresholds}))
+        self.num_classes = num_classes
+        self.weight_threshold = weight_threshold
+        zeros = torch.zeros(len(self.thresholds), num_classes, dtype=torch.long)
+        self.confident = zeros.clone()  # [threshold, true class]: labelled pixels at least that sure
+        self.confident_right = zeros.clone()  # ... of which the pseudo-label is the true class
+        self.pixels = torch.zeros(num_classes, dtype=torch.long)  # labelled pixels per true class
+        self.right = torch.zeros(num_classes, dtype=torch.long)  # ... labelled right at any confidence
+        self.weight_sum = 0.0
+        self.images = 0
+
+    def update(self, confidence: torch.Tensor, pseudo: torch.Tensor, label: torch.Tensor) -> None:
+        """Count one batch: ``N x H x W`` confidence, pseudo-label (:func:`pseudo_labels`) and true trainIds
+        (``IGNORE_INDEX`` and ids outside the classes are left out)."""
+        if not (confidence.shape == pseudo.shape == label.shape) or confidence.dim() != 3:
+            raise ValueError(
+                "confidence, pseudo-labels and labels must all be N x H x W, got "
+                f"{tuple(confidence.shape)}, {tuple(pseudo.shape)} and {tuple(label.shape)}"
+            )
+        confidence, pseudo, label = (t.detach().cpu() for t in (confidence, pseudo, label))
+        fraction = (confidence >= self.weight_threshold).flatten(1).float().mean(dim=1)
+        self.weight_sum += float(fraction.sum())
+        self.images += confidence.shape[0]
+        valid = (label >= 0) & (label < self.num_classes)
+        truth, sure, guess = label[valid].long(), confidence[valid], pseudo[valid].long()
+        hit = guess == truth
+        c = self.num_classes
+        self.pixels += torch.bincount(truth, minlength=c)
+        self.right += torch.bincount(truth[hit], minlength=c)
+        for i, threshold in enumerate(self.thresholds):
+            kept = sure >= threshold
+            self.confident[i] += torch.bincount(truth[kept], minlength=c)
+            self.confident_right[i] += torch.bincount(truth[kept & hit], minlength=c)
+
+    @staticmethod
+    def _share(part: torch.Tensor, whole: torch.Tensor) -> np.ndarray:
+        """``part / whole`` in percent, NaN where ``whole`` is 0."""
+        whole = whole.double()
+        return torch.where(whole > 0, 100.0 * part.double() / whole.clamp(min=1), float("nan")).numpy()
+
+    def coverage(self) -> np.ndarray:
+        """Per threshold: percent of the labelled pixels the teacher is at least that sure of."""
+        return self._share(self.confident.sum(dim=1), self.pixels.sum().expand(len(self.thresholds)))
+
+    def accuracy(self) -> np.ndarray:
+        """Per threshold: percent of those confident pixels whose pseudo-label is right (NaN: none)."""
+        return self._share(self.confident_right.sum(dim=1), self.confident.sum(dim=1))
+
+    def pixel_accuracy(self) -> float:
+        """Percent of the labelled pixels whose pseudo-label is right, at any confidence."""
+        return float(self._share(self.right.sum(), self.pixels.sum()))
+
+    def mean_weight(self) -> float:
+        """DACS's loss weight on target pixels, mean over the images (0 to 1; NaN before any update)."""
+        return self.weight_sum / self.images if self.images else float("nan")
+
+    def table(self, class_names: Sequence[str]) -> str:
+        """Markdown: one table per threshold, then one per true class (the classes with labelled pixels)."""
+        rows = [
+            "| threshold | labelled pixels at least this sure (%) | pseudo-labels right there (%) |",
+            "|---|---|---|",
+        ]
+        for threshold, cover, right in zip(self.thresholds, self.coverage(), self.accuracy()):
+            name = f"{threshold:g}" + (" (DACS)" if threshold == self.weight_threshold else "")
+            rows.append(f"| {name} | {_percent(cover)} | {_percent(right)} |")
+        sure = f"at least {self.weight_threshold:g} sure"
+        rows += [
+            "",
+            (
+                f"Pseudo-labels right at any confidence: {_percent(self.pixel_accuracy())}% of the labelled "
+                f"pixels. DACS's loss weight on target pixels (the share of an image's pixels {sure}), mean "
+                f"over {self.images} images: {self.mean_weight():.3f}."
+            ),
+        ]
+        if self.weight_threshold in self.thresholds:
+            i = self.thresholds.index(self.weight_threshold)
+            columns = (
+                self._share(self.pixels, self.pixels.sum().expand(self.num_classes)),
+                self._share(self.right, self.pixels),
+                self._share(self.confident[i], self.pixels),
+                self._share(self.confident_right[i], self.confident[i]),
+            )
+            rows += [
+                "",
+                (
+                    "| true class | share of labelled pixels (%) | right at any confidence (%) | "
+                    f"{sure} (%) | right there (%) |"
+                ),
+                "|---|---|---|---|---|",
+            ]
+            for k in range(self.num_classes):
+                if self.pixels[k] > 0:
+                    cells = " | ".join(_percent(column[k]) for column in columns)
+                    rows.append(f"| {class_names[k]} | {cells} |")
+        return "\n".join(rows)
 
 
 @torch.no_grad()

@@ -1,4 +1,5 @@
-"""Tests for segdemo.dacs: ClassMix, the pseudo-label pixel weight and the EMA teacher update."""
+"""Tests for segdemo.dacs: ClassMix, the pseudo-label pixel weight, the EMA teacher update and the scoring of
+pseudo-labels."""
 
 from __future__ import annotations
 
@@ -12,14 +13,16 @@ from torch import nn
 
 from segdemo.dacs import (
     ClassMixResult,
+    PseudoLabelQuality,
     batch_statistics,
     class_mask,
     class_mix,
     confidence_weight,
     ema_update,
     pixel_weight,
+    pseudo_labels,
 )
-from segdemo.labels import IGNORE_INDEX
+from segdemo.labels import CLASS_NAMES, IGNORE_INDEX
 
 X = IGNORE_INDEX  # a one-letter alias keeps the hand-drawn label maps readable
 
@@ -280,3 +283,54 @@ def test_batch_statistics_normalise_with_the_batch_and_leave_running_stats_alone
     for key, value in teacher.state_dict().items():
         assert torch.equal(value, before[key]), key
     assert all(not m.training for m in teacher.modules())
+
+
+def test_pseudo_labels_are_the_most_probable_class_and_its_probability() -> None:
+    logits = torch.randn(2, 19, 5, 6, generator=torch.Generator().manual_seed(7)) * 3
+    confidence, label = pseudo_labels(logits.to(torch.bfloat16))
+    probs = torch.softmax(logits.to(torch.bfloat16).float(), dim=1)
+    assert confidence.dtype == torch.float32 and label.dtype == torch.int64
+    assert torch.equal(label, probs.argmax(dim=1))
+    assert torch.allclose(confidence, probs.max(dim=1).values)
+    with pytest.raises(ValueError, match="N x C x H x W"):
+        pseudo_labels(logits[0])
+
+
+def test_pseudo_label_quality_counts_each_threshold_and_class() -> None:
+    label = torch.tensor([[[0, 0, 1, X], [1, 1, 2, 2]]])
+    pseudo = torch.tensor([[[0, 1, 1, 0], [1, 0, 2, 2]]])
+    confidence = torch.tensor([[[0.99, 0.95, 0.6, 0.99], [0.97, 0.4, 0.2, 0.99]]])
+    quality = PseudoLabelQuality(thresholds=(0.968, 0.5, 0.9))
+    quality.update(confidence, pseudo, label)
+    assert quality.thresholds == (0.5, 0.9, 0.968)
+    # 7 labelled pixels, 5 labelled right; at 0.5: 5 sure, 4 right; at 0.9: 4, 3; at 0.968: 3, 3.
+    assert quality.pixel_accuracy() == pytest.approx(500 / 7)
+    np.testing.assert_allclose(quality.coverage(), [500 / 7, 400 / 7, 300 / 7])
+    np.testing.assert_allclose(quality.accuracy(), [80.0, 75.0, 100.0])
+    # DACS's weight counts every pixel of the image, the ignored one too (the teacher cannot tell): 4 of 8.
+    assert quality.mean_weight() == pytest.approx(0.5)
+    assert quality.pixels[:3].tolist() == [2, 3, 2] and quality.pixels[3:].sum() == 0
+    assert quality.right[:3].tolist() == [1, 2, 2]
+    assert quality.confident[2, :3].tolist() == [1, 1, 1]
+    # A second image that is sure of nothing: the weight is the mean over the images.
+    quality.update(torch.zeros(1, 2, 4), torch.zeros(1, 2, 4, dtype=torch.long), torch.full((1, 2, 4), X))
+    assert quality.mean_weight() == pytest.approx(0.25) and quality.images == 2
+    table = quality.table(CLASS_NAMES)
+    assert "| 0.968 (DACS) | 42.9 | 100.0 |" in table
+    assert "| 0.5 | 71.4 | 80.0 |" in table
+    assert "| road | 28.6 | 50.0 | 50.0 | 100.0 |" in table
+    assert "| sidewalk | 42.9 | 66.7 | 33.3 | 100.0 |" in table
+    assert "| wall |" not in table  # no labelled pixels: no row
+    assert "mean over 2 images: 0.250" in table
+
+
+def test_pseudo_label_quality_refuses_bad_thresholds_and_shapes() -> None:
+    with pytest.raises(ValueError, match="thresholds must be in"):
+        PseudoLabelQuality(thresholds=(0.5, 1.5))
+    with pytest.raises(ValueError, match="thresholds must be in"):
+        PseudoLabelQuality(thresholds=())
+    with pytest.raises(ValueError, match="N x H x W"):
+        PseudoLabelQuality().update(torch.zeros(1, 2, 4), torch.zeros(1, 2, 4), torch.zeros(2, 4))
+    empty = PseudoLabelQuality()
+    assert math.isnan(empty.mean_weight()) and math.isnan(empty.pixel_accuracy())
+    assert "| 0.968 (DACS) | n/a | n/a |" in empty.table(CLASS_NAMES)

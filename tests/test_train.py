@@ -309,6 +309,35 @@ def test_cli_run_evaluate_and_errors(tiny_data, tmp_path, capsys):
     assert "nowhere" in capsys.readouterr().err
 
 
+def test_teacher_scores_a_checkpoints_pseudo_labels_and_refuses_bad_input(tiny_data, tmp_path, capsys):
+    cityscapes = str(tiny_data / "cityscapes")
+    out = tmp_path / "ck"
+    run = ["run", "bisenet_gta5", "--gta5", str(tiny_data / "gta5"), "--cityscapes", cityscapes]
+    assert main([*run, "--out", str(out), "--device", "cpu", *TINY, "iterations=1"]) == 0
+    capsys.readouterr()
+    teacher = ["teacher", str(out), "--cityscapes", cityscapes, "--batch-size", "4", "--device", "cpu"]
+    assert main(teacher) == 0
+    printed = capsys.readouterr().out
+    assert "as DACS's teacher on 8 train images" in printed  # 256 asked, the tiny tree has 8
+    assert "(procedural data, not Cityscapes)" in printed and "each batch's own statistics" in printed
+    rows = re.findall(
+        r"^\| (0\.5|0\.9|0\.968 \(DACS\)) \| ([\d.]+) \| ([\d.]+|n/a) \|$", printed, re.MULTILINE
+    )
+    assert [r[0] for r in rows] == ["0.5", "0.9", "0.968 (DACS)"]
+    covered = [float(r[1]) for r in rows]
+    assert all(0 <= c <= 100 for c in covered) and covered == sorted(covered, reverse=True)
+    assert re.search(r"^\| road \| [\d.]+ \|", printed, re.MULTILINE)  # a class the tiny scenes hold
+    assert main([*teacher, "--statistics", "running", "--images", "4"]) == 0
+    assert "on 4 train images" in capsys.readouterr().out
+    # One clear line and exit 2: a batch too small for batch statistics, no data, no checkpoint.
+    assert main([*teacher, "--images", "1", "--batch-size", "1"]) == 2
+    assert "at least 2 images" in capsys.readouterr().err
+    assert main(["teacher", str(out), "--cityscapes", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere" in capsys.readouterr().err
+    assert main(["teacher", str(tmp_path / "none"), "--cityscapes", cityscapes]) == 2
+    assert "none" in capsys.readouterr().err
+
+
 def test_mbt_ensemble_evaluation(tiny_data, tmp_path, capsys):
     gta5, cityscapes = tiny_data / "gta5", tiny_data / "cityscapes"
     paths = []

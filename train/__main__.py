@@ -1,4 +1,4 @@
-"""``python -m train``: list, run, evaluate, cache, profile, export and demo. See ``python -m train -h``."""
+"""``python -m train``: list, run, evaluate, teacher, cache, profile, export, demo; ``python -m train -h``."""
 
 from __future__ import annotations
 
@@ -104,6 +104,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             )
         print(text)
     except EvaluationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_teacher(args: argparse.Namespace) -> int:
+    from train.teacher import TeacherError, teacher_report
+
+    try:
+        print(
+            teacher_report(
+                args.checkpoint,
+                args.cityscapes,
+                split=args.split,
+                images=args.images,
+                batch_size=args.batch_size,
+                statistics=args.statistics,
+                device=args.device,
+            )
+        )
+    except TeacherError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -264,6 +285,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--workers", type=int, default=0, help="loader processes (default 0: in this process)")
     ev.set_defaults(func=cmd_evaluate)
+
+    teacher = sub.add_parser(
+        "teacher",
+        help="a checkpoint as DACS's teacher: how sure and how right its pseudo-labels are",
+        description=(
+            "Run a checkpoint as DACS's teacher on labelled target images and score its pseudo-labels: the "
+            "share of pixels at least 0.5, 0.9 and 0.968 (DACS's threshold) sure, how many of those are "
+            "right, per class, and DACS's resulting loss weight on target pixels. The labels only score; "
+            "DACS never sees them."
+        ),
+    )
+    teacher.add_argument("checkpoint", type=Path)
+    teacher.add_argument(
+        "--cityscapes", type=Path, required=True, help="a Cityscapes-layout root (real or procedural)"
+    )
+    teacher.add_argument("--split", default="train", help="its split (default train, as DACS reads)")
+    teacher.add_argument("--images", type=int, default=256, help="the first N images (default 256)")
+    teacher.add_argument(
+        "--batch-size", type=int, default=16, help="images per batch (default 16, the demo's batch)"
+    )
+    teacher.add_argument(
+        "--statistics",
+        choices=("batch", "running"),
+        default="batch",
+        help="BatchNorm on each batch's statistics (default, as dacs_teacher_bn=batch) or the running ones",
+    )
+    teacher.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
+    teacher.set_defaults(func=cmd_teacher)
 
     rep = sub.add_parser(
         "report",

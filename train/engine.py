@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from segdemo.augment import BatchAugment, dacs_strong
 from segdemo.checkpoints import default_metadata, save_checkpoint
-from segdemo.dacs import batch_statistics, class_mix, confidence_weight, ema_update
+from segdemo.dacs import batch_statistics, class_mix, confidence_weight, ema_update, pseudo_labels
 from segdemo.evaluation import evaluate, evaluation_protocol
 from segdemo.fda import entropy_loss, fda_source_to_target
 from segdemo.files import atomic_write
@@ -320,7 +320,7 @@ class Trainer:
         with torch.no_grad(), self.autocast, statistics:
             teacher_logits = self.teacher(self._input(target))
         # Only what the loss needs: the pseudo-label and the confidence per pixel, not 19 probabilities.
-        confidence, pseudo = torch.softmax(teacher_logits.float(), dim=1).max(dim=1)
+        confidence, pseudo = pseudo_labels(teacher_logits)
         del teacher_logits
         mix = class_mix(images, labels, target, pseudo, generator=self._generator(2))
         weight = confidence_weight(confidence, mix.mask, self.config.dacs_threshold)
