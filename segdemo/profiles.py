@@ -86,8 +86,9 @@ DEMO_PROFILES = {
         image_cost=DEFAULT_IMAGE_COST,
         summary=(
             "128x64 inputs; from nothing on two CPU cores 5.6-6.3 min with bfloat16 (Intel Xeon with AMX), "
-            "6.5-7.3 min with bfloat16 (AMD EPYC), 10.2-11.4 min in float32 there, 12.9-16.9 min on an Intel "
-            "Xeon without bfloat16, about 50 min on an AMD EPYC with AVX2 only"
+            "12.2 min with bfloat16 on an Intel Xeon without AMX, 6.5-7.3 min with bfloat16 (AMD EPYC), "
+            "10.2-11.4 min in float32 there, 12.9-16.9 min on an Intel Xeon without bfloat16, about 50 min "
+            "on an AMD EPYC with AVX2 only"
         ),
     ),
     "full": DemoProfile(
