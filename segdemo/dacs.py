@@ -35,6 +35,7 @@ __all__ = [
     "class_mask",
     "class_mix",
     "confidence_weight",
+    "confident_share",
     "ema_update",
     "mask_image",
     "mix_preview",
@@ -160,6 +161,12 @@ def pixel_weight(
     return confidence_weight(teacher_probs.max(dim=1).values, mask, threshold)
 
 
+def confident_share(confidence: torch.Tensor, threshold: float = CONFIDENCE_THRESHOLD) -> torch.Tensor:
+    """Per image, the share of its pixels whose ``confidence`` (``N x H x W``) is at least ``threshold``:
+    DACS's weight of the pseudo-label loss. float32, ``N``."""
+    return (confidence >= threshold).flatten(1).float().mean(dim=1)
+
+
 def confidence_weight(
     confidence: torch.Tensor, mask: torch.Tensor, threshold: float = CONFIDENCE_THRESHOLD
 ) -> torch.Tensor:
@@ -178,7 +185,7 @@ def confidence_weight(
     if tuple(mask.shape) != tuple(confidence.shape):
         raise ValueError(f"mask must be N x H x W = {tuple(confidence.shape)}, got {tuple(mask.shape)}")
     n, h, w = confidence.shape
-    fraction = (confidence >= threshold).flatten(1).to(confidence.dtype).mean(dim=1)  # one scalar per image
+    fraction = confident_share(confidence, threshold).to(confidence.dtype)  # one scalar per image
     is_source = mask if mask.dtype == torch.bool else mask > 0.5
     ones = torch.ones((), dtype=confidence.dtype, device=confidence.device)
     return torch.where(is_source.to(confidence.device), ones, fraction.view(n, 1, 1).expand(n, h, w))
@@ -234,8 +241,7 @@ class PseudoLabelQuality:
                 f"{tuple(confidence.shape)}, {tuple(pseudo.shape)} and {tuple(label.shape)}"
             )
         confidence, pseudo, label = (t.detach().cpu() for t in (confidence, pseudo, label))
-        fraction = (confidence >= self.weight_threshold).flatten(1).float().mean(dim=1)
-        self.weight_sum += float(fraction.sum())
+        self.weight_sum += float(confident_share(confidence, self.weight_threshold).sum())
         self.images += confidence.shape[0]
         valid = (label >= 0) & (label < self.num_classes)
         truth, sure, guess = label[valid].long(), confidence[valid], pseudo[valid].long()
