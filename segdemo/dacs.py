@@ -168,14 +168,19 @@ def confident_share(confidence: torch.Tensor, threshold: float = CONFIDENCE_THRE
 
 
 def confidence_weight(
-    confidence: torch.Tensor, mask: torch.Tensor, threshold: float = CONFIDENCE_THRESHOLD
+    confidence: torch.Tensor,
+    mask: torch.Tensor,
+    threshold: float = CONFIDENCE_THRESHOLD,
+    per_pixel: bool = False,
 ) -> torch.Tensor:
     """Per-pixel weight of the loss on a ClassMix-ed pseudo-label.
 
     Pasted source pixels (``mask`` True / > 0.5) carry ground truth and get weight 1. Every other
     pixel gets one scalar per image: the fraction of the teacher's pixels on that target image whose
-    largest class probability (``confidence``, ``N x H x W``) is ``>= threshold`` (DACS's confidence weight;
-    the original code pools this fraction over the whole batch, here it is per sample).
+    largest class probability (``confidence``, ``N x H x W``) is ``>= threshold`` (DACS's confidence weight,
+    its reference code's "threshold_uniform"; that code pools the fraction over the whole batch, here it is
+    per sample). ``per_pixel``: instead, each target pixel weighs 1 where ``confidence >= threshold`` and 0
+    elsewhere (the reference code's other choice, "threshold").
 
     Returns:
         ``N x H x W`` float tensor (dtype of ``confidence``).
@@ -185,10 +190,14 @@ def confidence_weight(
     if tuple(mask.shape) != tuple(confidence.shape):
         raise ValueError(f"mask must be N x H x W = {tuple(confidence.shape)}, got {tuple(mask.shape)}")
     n, h, w = confidence.shape
-    fraction = confident_share(confidence, threshold).to(confidence.dtype)  # one scalar per image
+    if per_pixel:
+        target = (confidence >= threshold).to(confidence.dtype)
+    else:
+        fraction = confident_share(confidence, threshold).to(confidence.dtype)  # one scalar per image
+        target = fraction.view(n, 1, 1).expand(n, h, w)
     is_source = mask if mask.dtype == torch.bool else mask > 0.5
     ones = torch.ones((), dtype=confidence.dtype, device=confidence.device)
-    return torch.where(is_source.to(confidence.device), ones, fraction.view(n, 1, 1).expand(n, h, w))
+    return torch.where(is_source.to(confidence.device), ones, target)
 
 
 def _percent(value: float) -> str:

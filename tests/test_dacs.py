@@ -260,6 +260,15 @@ def test_confidence_weight_is_pixel_weight_from_the_largest_probability() -> Non
         confidence_weight(probs, mask)
 
 
+def test_confidence_weight_per_pixel_weighs_each_sure_pixel_one() -> None:
+    confidence = torch.tensor([[[0.99, 0.5], [0.97, 0.2]], [[0.1, 0.1], [0.98, 0.99]]])
+    mask = torch.tensor([[[False, False], [False, True]], [[True, False], [False, False]]])
+    per_image = confidence_weight(confidence, mask, 0.968)
+    per_pixel = confidence_weight(confidence, mask, 0.968, per_pixel=True)
+    assert per_image.tolist() == [[[0.5, 0.5], [0.5, 1.0]], [[1.0, 0.5], [0.5, 0.5]]]
+    assert per_pixel.tolist() == [[[1.0, 0.0], [1.0, 1.0]], [[1.0, 0.0], [1.0, 1.0]]]
+
+
 def test_batch_statistics_normalise_with_the_batch_and_leave_running_stats_alone() -> None:
     from segdemo.models import build_model
 

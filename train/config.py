@@ -51,6 +51,9 @@ class Config:
     fda_eta: float = 2.0
     # DACS
     dacs_threshold: float = CONFIDENCE_THRESHOLD
+    # the weight of the target pixels' pseudo-labels: "share", one per image (the share of its pixels the
+    # teacher is at least dacs_threshold sure of; DACS's default), or "pixel", 1 where it is that sure, else 0
+    dacs_weight: str = "share"
     dacs_ema: float = 0.99
     dacs_color_jitter: float = 0.2
     dacs_blur: bool = True
@@ -110,6 +113,10 @@ class Config:
             (self.epochs >= 1 or self.iterations >= 1, "epochs or iterations must be positive"),
             (self.lr > 0, "lr must be positive"),
             (0 <= self.fda_beta < 0.5, "fda_beta must be in [0, 0.5)"),
+            (
+                self.dacs_weight in ("share", "pixel"),
+                f"dacs_weight must be share or pixel, not {self.dacs_weight!r}",
+            ),
             (
                 self.dacs_teacher_bn in ("batch", "running"),
                 f"dacs_teacher_bn must be batch or running, not {self.dacs_teacher_bn!r}",

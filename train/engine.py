@@ -323,7 +323,9 @@ class Trainer:
         confidence, pseudo = pseudo_labels(teacher_logits)
         del teacher_logits
         mix = class_mix(images, labels, target, pseudo, generator=self._generator(2))
-        weight = confidence_weight(confidence, mix.mask, self.config.dacs_threshold)
+        weight = confidence_weight(
+            confidence, mix.mask, self.config.dacs_threshold, per_pixel=self.config.dacs_weight == "pixel"
+        )
         del confidence, pseudo
         mixed = self.mix_augment(mix.image, self._generator(3))
         valid = (mix.label != IGNORE_INDEX).float()

@@ -65,6 +65,7 @@ RUN_KEYS = (
     "fda_entropy_weight",
     "fda_eta",
     "dacs_threshold",
+    "dacs_weight",
     "dacs_ema",
     "dacs_color_jitter",
     "dacs_blur",
