@@ -107,8 +107,9 @@ DEMO_PROFILES = {
         summary=(
             "256x128 inputs, longer schedules and rare class sampling for the target-trained networks, hard "
             "example mining; from "
-            "nothing on two CPU cores 24-25 min with bfloat16 (Intel Xeon with AMX), an estimated 38-40 min "
-            "with bfloat16 on an AMD EPYC, about an hour in float32, an estimated 3 hours on an AMD EPYC "
+            "nothing on two CPU cores 24-25 min with bfloat16 (Intel Xeon with AMX), 64 min with bfloat16 on "
+            "an Intel Xeon without AMX, an estimated 38-40 min "
+            "with bfloat16 on an AMD EPYC, longer in float32, an estimated 3 hours on an AMD EPYC "
             "with AVX2 only"
         ),
     ),
