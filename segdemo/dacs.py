@@ -287,16 +287,17 @@ class PseudoLabelQuality:
 
     def table(self, class_names: Sequence[str]) -> str:
         """Markdown: one table per threshold, then one per true class (the classes with labelled pixels)."""
-        rows = [
-            "| threshold | labelled pixels at least this sure (%) | pseudo-labels right there (%) |",
-            "|---|---|---|",
-        ]
-        for threshold, cover, right in zip(self.thresholds, self.coverage(), self.accuracy()):
-            name = f"{threshold:g}" + (" (DACS)" if threshold == self.weight_threshold else "")
-            rows.append(f"| {name} | {_percent(cover)} | {_percent(right)} |")
+        from segdemo.results import markdown_table  # the one Markdown writer; not needed to train
+
         sure = f"at least {self.weight_threshold:g} sure"
-        rows += [
-            "",
+        parts = [
+            markdown_table(
+                ["threshold", "labelled pixels at least this sure (%)", "pseudo-labels right there (%)"],
+                [
+                    [f"{t:g}" + (" (DACS)" if t == self.weight_threshold else ""), _percent(c), _percent(r)]
+                    for t, c, r in zip(self.thresholds, self.coverage(), self.accuracy())
+                ],
+            ),
             (
                 f"Pseudo-labels right at any confidence: {_percent(self.pixel_accuracy())}% of the labelled "
                 f"pixels. DACS's loss weight on target pixels (the share of an image's pixels {sure}), mean "
@@ -311,19 +312,14 @@ class PseudoLabelQuality:
                 self._share(self.confident[i], self.pixels),
                 self._share(self.confident_right[i], self.confident[i]),
             )
-            rows += [
-                "",
-                (
-                    "| true class | share of labelled pixels (%) | right at any confidence (%) | "
-                    f"{sure} (%) | right there (%) |"
-                ),
-                "|---|---|---|---|---|",
+            header = ["true class", "share of labelled pixels (%)", "right at any confidence (%)"]
+            lines = [
+                [class_names[k], *(_percent(column[k]) for column in columns)]
+                for k in range(self.num_classes)
+                if self.pixels[k] > 0
             ]
-            for k in range(self.num_classes):
-                if self.pixels[k] > 0:
-                    cells = " | ".join(_percent(column[k]) for column in columns)
-                    rows.append(f"| {class_names[k]} | {cells} |")
-        return "\n".join(rows)
+            parts.append(markdown_table([*header, f"{sure} (%)", "right there (%)"], lines))
+        return "\n\n".join(parts)
 
 
 @torch.no_grad()

@@ -83,16 +83,16 @@ def format_table(rows: list[dict[str, Any]], per_class: bool = True) -> str:
         if per_class:
             cells += [cell(row["iou"].get(name)) for name in CLASS_NAMES]
         lines.append(cells)
-    return _markdown(header, lines)
+    return markdown_table(header, lines)
 
 
 def format_seed_table(summaries: list[dict[str, Any]]) -> str:
     """:func:`seed_groups` as a Markdown table: mIoU and the 19 per-class IoUs as "mean ± std"."""
     cells = [_seed_cells(group) for group in summaries]
-    return _markdown(SEED_COLUMNS, [[line[column] for column in SEED_COLUMNS] for line in cells])
+    return markdown_table(SEED_COLUMNS, [[line[column] for column in SEED_COLUMNS] for line in cells])
 
 
-def _markdown(header: list[str], lines: list[list[str]]) -> str:
+def markdown_table(header: list[str], lines: list[list[str]]) -> str:
     """A Markdown table of ``header`` and ``lines`` (lists of cells)."""
     rule = "|" + "---|" * len(header)
     return "\n".join(["| " + " | ".join(header) + " |", rule] + ["| " + " | ".join(c) + " |" for c in lines])
