@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import describe_device, markdown_table, parse_size, section_header, write_section
-from segdemo.hardware import cpu_flags, native_bfloat16
+from segdemo.hardware import cpu_flags, cpu_name, native_bfloat16
 
 VARIANTS = ("bisenet_gta5_aug12", "bisenet_gta5_dacs")
 
@@ -96,6 +96,19 @@ def images_per_second(
         return steps * config.batch_size / (time.perf_counter() - start)
 
 
+def cpu_kind() -> tuple[str, str]:
+    """(section key suffix, words) for this CPU. One section per size and CPU kind, so that a machine of one
+    kind does not replace another's: bfloat16 speeds a step up much more with AMX's tile unit, and less on an
+    Intel Xeon with AVX512-BF16 alone than on an AMD EPYC with it (docs/benchmarks.md)."""
+    if not native_bfloat16():
+        return "", "a CPU without bfloat16 instructions"
+    if "amx_bf16" in cpu_flags():
+        return "_amx", "a CPU with AMX"
+    if "intel" in cpu_name().lower():
+        return "_bfloat16_intel", "an Intel CPU with bfloat16 instructions but no AMX"
+    return "_bfloat16", "a CPU with bfloat16 instructions"
+
+
 def main(argv: list[str] | None = None) -> int:
     from segdemo.profiles import DEMO_SIZE
     from train.data import available_cores
@@ -122,17 +135,8 @@ def main(argv: list[str] | None = None) -> int:
             baseline = baseline or rate
             rows.append([variant, setting.name, f"{rate:.1f}", f"{rate / baseline:.2f}x"])
             print(" | ".join(rows[-1]), flush=True)
-    # One section per size and CPU kind, so that a machine without bfloat16 (or without AMX, whose tile unit
-    # makes bfloat16 much faster) does not replace one with it.
+    suffix, kind = cpu_kind()
     bfloat16 = native_bfloat16()
-    amx = bfloat16 and "amx_bf16" in cpu_flags()
-    kind = (
-        "a CPU with AMX"
-        if amx
-        else "a CPU with bfloat16 instructions"
-        if bfloat16
-        else "a CPU without bfloat16 instructions"
-    )
     section = "\n".join(
         [
             section_header(
@@ -149,7 +153,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(section)
     if not args.no_write:
-        suffix = "_amx" if amx else "_bfloat16" if bfloat16 else ""
         write_section(f"demo_speed_{size[0]}x{size[1]}{suffix}", section)
     return 0
 

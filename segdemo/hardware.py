@@ -3,7 +3,8 @@ devices a command line may name.
 
 bfloat16 autocast on the CPU is fast only where the CPU has bfloat16 instructions (AVX512-BF16 on recent AMD
 EPYC and Intel Xeon, AMX on Intel Xeon since Sapphire Rapids, BF16 on recent Arm cores). Elsewhere oneDNN
-emulates it and a step is slower than in float32, so callers ask :func:`native_bfloat16` first.
+emulates it and a step is slower than in float32, so callers ask :func:`native_bfloat16` first. Even with the
+instructions, bfloat16 does not train faster everywhere: :func:`bfloat16_trains_faster` says where it does.
 """
 
 from __future__ import annotations
@@ -47,6 +48,28 @@ def cpu_flags() -> frozenset[str]:
 def native_bfloat16() -> bool:
     """True where the CPU has bfloat16 instructions, so bfloat16 autocast speeds a step up."""
     return bool(cpu_flags() & BFLOAT16_FLAGS)
+
+
+def bfloat16_trains_faster() -> bool:
+    """True where bfloat16 autocast trains the demo's networks faster than float32 on this CPU, as measured
+    (``python -m benchmarks.demo_speed``, docs/benchmarks.md): with AMX (Intel Xeon since Sapphire Rapids,
+    1.4-1.6x) and with AVX512-BF16 on an AMD EPYC (1.3-1.6x), but not on an Intel Xeon with AVX512-BF16 and
+    no AMX (0.9x for a source-only step, 0.6x for a DACS step: slower), nor without bfloat16 instructions.
+    Other CPUs with bfloat16 instructions (Arm) are unmeasured and count as faster."""
+    flags = cpu_flags()
+    if not flags & BFLOAT16_FLAGS:
+        return False
+    if "amx_bf16" in flags:
+        return True
+    return cpu_vendor() != "GenuineIntel"
+
+
+def cpu_vendor() -> str:
+    """The CPU's vendor as /proc/cpuinfo names it ("GenuineIntel", "AuthenticAMD"); "" where it names none."""
+    for line in _cpuinfo_lines():
+        if line.lower().startswith("vendor_id"):
+            return line.split(":", 1)[1].strip()
+    return ""
 
 
 def resolve_device(name: str | torch.device | None) -> torch.device:

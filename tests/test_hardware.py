@@ -17,6 +17,16 @@ OLD_EPYC = """processor\t: 0
 model name\t: AMD EPYC 7B12
 flags\t\t: fpu sse avx avx2 fma
 """
+XEON_WITHOUT_AMX = """processor\t: 0
+vendor_id\t: GenuineIntel
+model name\t: Intel(R) Xeon(R) Processor
+flags\t\t: fpu sse avx2 avx512f avx512bw avx512_bf16 avx512_fp16
+"""
+EPYC_ZEN4 = """processor\t: 0
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC 9B14
+flags\t\t: fpu sse avx2 avx512f avx512bw avx512_bf16
+"""
 ARM = """processor\t: 0
 Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 bf16 i8mm
 """
@@ -51,3 +61,18 @@ def test_a_cpu_without_them_or_without_cpuinfo_is_not_native(cpuinfo) -> None:
     cpuinfo(None)  # not Linux
     assert hardware.cpu_flags() == frozenset() and not hardware.native_bfloat16()
     assert hardware.cpu_name()  # platform's answer
+
+
+def test_bfloat16_trains_faster_where_measured_so(cpuinfo) -> None:
+    # AMX, and AVX512-BF16 on an AMD EPYC: faster than float32 (docs/benchmarks.md)
+    for faster in (XEON, EPYC_ZEN4, ARM):
+        cpuinfo(faster)
+        assert hardware.bfloat16_trains_faster()
+    # AVX512-BF16 on an Intel Xeon without AMX: the instructions are there, but a step is slower
+    cpuinfo(XEON_WITHOUT_AMX)
+    assert hardware.native_bfloat16() and not hardware.bfloat16_trains_faster()
+    assert hardware.cpu_vendor() == "GenuineIntel"
+    for none in (OLD_EPYC, None):
+        cpuinfo(none)
+        assert not hardware.bfloat16_trains_faster()
+    assert hardware.cpu_vendor() == ""

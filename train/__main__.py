@@ -405,8 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--bfloat16",
         action=argparse.BooleanOptionalAction,
-        help="bfloat16 autocast (default: on where the CPU has bfloat16 instructions, AVX512-BF16 or AMX; "
-        "refused where it has none); --no-bfloat16 trains in float32",
+        help="bfloat16 autocast (default: on where it trains faster than float32: AMX, or AVX512-BF16 on an "
+        "AMD EPYC; not on an Intel Xeon with AVX512-BF16 alone; refused where the CPU has no bfloat16 "
+        "instructions); --no-bfloat16 trains in float32",
     )
     demo.add_argument("--size", type=_size, help="HEIGHTxWIDTH to train and evaluate at (default: profile's)")
     demo.add_argument("--seed", type=int, default=0, help="training seed (the procedural data keep seed 0)")

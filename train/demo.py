@@ -19,7 +19,7 @@ import torch
 
 from segdemo.checkpoints import CheckpointError, read_metadata
 from segdemo.files import atomic_write
-from segdemo.hardware import cpu_name, native_bfloat16
+from segdemo.hardware import bfloat16_trains_faster, cpu_name, native_bfloat16
 from segdemo.jobs import PROGRESS_FILE
 from segdemo.profiles import DEFAULT_PROFILE, DEMO_PROFILES, DEMO_VARIANTS, describe_time_left, seconds_left
 from segdemo.results import format_seed_table, format_table, seed_groups
@@ -225,20 +225,25 @@ def run_demo(
 ) -> list[dict]:
     """Train the demo's variants for training seeds ``seed`` .. ``seed + seeds - 1`` (each into its own
     :func:`demo_folder`); returns one row per variant and seed. ``threads`` None: :func:`demo_threads`.
-    ``bfloat16`` None: bfloat16 autocast where the CPU computes it natively (``native_bfloat16``), float32
-    elsewhere. ``overrides``: ``field=value`` config changes (``train.config.apply_overrides``) for the
-    variants named in ``only`` (every variant without it); the checkpoints they start from keep the demo's
-    settings, so an ablation changes one thing."""
+    ``bfloat16`` None: bfloat16 autocast where it trains faster than float32 on this CPU
+    (``segdemo.hardware.bfloat16_trains_faster``), float32 elsewhere; True is refused where the CPU has no
+    bfloat16 instructions. ``overrides``: ``field=value`` config changes (``train.config.apply_overrides``)
+    for the variants named in ``only`` (every variant without it); the checkpoints they start from keep the
+    demo's settings, so an ablation changes one thing."""
     if profile not in DEMO_PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose among {', '.join(DEMO_PROFILES)}")
     if seeds < 1:
         raise ValueError(f"seeds must be at least 1, got {seeds}")
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
+    precision_note = ""
     if bfloat16 is None:
         # Measured on a 2-core AMD EPYC with AVX512-BF16: the demo 1.5-1.6x as fast, and every variant's mean
-        # mIoU within the seeds' spread of float32's (docs/results.md).
-        bfloat16 = native_bfloat16()
+        # mIoU within the seeds' spread of float32's (docs/results.md). On an Intel Xeon with AVX512-BF16 but
+        # no AMX it trains slower than float32 (docs/benchmarks.md), so float32 there.
+        bfloat16 = bfloat16_trains_faster()
+        if not bfloat16 and native_bfloat16():
+            precision_note = " (bfloat16 trains slower on this CPU without AMX; --bfloat16 to use it anyway)"
     elif bfloat16 and not native_bfloat16():
         raise ValueError(
             f"--bfloat16: this CPU ({cpu_name()}) has no bfloat16 instructions, so bfloat16 would be "
@@ -277,7 +282,7 @@ def run_demo(
     _write_progress(out_dir, state="training", message="starting", **progress)
     print(
         f"demo profile {profile} ({DEMO_PROFILES[profile].summary}), seeds {run_seeds}, {threads} thread(s), "
-        f"{'bfloat16' if bfloat16 else 'float32'}"
+        f"{'bfloat16' if bfloat16 else 'float32'}{precision_note}"
         + (f"; {' '.join(overrides)} for {', '.join(n for n in names if n in changed)}" if changed else ""),
         flush=True,
     )

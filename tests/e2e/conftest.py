@@ -53,7 +53,7 @@ def _batch(images: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, t
 
 def _train(domain: str, seed: int) -> torch.nn.Module:
     """BiSeNet trained from scratch on 64 procedural scenes of one domain (a CPU minute)."""
-    from segdemo.hardware import native_bfloat16
+    from segdemo.hardware import bfloat16_trains_faster
     from segdemo.models import build_model
     from segdemo.synthetic import render_scene, scene_rng
 
@@ -62,12 +62,12 @@ def _train(domain: str, seed: int) -> torch.nn.Module:
         [render_scene(scene_rng(seed, domain, "train", i), domain, (width, height)) for i in range(64)]
     )
     torch.manual_seed(seed)
-    # channels_last and, where the CPU has bfloat16 instructions, bfloat16 autocast: on one thread of a 2-core
-    # AMD EPYC with AVX-512, 52 s and 44 s instead of 62 s for 240 steps, ending at the same mIoU (25.3, 25.3,
-    # 25.5); 150 steps took about 30 s each there and ended at 22.4 (target-trained) and 5.8 (source-trained).
-    # On two threads of an AMD EPYC with AVX2 only (float32), 150 steps take about two minutes per checkpoint
-    # and a clean CI run trains both, so 60: about 50 s each there, ending at 18.5 and 8.5 (90 steps: 21.5 and
-    # 9.2 in 65 s). No test needs more than a trained checkpoint with a domain gap.
+    # channels_last and, where it trains faster (segdemo.hardware), bfloat16 autocast: on one thread of a
+    # 2-core AMD EPYC with AVX-512, 52 s and 44 s instead of 62 s for 240 steps, ending at the same mIoU
+    # (25.3, 25.3, 25.5); 150 steps took about 30 s each there and ended at 22.4 (target-trained) and 5.8
+    # (source-trained). On two threads of an AMD EPYC with AVX2 only (float32), 150 steps take about two
+    # minutes per checkpoint and a clean CI run trains both, so 60: about 50 s each there, ending at 18.5 and
+    # 8.5 (90 steps: 21.5 and 9.2 in 65 s). No test needs more than a trained checkpoint with a domain gap.
     model = build_model("bisenet").train().to(memory_format=torch.channels_last)
     optimiser = torch.optim.Adam(model.parameters(), lr=2e-3)
     generator = torch.Generator().manual_seed(seed)
@@ -76,7 +76,7 @@ def _train(domain: str, seed: int) -> torch.nn.Module:
         images, labels = x[index], y[index]
         if step % 2:  # flips: the cheapest augmentation there is
             images, labels = images.flip(-1), labels.flip(-1)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=native_bfloat16()):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16_trains_faster()):
             outputs = model(images.contiguous(memory_format=torch.channels_last))
         loss = sum(F.cross_entropy(out.float(), labels, ignore_index=255) for out in outputs)
         optimiser.zero_grad()
