@@ -86,7 +86,8 @@ DEMO_PROFILES = {
         image_cost=DEFAULT_IMAGE_COST,
         summary=(
             "128x64 inputs; from nothing on two CPU cores 5.6-6.3 min with bfloat16 (Intel Xeon with AMX), "
-            "12.2 min with bfloat16 on an Intel Xeon without AMX, 6.5-7.3 min with bfloat16 (AMD EPYC), "
+            "10.7 min in float32 on an Intel Xeon with AVX512-BF16 but no AMX, 6.5-7.3 min with bfloat16 "
+            "(AMD EPYC), "
             "10.2-11.4 min in float32 there, 12.9-16.9 min on an Intel Xeon without bfloat16, about 50 min "
             "on an AMD EPYC with AVX2 only"
         ),
@@ -107,8 +108,8 @@ DEMO_PROFILES = {
         summary=(
             "256x128 inputs, longer schedules and rare class sampling for the target-trained networks, hard "
             "example mining; from "
-            "nothing on two CPU cores 24-25 min with bfloat16 (Intel Xeon with AMX), 64 min with bfloat16 on "
-            "an Intel Xeon without AMX, an estimated 38-40 min "
+            "nothing on two CPU cores 24-25 min with bfloat16 (Intel Xeon with AMX), 53 min in float32 on "
+            "an Intel Xeon with AVX512-BF16 but no AMX, an estimated 38-40 min "
             "with bfloat16 on an AMD EPYC, longer in float32, an estimated 3 hours on an AMD EPYC "
             "with AVX2 only"
         ),
