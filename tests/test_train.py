@@ -731,6 +731,39 @@ def test_evaluation_at_the_labels_full_resolution_and_the_recorded_protocol(tiny
     assert read_metadata(out)["metrics"]["protocol"]["labels"].startswith("native")
 
 
+def test_evaluate_adapt_bn_scores_the_adapted_network_and_writes_nothing(tiny_data, tmp_path, capsys):
+    gta5, cityscapes = str(tiny_data / "gta5"), str(tiny_data / "cityscapes")
+    out = tmp_path / "ck"
+    run = ["run", "bisenet_gta5", "--gta5", gta5, "--cityscapes", cityscapes, "--out", str(out)]
+    assert main([*run, "--device", "cpu", *TINY, "iterations=2"]) == 0
+    evaluate = ["evaluate", str(out), "--cityscapes", cityscapes, "--device", "cpu"]
+    capsys.readouterr()
+    assert main(evaluate) == 0
+    plain = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| bisenet_gta5 |"))
+    written = read_metadata(out)["metrics"]
+
+    assert main([*evaluate, "--adapt-bn", "8"]) == 0
+    printed = capsys.readouterr().out
+    row = next(line for line in printed.splitlines() if line.startswith("| bisenet_gta5 + AdaBN |"))
+    assert "procedural cityscapes-layout val, 4 images" in row
+    assert "recomputed on the first 8 unlabelled train images" in printed
+    assert "never learnt statistics" not in printed  # BiSeNet learns its BatchNorm statistics
+    assert read_metadata(out)["metrics"] == written  # the checkpoint's own scores stay
+    # The adapted network is another network: its scores on the target val images are not the plain ones.
+    assert row.split("|")[3:] != plain.split("|")[3:]
+
+    for extra, message in (
+        (["--adapt-bn", "1"], "--adapt-bn needs at least 2 images"),
+        (["--adapt-bn", "4", "--cityscapes", str(tmp_path / "nowhere")], "nowhere"),
+    ):
+        args = [*evaluate, *extra] if "--cityscapes" not in extra else ["evaluate", str(out), *extra]
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+    assert main(["evaluate", str(out), "--procedural", "2", "--adapt-bn", "4", "--device", "cpu"]) == 2
+    assert "--adapt-bn goes with --cityscapes" in capsys.readouterr().err
+
+
 def test_cache_cli_fills_what_a_run_then_reads(tiny_data, tmp_path, capsys, monkeypatch):
     from segdemo import datasets
 

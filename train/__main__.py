@@ -82,10 +82,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 write=not args.no_write,
                 full_resolution=args.full_resolution,
                 workers=args.workers,
+                adapt_bn=args.adapt_bn,
             )
         else:
             if (args.images is None) != (args.labels is None):
                 raise EvaluationError("--images and --labels go together")
+            if args.adapt_bn:
+                raise EvaluationError("--adapt-bn goes with --cityscapes (it reads that root's train images)")
             text = evaluate_labelled(
                 args.checkpoints,
                 images=args.images,
@@ -284,6 +287,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --cityscapes: score against the labels at their native size, predictions upsampled",
     )
     ev.add_argument("--workers", type=int, default=0, help="loader processes (default 0: in this process)")
+    ev.add_argument(
+        "--adapt-bn",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --cityscapes: first recompute the BatchNorm statistics on its first N unlabelled train "
+        "images (AdaBN, a diagnosis of the domain gap); nothing is written into the metadata",
+    )
     ev.set_defaults(func=cmd_evaluate)
 
     teacher = sub.add_parser(

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from segdemo.adabn import never_learnt_statistics, recompute_batchnorm
 from segdemo.checkpoints import CheckpointError, load_model, update_metadata
 from segdemo.datasets import NATIVE, Cityscapes, DatasetError
 from segdemo.evaluation import evaluate, evaluation_protocol
@@ -41,12 +42,17 @@ def evaluate_checkpoints(
     write: bool = True,
     full_resolution: bool = False,
     workers: int = 0,
+    adapt_bn: int = 0,
 ) -> str:
     """Evaluate one checkpoint (or the MBT ensemble of several) and return the printed report.
 
     ``full_resolution`` scores against the labels at their native size (Cityscapes' 2048 x 1024), the
     predictions upsampled; otherwise labels are resized to the checkpoint's input size. On a GPU the
     networks run in half precision where the device has it (bfloat16 or float16 autocast).
+
+    ``adapt_bn`` > 0: first recompute every network's BatchNorm statistics on the first ``adapt_bn``
+    unlabelled images of the root's train split (AdaBN, :mod:`segdemo.adabn`); the row says so, and nothing
+    is written into the metadata (the scores are not the checkpoint's network's).
     """
     dev = _device(device)
     try:
@@ -74,6 +80,17 @@ def evaluate_checkpoints(
     except DatasetError as exc:
         raise EvaluationError(str(exc)) from exc
     count = min(limit, len(dataset)) if limit else len(dataset)
+    # Checked before AdaBN changes the statistics.
+    frozen = [
+        str(p)
+        for p, (model, _) in zip(checkpoints, loaded, strict=True)
+        if adapt_bn and never_learnt_statistics(model)
+    ]
+    adapted = (
+        _adapt_batchnorm([model for model, _ in loaded], cityscapes, adapt_bn, (width, height), first, dev)
+        if adapt_bn
+        else 0
+    )
     precision = torch.float32
     if dev.type == "cuda":
         from train.engine import amp_dtype_for
@@ -98,6 +115,8 @@ def evaluate_checkpoints(
     eval_data = f"{kind} cityscapes-layout val, {count} images"
     name = first.get("variant") or "checkpoint"
     label = name if len(loaded) == 1 else "MBT(" + ", ".join(str(m.get("variant")) for m in metas) + ")"
+    if adapted:
+        label += " + AdaBN"
     rows = [{"variant": label, "measured_on": eval_data, "miou": summary["miou"], "iou": summary["iou"]}]
     reference = report_row(name)
     if reference is not None and reference["miou"] is not None:
@@ -108,7 +127,20 @@ def evaluate_checkpoints(
             "\nNote: measured on procedurally generated data, not on Cityscapes; the report's row is shown "
             "for orientation only."
         )
-    if write and len(loaded) == 1:
+    if adapted:
+        lines.append(
+            f"\nAdaBN: BatchNorm statistics recomputed on the first {adapted} unlabelled train images of "
+            f"{cityscapes} before scoring; metrics not written into the metadata (not the checkpoint's "
+            "network)"
+        )
+        if frozen:
+            lines.append(
+                f"warning: the BatchNorm layers of {', '.join(frozen)} never learnt statistics (mean 0, "
+                "variance 1: frozen while it trained from scratch, as DeepLabV2's are): its weights were "
+                "trained through layers that only scale and shift, so new statistics change what they "
+                "compute and this score says little about its domain gap"
+            )
+    elif write and len(loaded) == 1:
         path = checkpoints[0]
         if path.is_dir() or path.suffix == ".safetensors":
             update_metadata(
@@ -129,6 +161,50 @@ def evaluate_checkpoints(
         else:
             lines.append("\n(course-template file: metrics printed, not written; it has no metadata)")
     return "\n".join(lines)
+
+
+ADAPT_BN_BATCH = 16
+"""Images per batch when ``--adapt-bn`` recomputes BatchNorm statistics (the demo's training batch)."""
+
+
+def _adapt_batchnorm(
+    models: list[torch.nn.Module],
+    cityscapes: Path,
+    images: int,
+    size: tuple[int, int],
+    meta: dict[str, Any],
+    device: torch.device,
+) -> int:
+    """AdaBN for ``--adapt-bn``: each model's BatchNorm statistics from the first ``images`` unlabelled train
+    images of ``cityscapes`` at ``size`` (width, height), in batches of :data:`ADAPT_BN_BATCH` (a last batch
+    of one image is left out). Returns the images used."""
+    if images < 2:
+        raise EvaluationError(
+            f"--adapt-bn needs at least 2 images (BatchNorm normalises batches), not {images}"
+        )
+    try:
+        target = Cityscapes(cityscapes, "train", size=size, labels=False, mean=meta["mean"], std=meta["std"])
+    except DatasetError as exc:
+        raise EvaluationError(f"--adapt-bn reads the unlabelled train images of {cityscapes}: {exc}") from exc
+    count = min(images, len(target))
+    starts = [s for s in range(0, count, ADAPT_BN_BATCH) if min(s + ADAPT_BN_BATCH, count) - s >= 2]
+    if not starts:
+        raise EvaluationError(
+            f"--adapt-bn: {cityscapes} has {len(target)} train image(s); it needs at least 2"
+        )
+
+    def batches():
+        for start in starts:
+            try:
+                items = [target[i][0] for i in range(start, min(start + ADAPT_BN_BATCH, count))]
+            except DatasetError as exc:
+                raise EvaluationError(str(exc)) from exc
+            yield torch.stack(items).to(device)
+
+    used = 0
+    for model in models:
+        used = recompute_batchnorm(model, batches())
+    return used
 
 
 def _progress_writer(path: Path | None) -> Callable[..., None]:
