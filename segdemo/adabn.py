@@ -71,7 +71,7 @@ def recompute_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor]) -> in
         for layer, momentum, state in saved:
             layer.momentum = momentum
             layer.eval()
-            if not layer.num_batches_tracked:  # not run by the inference form (BiSeNet's auxiliary heads)
+            if not layer.num_batches_tracked:  # not run by the inference form (an auxiliary head's)
                 layer.load_state_dict(state)
     if images == 0:
         raise ValueError("no batches: BatchNorm statistics need at least one batch of target images")

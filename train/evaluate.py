@@ -164,7 +164,10 @@ def evaluate_checkpoints(
 
 
 ADAPT_BN_BATCH = 16
-"""Images per batch when ``--adapt-bn`` recomputes BatchNorm statistics (the demo's training batch)."""
+"""Images per batch when ``--adapt-bn`` recomputes BatchNorm statistics (the demo's training batch) ..."""
+ADAPT_BN_PIXELS = 2**21
+"""... or fewer, at least 2, so that a batch holds about this many input pixels at most (memory stays bounded
+at Cityscapes' training sizes: 4 images at 1024 x 512)."""
 
 
 def _adapt_batchnorm(
@@ -176,8 +179,8 @@ def _adapt_batchnorm(
     device: torch.device,
 ) -> int:
     """AdaBN for ``--adapt-bn``: each model's BatchNorm statistics from the first ``images`` unlabelled train
-    images of ``cityscapes`` at ``size`` (width, height), in batches of :data:`ADAPT_BN_BATCH` (a last batch
-    of one image is left out). Returns the images used."""
+    images of ``cityscapes`` at ``size`` (width, height), in batches of :data:`ADAPT_BN_BATCH` images or
+    :data:`ADAPT_BN_PIXELS` pixels (a last batch of one image is left out). Returns the images used."""
     if images < 2:
         raise EvaluationError(
             f"--adapt-bn needs at least 2 images (BatchNorm normalises batches), not {images}"
@@ -187,7 +190,8 @@ def _adapt_batchnorm(
     except DatasetError as exc:
         raise EvaluationError(f"--adapt-bn reads the unlabelled train images of {cityscapes}: {exc}") from exc
     count = min(images, len(target))
-    starts = [s for s in range(0, count, ADAPT_BN_BATCH) if min(s + ADAPT_BN_BATCH, count) - s >= 2]
+    batch = max(2, min(ADAPT_BN_BATCH, ADAPT_BN_PIXELS // (size[0] * size[1])))
+    starts = [s for s in range(0, count, batch) if min(s + batch, count) - s >= 2]
     if not starts:
         raise EvaluationError(
             f"--adapt-bn: {cityscapes} has {len(target)} train image(s); it needs at least 2"
@@ -196,7 +200,7 @@ def _adapt_batchnorm(
     def batches():
         for start in starts:
             try:
-                items = [target[i][0] for i in range(start, min(start + ADAPT_BN_BATCH, count))]
+                items = [target[i][0] for i in range(start, min(start + batch, count))]
             except DatasetError as exc:
                 raise EvaluationError(str(exc)) from exc
             yield torch.stack(items).to(device)
