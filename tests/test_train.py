@@ -751,6 +751,11 @@ def test_evaluate_adapt_bn_scores_the_adapted_network_and_writes_nothing(tiny_da
     assert read_metadata(out)["metrics"] == written  # the checkpoint's own scores stay
     # The adapted network is another network: its scores on the target val images are not the plain ones.
     assert row.split("|")[3:] != plain.split("|")[3:]
+    # An MBT ensemble is adapted in one pass over the images, each network on its own statistics: two copies
+    # of one checkpoint adapt alike, so the ensemble scores as the one adapted network does.
+    assert main([*evaluate[:2], str(out), *evaluate[2:], "--adapt-bn", "8"]) == 0
+    mbt = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| MBT("))
+    assert "+ AdaBN |" in mbt and mbt.split("|")[3:] == row.split("|")[3:]
 
     for extra, message in (
         (["--adapt-bn", "1"], "--adapt-bn needs at least 2 images"),

@@ -80,16 +80,12 @@ def evaluate_checkpoints(
     except DatasetError as exc:
         raise EvaluationError(str(exc)) from exc
     count = min(limit, len(dataset)) if limit else len(dataset)
-    # Checked before AdaBN changes the statistics.
-    frozen = [
-        str(p)
-        for p, (model, _) in zip(checkpoints, loaded, strict=True)
-        if adapt_bn and never_learnt_statistics(model)
-    ]
-    adapted = (
-        _adapt_batchnorm([model for model, _ in loaded], cityscapes, adapt_bn, (width, height), first, dev)
+    adapted, frozen = (
+        _adapt_batchnorm(
+            checkpoints, [m for m, _ in loaded], cityscapes, adapt_bn, (width, height), first, dev
+        )
         if adapt_bn
-        else 0
+        else (0, [])
     )
     precision = torch.float32
     if dev.type == "cuda":
@@ -170,17 +166,32 @@ ADAPT_BN_PIXELS = 2**21
 at Cityscapes' training sizes: 4 images at 1024 x 512)."""
 
 
+class _Together(torch.nn.Module):
+    """Several networks run on the same input as one module: one pass over the target images (each decoded
+    once) recomputes the BatchNorm statistics of all of them."""
+
+    def __init__(self, models: list[torch.nn.Module]) -> None:
+        super().__init__()
+        self.models = torch.nn.ModuleList(models)
+
+    def forward(self, x: torch.Tensor) -> None:
+        for model in self.models:
+            model(x)
+
+
 def _adapt_batchnorm(
+    checkpoints: list[Path],
     models: list[torch.nn.Module],
     cityscapes: Path,
     images: int,
     size: tuple[int, int],
     meta: dict[str, Any],
     device: torch.device,
-) -> int:
-    """AdaBN for ``--adapt-bn``: each model's BatchNorm statistics from the first ``images`` unlabelled train
+) -> tuple[int, list[str]]:
+    """AdaBN for ``--adapt-bn``: every model's BatchNorm statistics from the first ``images`` unlabelled train
     images of ``cityscapes`` at ``size`` (width, height), in batches of :data:`ADAPT_BN_BATCH` images or
-    :data:`ADAPT_BN_PIXELS` pixels (a last batch of one image is left out). Returns the images used."""
+    :data:`ADAPT_BN_PIXELS` pixels (a last batch of one image is left out). Returns the images used and the
+    checkpoints whose BatchNorm never learnt statistics (found before they are replaced)."""
     if images < 2:
         raise EvaluationError(
             f"--adapt-bn needs at least 2 images (BatchNorm normalises batches), not {images}"
@@ -205,10 +216,10 @@ def _adapt_batchnorm(
                 raise EvaluationError(str(exc)) from exc
             yield torch.stack(items).to(device)
 
-    used = 0
-    for model in models:
-        used = recompute_batchnorm(model, batches())
-    return used
+    frozen = [
+        str(path) for path, model in zip(checkpoints, models, strict=True) if never_learnt_statistics(model)
+    ]
+    return recompute_batchnorm(_Together(models), batches()), frozen
 
 
 def _progress_writer(path: Path | None) -> Callable[..., None]:
