@@ -686,6 +686,7 @@ def test_results_tables_charts_and_csv_say_what_each_row_was_measured_on(ckpts, 
     assert table.loc["bisenet_gta5_dacs (report)", "measured on"].startswith("real cityscapes val")
     assert table.loc["bisenet_gta5_dacs (procedural)", "measured on"].startswith("procedural")
     assert table.loc["bisenet_gta5_dacs (procedural)", "mIoU"] == "31.50"
+    assert "opposite of the report" in texts(at.caption)  # why the demo's DACS trails its FDA
     assert [c.key for c in at.get("plotly_chart")] == ["results_bar", "results_heatmap", "results_delta_bar"]
     csv = media_bytes(media, element(at, "download_button", "Download as CSV").proto.url).decode()
     assert "bisenet_gta5 (procedural)" in csv and "procedural cityscapes-layout val" in csv
@@ -712,6 +713,7 @@ def test_results_row_choice_and_no_checkpoints(empty):
     at = open_page("results")
     assert "only the report's rows" in texts(at.info)
     assert all(name.endswith("(report)") for name in at.dataframe[0].value.index)
+    assert "opposite of the report" not in texts(at.caption)  # no procedural row, nothing to explain
     at.multiselect(key="results_rows").set_value(["bisenet_gta5_fda (report)"])
     rerun(at)
     assert list(at.dataframe[0].value.index) == ["bisenet_gta5_fda (report)"]
