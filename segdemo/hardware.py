@@ -27,22 +27,24 @@ def _cpuinfo_lines() -> list[str]:
         return []
 
 
+def _cpuinfo_field(*names: str) -> str | None:
+    """The value of the first /proc/cpuinfo line whose key is one of ``names`` (the first CPU's), or None."""
+    for line in _cpuinfo_lines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in names:
+            return value.strip()
+    return None
+
+
 def cpu_name() -> str:
     """The CPU's model name (from /proc/cpuinfo on Linux), or what ``platform`` says."""
-    for line in _cpuinfo_lines():
-        if line.lower().startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
 
 
 @functools.cache
 def cpu_flags() -> frozenset[str]:
     """The instruction-set flags of the first CPU in /proc/cpuinfo (empty where there is none)."""
-    for line in _cpuinfo_lines():
-        key = line.split(":", 1)[0].strip().lower()
-        if key in ("flags", "features"):
-            return frozenset(line.split(":", 1)[1].split())
-    return frozenset()
+    return frozenset((_cpuinfo_field("flags", "features") or "").split())
 
 
 def native_bfloat16() -> bool:
@@ -66,10 +68,7 @@ def bfloat16_trains_faster() -> bool:
 
 def cpu_vendor() -> str:
     """The CPU's vendor as /proc/cpuinfo names it ("GenuineIntel", "AuthenticAMD"); "" where it names none."""
-    for line in _cpuinfo_lines():
-        if line.lower().startswith("vendor_id"):
-            return line.split(":", 1)[1].strip()
-    return ""
+    return _cpuinfo_field("vendor_id") or ""
 
 
 def resolve_device(name: str | torch.device | None) -> torch.device:
