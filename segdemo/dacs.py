@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from segdemo.adabn import batchnorm_layers
 from segdemo.labels import (
     IGNORE_INDEX,
     NUM_CLASSES,
@@ -376,20 +377,18 @@ def batch_statistics(model: nn.Module) -> Iterator[nn.Module]:
     left exactly as they were (momentum 0, counter restored).
     """
     saved = []
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            counter = None if module.num_batches_tracked is None else module.num_batches_tracked.clone()
-            saved.append((module, module.training, module.momentum, counter))
-            module.train()
-            module.momentum = 0.0  # running = 1.0 * running + 0.0 * batch: unchanged
+    # Layers without running statistics normalise with the batch's in any mode: nothing to switch for them.
+    for module in batchnorm_layers(model):
+        saved.append((module, module.training, module.momentum, module.num_batches_tracked.clone()))
+        module.train()
+        module.momentum = 0.0  # running = 1.0 * running + 0.0 * batch: unchanged
     try:
         yield model
     finally:
         for module, training, momentum, counter in saved:
             module.train(training)
             module.momentum = momentum
-            if counter is not None:
-                module.num_batches_tracked.copy_(counter)
+            module.num_batches_tracked.copy_(counter)
 
 
 class MixPreview(NamedTuple):
