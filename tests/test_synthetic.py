@@ -29,8 +29,10 @@ from segdemo.synthetic import (
     render_scene,
 )
 from segdemo.synthetic.ego import EGO_VIEWS
-from segdemo.synthetic.geometry import EMISSIVE_NAMES
-from segdemo.synthetic.look import TIMES_OF_DAY, Light, apply_light, compress, sample_light
+from segdemo.synthetic.geometry import EMISSIVE_NAMES, Z_MIN, Camera
+from segdemo.synthetic.ground import offscreen_shadows
+from segdemo.synthetic.look import TIMES_OF_DAY, Light, apply_light, compress, headlight_beam, sample_light
+from segdemo.synthetic.scene import Scene
 from segdemo.synthetic.styles import STYLES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -177,6 +179,51 @@ def test_night_scenes_glow() -> None:
     assert out[30:, 60:].mean() < 0.1  # the dim facade far from it
     day = Light("day", (1.2, 0.6, 0.55), np.ones(3, np.float32), glowing=False)
     np.testing.assert_array_equal(apply_light(img, lab, day, None, None, horizon=15.0), img)
+
+
+def test_headlights_light_the_lane_ahead_and_fade_with_distance() -> None:
+    cam = Camera(focal=256.0, cx=320.0, horizon=60.0, height=1.5)
+    beam = headlight_beam(cam, (160, 640), 1.0)
+
+    def on_ground(x: float, z: float) -> float:
+        u, v = cam.project(np.array([x, 0.0, z]))
+        return float(beam[int(v), int(u)])
+
+    assert beam[:60].max() == 0  # nothing above the horizon
+    assert on_ground(0, 6) > 0.8 and on_ground(0, 6) > 20 * on_ground(6, 6)  # the lane, not the kerb
+    assert on_ground(0, 6) > 3 * on_ground(0, 30)
+
+
+def test_only_a_driven_camera_after_dark_has_its_headlights_on() -> None:
+    for time in ("day", "night"):
+        style = replace(STYLES["source"], time_of_day={time: 1.0})
+        for seed in range(30):
+            scene = Scene(np.random.default_rng(seed), style, 160, 80)
+            assert (scene.headlights > 0) == (time == "night" and scene.ego != "third_person")
+
+
+def test_at_night_the_road_is_lit_brighter_than_the_buildings(monkeypatch) -> None:
+    """After dark the street lamps and low beams light the carriageway (as in GTA5's night frames), while
+    the facades get only the dim sky light and their own windows."""
+    monkeypatch.setitem(STYLES, "source", replace(STYLES["source"], time_of_day={"night": 1.0}))
+    road, building = [], []
+    for img, lab in _scenes("source", range(30), (160, 80)):
+        grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+        road.append(np.median(grey[lab == ROAD]))
+        building.append(np.median(grey[lab == BUILDING]) if (lab == BUILDING).any() else np.inf)
+    road, building = np.array(road), np.array(building)
+    assert np.mean(road > building) > 0.5 and np.median(road) > 1.3 * np.median(building)
+
+
+def test_sunny_source_streets_carry_shadows_of_things_out_of_view() -> None:
+    counts: dict[str, list[int]] = {}
+    for domain, style in STYLES.items():
+        day = replace(style, time_of_day={"day": 1.0})
+        for seed in range(30):
+            polys = offscreen_shadows(Scene(np.random.default_rng(seed), day, 160, 80))
+            assert all((p[:, 1] == 0).all() and (p[:, 2] > Z_MIN).all() for p in polys)  # on the ground
+            counts.setdefault(domain, []).append(len(polys))
+    assert np.mean(counts["source"]) > 1.5 and max(counts["target"]) == 0  # the target is overcast
 
 
 def test_light_and_ego_view_frequencies_follow_the_style() -> None:

@@ -12,15 +12,17 @@ wear from its domain's ranges (``styles.CameraRanges``, ``look.sample_light``). 
 differ the way the real pair does:
 
 * ``"source"`` (GTA5-like, written in the GTA5 layout): by day saturated, warm, bright, hard
-  sunlight with strong face shading and cast shadows, crisp aliased edges; a fifth of the scenes
-  at dusk (low warm light, long shadows) and a quarter at night (dim blue ambient, lit windows,
-  street lamps with pools of light, head and tail lights, bloom, a sky brighter than the
-  buildings). Seen from a car with its bonnet in view, a motorbike's handlebars, on foot behind
-  the player (GTA5's third-person view: a person cut by the bottom edge) or with nothing in view,
-  from cameras of many heights. Wide multi-lane roads, often an intersection ahead where the
-  roadside opens to the sky; low and high buildings set back from the street; parked cars, wide
-  sidewalk and tree rows mostly on the right; many cars, trucks and buses, few pedestrians;
-  riders mostly on motorcycles; palm trees and glass office towers.
+  sunlight with strong face shading and cast shadows (of the buildings, and of poles and tree crowns
+  out of view across the street), crisp aliased edges; a fifth of the scenes at dusk (low warm
+  light, long shadows) and a quarter at night (dim blue ambient, lit windows, street lamps whose
+  pools light the carriageway, the camera vehicle's low beams on the road ahead, head and tail
+  lights, bloom, a dim city glow in the sky: the lit road is the brightest surface). Seen from a car
+  with its bonnet in view, a motorbike's handlebars, on foot behind the player (GTA5's third-person
+  view: a person cut by the bottom edge) or with nothing in view, from cameras of many heights. Wide
+  multi-lane roads, often an intersection ahead where the roadside opens to the sky; low and high
+  buildings set back from the street; parked cars, wide sidewalk and tree rows mostly on the right;
+  many cars, trucks and buses, few pedestrians; riders mostly on motorcycles; palm trees and glass
+  office towers.
 * ``"target"`` (Cityscapes-like, written in the Cityscapes layout): daytime only, cooler, greyer,
   darker and flatter (overcast light, per-image white balance, lifted blacks, vignetting), slight
   blur, sensor noise and finer surface textures, the car's bonnet at the bottom of nearly every

@@ -13,7 +13,7 @@ from segdemo.labels import (
     TERRAIN,
     VEGETATION,
 )
-from segdemo.synthetic.geometry import FAR, SHIFT, Z_MIN, ellipse, to_fixed_point
+from segdemo.synthetic.geometry import FAR, SHIFT, UNIT_CIRCLE, Z_MIN, ellipse, to_fixed_point
 from segdemo.synthetic.scene import Scene
 
 
@@ -179,6 +179,39 @@ def cast_shadows(scene: Scene) -> None:
     x_far, x_near = side.building_line, side.building_line - reach
     pts = np.array([(x_far, 0, Z_MIN), (x_near, 0, Z_MIN), (x_near, 0, FAR), (x_far, 0, FAR)])
     pts[:, 0] *= side.sign
+    polys = [pts] + offscreen_shadows(scene)
     mask = np.zeros(scene.canvas.lab.shape, np.uint8)
-    cv2.fillPoly(mask, to_fixed_point([scene.cam.project(pts)]), 1, cv2.LINE_8, SHIFT)
+    cv2.fillPoly(mask, to_fixed_point([scene.cam.project(p) for p in polys]), 1, cv2.LINE_8, SHIFT)
     scene.canvas.img[mask.astype(bool)] *= strength
+
+
+def offscreen_shadows(scene: Scene) -> list[np.ndarray]:
+    """Ground polygons (x, 0, z) shaded by things the camera does not see: the long thin shadows of poles
+    and the ragged ones of tree crowns and building corners, falling across the street away from the sun.
+    On real sunny streets most of the dark shapes on the road are such shadows, not objects."""
+    rng = scene.rng
+    away = -scene.sun_x  # shadows point away from the sun's side
+    polys = []
+    for _ in range(scene.poisson("offscreen_shadow")):
+        x = rng.uniform(-scene.plan.sides[-1].walk_in, scene.plan.sides[1].walk_in)
+        z = rng.uniform(2.0, 35.0)
+        if rng.random() < 0.5:  # a pole's shadow: a thin strip slanting across the road
+            length, width = rng.uniform(5.0, 16.0), rng.uniform(0.12, 0.35)
+            angle = rng.uniform(-0.6, 0.6)  # radians from straight across
+            dx, dz = away * np.cos(angle), np.sin(angle)
+            nx, nz = -dz * width / 2, dx * width / 2
+            polys.append(
+                np.array(
+                    [
+                        (x - nx, 0, z - nz),
+                        (x + nx, 0, z + nz),
+                        (x + nx + dx * length, 0, z + nz + dz * length),
+                        (x - nx + dx * length, 0, z - nz + dz * length),
+                    ]
+                )
+            )
+        else:  # a crown's or a corner's shadow: a ragged blob metres across
+            radius = rng.uniform(1.5, 5.0) * (1.0 + 0.35 * rng.standard_normal(16)).clip(0.5, 1.6)
+            ring = UNIT_CIRCLE * radius[:, None] * (1.0, rng.uniform(0.4, 1.0))
+            polys.append(np.stack([x + ring[:, 0], np.zeros(16), z + ring[:, 1]], -1))
+    return [p for p in polys if p[:, 2].min() > Z_MIN]

@@ -4,7 +4,11 @@ randomisation), and applied to the rendered image.
 Both domains are spreads of looks rather than one fixed look each: the source (a game) is seen by day, at
 dusk and at night, crisp or blurred, saturated or muted, sometimes JPEG-compressed; the target (a car
 camera) by overcast day only, always grey, hazy, vignetted, soft and noisy. Per-class surface texture comes
-first, then the light (ambient colour, lamp pools, glowing lights), then the camera.
+first, then the light (ambient colour, lamp pools, head-light beams, glowing lights), then the camera.
+
+After dark the street is lit from below the skyline, not from the sky: the lamps' pools and the camera
+vehicle's low beams fall on the carriageway, so the road is the brightest surface in view and the sky a dim
+glow above the roofs (as in GTA5's night frames and in night driving footage).
 """
 
 from __future__ import annotations
@@ -14,8 +18,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from segdemo.labels import SKY
-from segdemo.synthetic.geometry import EMISSIVE
+from segdemo.labels import IGNORE_INDEX, SKY
+from segdemo.synthetic.geometry import EMISSIVE, Camera
 from segdemo.synthetic.styles import CameraRanges, DomainStyle, choose
 
 TIMES_OF_DAY = ("day", "dusk", "night")
@@ -51,7 +55,20 @@ def sample_light(rng: np.random.Generator, style: DomainStyle) -> Light:
         return Light(time, (1.1, 0.7, 0.62), ambient, glowing=True, sky_glow=u(0.8, 1.6))
     level = u(0.07, 0.18)  # night: no sun, a dim blue sky light, the lamps do the rest
     ambient = np.array([u(0.75, 0.9), u(0.85, 1.0), u(1.1, 1.35)], np.float32) * level
-    return Light(time, (1.0, 0.92, 1.0), ambient, glowing=True, sky_glow=u(0.6, 1.5))
+    return Light(time, (1.0, 0.92, 1.0), ambient, glowing=True, sky_glow=u(0.25, 1.1))
+
+
+def headlight_beam(cam: Camera, shape: tuple[int, int], strength: float) -> np.ndarray:
+    """How much the camera vehicle's low beams light each pixel (H x W, 0..``strength``): a cone on the ground
+    ahead that widens and fades with distance, taken at the ground point behind each pixel."""
+    h, w = shape
+    rows = np.arange(h, dtype=np.float32)[:, None] - cam.horizon
+    cols = np.arange(w, dtype=np.float32)[None, :] - cam.cx
+    z = cam.f * cam.height / np.maximum(rows, 0.5)  # depth of the ground seen by each row
+    x = cols * z / cam.f
+    spread = 0.9 + 0.22 * z
+    reach = np.clip((z - 1.5) / 3.0, 0, 1) * np.minimum(1.0, (10.0 / z) ** 1.5)
+    return np.where(rows > 0.5, strength * reach * np.exp(-((x / spread) ** 2)), 0.0).astype(np.float32)
 
 
 def surface_texture(
@@ -81,14 +98,18 @@ def apply_light(
     emit: np.ndarray | None,
     lamp_pools: np.ndarray | None,
     horizon: float,
+    beam: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Light the rendered albedo: ambient colour, lamp pools on the ground, glowing pixels with bloom."""
+    """Light the rendered albedo: ambient colour, lamp pools and head-light beams on the ground (and on
+    whatever stands there; not on the camera's own vehicle), glowing pixels with bloom."""
     if light.time == "day":
         return img
     h, w = lab.shape
     gain = np.broadcast_to(light.ambient, img.shape).copy()
-    if lamp_pools is not None:  # warm light under the street lamps (and on whatever stands there)
-        gain += lamp_pools[..., None] * np.array(EMISSIVE["lamp"], np.float32) * 0.55
+    if lamp_pools is not None:  # warm light under the street lamps
+        gain += lamp_pools[..., None] * np.array(EMISSIVE["lamp"], np.float32) * 0.8
+    if beam is not None:
+        gain += (beam * (lab != IGNORE_INDEX))[..., None] * np.array(EMISSIVE["headlight"], np.float32)
     out = img * gain
     # after dark the sky stays brighter than the buildings against it: the city's light on the haze (blue-grey
     # overhead, warmer towards the horizon)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from segdemo.synthetic import ego, furniture, ground, people, roadside, vehicles
-from segdemo.synthetic.look import apply_light, camera_look, compress, surface_texture
+from segdemo.synthetic.look import apply_light, camera_look, compress, headlight_beam, surface_texture
 from segdemo.synthetic.scene import Scene
 from segdemo.synthetic.styles import STYLES
 
@@ -50,7 +50,10 @@ def render_scene(
     scene = Scene(rng, style, width, height)
     img, lab = draw(scene)
     img = surface_texture(img, lab, style, rng)
-    img = apply_light(img, lab, scene.light_of_day, scene.canvas.emit, scene.lamp_pools, scene.cam.horizon)
+    beam = headlight_beam(scene.cam, lab.shape, scene.headlights) if scene.headlights else None
+    img = apply_light(
+        img, lab, scene.light_of_day, scene.canvas.emit, scene.lamp_pools, scene.cam.horizon, beam
+    )
     img = camera_look(img, rng, style.camera, scene.cam.horizon)
     return compress((np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8), rng, style.camera), lab
 

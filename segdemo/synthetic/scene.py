@@ -37,6 +37,10 @@ class Scene:
         self.canvas = Canvas(width, height, glowing=self.light_of_day.glowing)
         self.lamp_pools: np.ndarray | None = None  # where street lamps light the ground (dusk, night)
         self.ego = choose(rng, style.ego)
+        # after dark a driven camera vehicle has its low beams on (walking in third person, nothing to light)
+        self.headlights = 0.0
+        if self.light_of_day.glowing and self.ego != "third_person":
+            self.headlights = u(0.5, 1.0) if self.light_of_day.time == "night" else u(0.15, 0.4)
         self.sun_x = 1.0 if rng.random() < 0.5 else -1.0  # the sun is on the right (+1) or left side
         lit, shade, _ = self.light_of_day.sun
         # brightness of a face by the direction its outward normal points

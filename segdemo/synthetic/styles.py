@@ -211,6 +211,7 @@ SOURCE = DomainStyle(
         "pole": 5.0,
         "sign": 2.0,
         "traffic_light": 3.0,
+        "offscreen_shadow": 3.0,  # shadows of poles and crowns out of view across the sunny street
     },
     p_tram=0.25,
     p_cross=0.5,
@@ -277,6 +278,7 @@ TARGET = DomainStyle(
         "pole": 7.0,
         "sign": 3.0,
         "traffic_light": 3.0,
+        "offscreen_shadow": 0.0,  # overcast: no sharp shadows
     },
     p_tram=0.45,
     p_cross=0.4,

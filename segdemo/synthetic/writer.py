@@ -24,7 +24,7 @@ FRAME = 19  # Cityscapes annotates frame 19 of each 30-frame snippet
 
 _README_MARKER = "segdemo procedural street scenes"
 
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 """Raised whenever the images of a seed change (2: photographic light, cameras and layouts, issue 17; 3:
 signal heads on both sides of the crossing, half with backplates; 4: front-yard walls, fences and hedges
 painted in front of the buildings). Data written by another version counts as incomplete and is written again;
