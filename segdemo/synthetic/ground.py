@@ -170,7 +170,8 @@ def draw_rails(scene: Scene, x: float) -> None:
 
 
 def cast_shadows(scene: Scene) -> None:
-    """Hard shadows of the buildings on the sunny side fall across the street (ground only)."""
+    """Hard shadows of the buildings on the sunny side and of things out of view fall across the street
+    (ground only)."""
     strength = scene.light_of_day.sun[2]
     if strength > 0.99:  # no sun, no shadows (night)
         return

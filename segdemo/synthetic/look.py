@@ -111,8 +111,8 @@ def apply_light(
     if beam is not None:
         gain += (beam * (lab != IGNORE_INDEX))[..., None] * np.array(EMISSIVE["headlight"], np.float32)
     out = img * gain
-    # after dark the sky stays brighter than the buildings against it: the city's light on the haze (blue-grey
-    # overhead, warmer towards the horizon)
+    # after dark the sky keeps a glow, the city's light on the haze (blue-grey overhead, warmer towards the
+    # horizon), dimmer than the lit road
     rows = np.arange(h, dtype=np.float32)[:, None]
     low = np.exp(-np.clip(horizon - rows, 0, None) / (0.2 * h))[..., None]
     overhead = np.array([0.09, 0.11, 0.17], np.float32) * light.sky_glow
