@@ -189,7 +189,7 @@ def cast_shadows(scene: Scene) -> None:
 def offscreen_shadows(scene: Scene) -> list[np.ndarray]:
     """Ground polygons (x, 0, z) shaded by things the camera does not see: the long thin shadows of poles
     and the ragged ones of tree crowns and building corners, falling across the street away from the sun.
-    On real sunny streets most of the dark shapes on the road are such shadows, not objects."""
+    On real sunny streets many of the dark shapes on the road are such shadows, not objects."""
     rng = scene.rng
     away = -scene.sun_x  # shadows point away from the sun's side
     polys = []
