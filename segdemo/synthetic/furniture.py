@@ -81,12 +81,12 @@ def light_pools(scene: Scene, lamps: list[tuple[float, float, float]]) -> np.nda
     pools = np.zeros((scene.h, scene.w), np.float32)
     for x, z, h in lamps:
         # the heads hang over the road and light the carriageway more than the kerb behind the post
-        centre = x - np.sign(x) * 2.5
-        ring = np.stack(
-            [centre + 0.75 * h * UNIT_CIRCLE[:, 0], np.zeros(16), z + 0.75 * h * UNIT_CIRCLE[:, 1]], -1
-        )
-        if z - 0.75 * h < 0.5:
+        centre, radius = x - np.sign(x) * 2.5, 0.75 * h
+        if z - radius < 0.5:  # the pool reaches behind the camera
             continue
+        ring = np.stack(
+            [centre + radius * UNIT_CIRCLE[:, 0], np.zeros(16), z + radius * UNIT_CIRCLE[:, 1]], -1
+        )
         pts = to_fixed_point([scene.cam.project(ring)])
         cv2.fillPoly(pools, pts, scene.light_of_day.lamp_density, cv2.LINE_8, SHIFT)
     sigma = max(1.0, scene.w / 100)
