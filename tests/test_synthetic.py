@@ -28,7 +28,7 @@ from segdemo.synthetic import (
     generate,
     render_scene,
 )
-from segdemo.synthetic.ego import EGO_VIEWS
+from segdemo.synthetic.ego import EGO_VIEWS, draw_player
 from segdemo.synthetic.geometry import EMISSIVE_NAMES, Z_MIN, Camera
 from segdemo.synthetic.ground import offscreen_shadows
 from segdemo.synthetic.look import TIMES_OF_DAY, Light, apply_light, compress, headlight_beam, sample_light
@@ -224,6 +224,22 @@ def test_sunny_source_streets_carry_shadows_of_things_out_of_view() -> None:
             assert all((p[:, 1] == 0).all() and (p[:, 2] > Z_MIN).all() for p in polys)  # on the ground
             counts.setdefault(domain, []).append(len(polys))
     assert np.mean(counts["source"]) > 1.5 and max(counts["target"]) == 0  # the target is overcast
+
+
+def test_a_third_person_camera_follows_the_player_at_head_height() -> None:
+    """As in a game's on-foot view (GTA5's frames): the player stands tall in the frame, head near the
+    horizon, rather than a small figure seen from a driver's height."""
+    style = replace(STYLES["source"], ego={"third_person": 1.0})
+    shares, head_offsets = [], []
+    for seed in range(30):
+        scene = Scene(np.random.default_rng(seed), style, 320, 160)
+        scene.canvas.lab[:] = IGNORE_INDEX
+        draw_player(scene)
+        player = scene.canvas.lab == PERSON
+        shares.append(player.mean())
+        head_offsets.append((np.flatnonzero(player.any(axis=1))[0] - scene.cam.horizon) / scene.h)
+        assert player[-1].any()  # cut by the bottom of the image
+    assert np.median(shares) > 0.055 and np.median(np.abs(head_offsets)) < 0.13
 
 
 def test_light_and_ego_view_frequencies_follow_the_style() -> None:

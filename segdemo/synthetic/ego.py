@@ -16,6 +16,10 @@ from segdemo.synthetic.scene import Scene
 
 EGO_VIEWS = ("none", "hood", "handlebars", "third_person")
 
+PLAYER_DISTANCE = (1.7, 2.8)
+"""Metres from a third-person camera to the player it follows (the camera's height:
+:data:`segdemo.synthetic.scene.PLAYER_CAMERA_HEIGHT`)."""
+
 
 def draw_ego(scene: Scene) -> None:
     """Draw the scene's ego view (``scene.ego``) over everything else."""
@@ -76,7 +80,7 @@ def draw_player(scene: Scene) -> None:
     """Third person: the player walks a few metres ahead of the camera, seen from behind, cut by the
     bottom of the image."""
     rng = scene.rng
-    z = rng.uniform(2.4, 4.0)
+    z = rng.uniform(*PLAYER_DISTANCE)
     x = rng.uniform(-0.7, 0.7)
     height = rng.uniform(1.7, 1.9)
     colors = people.lit(scene, people.person_colors(scene))

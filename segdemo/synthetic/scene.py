@@ -13,6 +13,10 @@ from segdemo.synthetic.styles import DomainStyle, choose
 
 Draw = Callable[[], None]
 
+PLAYER_CAMERA_HEIGHT = (1.6, 2.1)
+"""Metres above the road of a third-person camera: a game's on-foot camera follows the player at about
+head height, so the player stands tall in the frame with the head near the horizon."""
+
 
 class Scene:
     """One scene being built: its generator, style, camera, canvas, street plan and the queue of objects to
@@ -37,6 +41,8 @@ class Scene:
         self.canvas = Canvas(width, height, glowing=self.light_of_day.glowing)
         self.lamp_pools: np.ndarray | None = None  # where street lamps light the ground (dusk, night)
         self.ego = choose(rng, style.ego)
+        if self.ego == "third_person":  # not a driver's camera (up to 2.8 m) looking down on the player
+            self.cam = Camera(self.cam.f, self.cam.cx, self.cam.horizon, u(*PLAYER_CAMERA_HEIGHT))
         # after dark a driven camera vehicle has its low beams on (walking in third person, nothing to light)
         self.headlights = 0.0
         if self.light_of_day.glowing and self.ego != "third_person":
