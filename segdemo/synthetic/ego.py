@@ -12,13 +12,9 @@ import numpy as np
 from segdemo.labels import IGNORE_INDEX, PERSON
 from segdemo.synthetic import people
 from segdemo.synthetic.geometry import Billboard, ellipse
-from segdemo.synthetic.scene import Scene
+from segdemo.synthetic.scene import PLAYER_DISTANCE, Scene
 
 EGO_VIEWS = ("none", "hood", "handlebars", "third_person")
-
-PLAYER_DISTANCE = (1.7, 2.8)
-"""Metres from a third-person camera to the player it follows (the camera's height:
-:data:`segdemo.synthetic.scene.PLAYER_CAMERA_HEIGHT`)."""
 
 
 def draw_ego(scene: Scene) -> None:

@@ -13,9 +13,12 @@ from segdemo.synthetic.styles import DomainStyle, choose
 
 Draw = Callable[[], None]
 
+# A game's on-foot (third-person) camera follows the player at about head height, so the player stands tall
+# in the frame with the head near the horizon (not a driver's camera looking down on a small figure).
 PLAYER_CAMERA_HEIGHT = (1.6, 2.1)
-"""Metres above the road of a third-person camera: a game's on-foot camera follows the player at about
-head height, so the player stands tall in the frame with the head near the horizon."""
+"""Metres above the road of a third-person camera."""
+PLAYER_DISTANCE = (1.7, 2.8)
+"""Metres from a third-person camera to the player it follows."""
 
 
 class Scene:
