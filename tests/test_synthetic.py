@@ -232,8 +232,7 @@ def test_a_third_person_camera_follows_the_player_at_head_height() -> None:
     style = replace(STYLES["source"], ego={"third_person": 1.0})
     shares, head_offsets = [], []
     for seed in range(30):
-        scene = Scene(np.random.default_rng(seed), style, 320, 160)
-        scene.canvas.lab[:] = IGNORE_INDEX
+        scene = Scene(np.random.default_rng(seed), style, 320, 160)  # an empty canvas: nothing drawn yet
         draw_player(scene)
         player = scene.canvas.lab == PERSON
         shares.append(player.mean())

@@ -44,7 +44,8 @@ class Scene:
         self.canvas = Canvas(width, height, glowing=self.light_of_day.glowing)
         self.lamp_pools: np.ndarray | None = None  # where street lamps light the ground (dusk, night)
         self.ego = choose(rng, style.ego)
-        if self.ego == "third_person":  # not a driver's camera (up to 2.8 m) looking down on the player
+        # the height drawn again, not the camera drawn after the ego: the seed's other draws keep their order
+        if self.ego == "third_person":
             self.cam = Camera(self.cam.f, self.cam.cx, self.cam.horizon, u(*PLAYER_CAMERA_HEIGHT))
         # after dark a driven camera vehicle has its low beams on (walking in third person, nothing to light)
         self.headlights = 0.0
