@@ -121,10 +121,17 @@ def steps_shown(log: Path) -> int:
 
 
 def check_resume_state(out: Path) -> int:
-    """The state ``out/last`` names loads, and its weights, optimiser and progress are all of the same step;
-    returns it."""
-    last = named_folder(out)
-    assert last is not None and resume_folder(out) == last, "out/last does not name the newest complete state"
+    """The state ``--resume`` continues from loads, and its weights, optimiser and progress are all of the
+    same step; returns it. ``out/last`` names a complete state: that one, or the one before it when the kill
+    fell between writing the new folder and renaming ``last`` (then the newer folder is found by itself)."""
+    last = resume_folder(out)
+    named = named_folder(out)
+    assert last is not None and named is not None, "no complete state after a save"
+    assert (named / "progress.json").is_file(), f"out/last names {named.name}, which is not complete"
+    named_step = json.loads((named / "progress.json").read_text())["step"]
+    assert named == last or named_step < json.loads((last / "progress.json").read_text())["step"], (
+        f"out/last names {named.name}, but {last.name} was chosen to resume from"
+    )
     progress = json.loads((last / "progress.json").read_text())
     model, meta = load_model(last)
     assert meta["steps"] == progress["step"], "the weights and progress.json are of different steps"
@@ -434,6 +441,35 @@ def test_saves_and_resumes_where_symbolic_links_are_refused(tiny_data, tmp_path,
     resumed.run()
     assert check_resume_state(out) == 4 and read_metadata(out)["steps"] == 4
     assert list(out.glob(".last-*")) == [named_folder(out)]
+
+
+def test_killed_after_a_state_is_complete_but_before_last_names_it_resumes_from_that_state(
+    tiny_data, tmp_path, monkeypatch
+):
+    """The one moment no rename can close: the new folder is complete, ``last`` still names the one before.
+    ``--resume`` must continue from the newer state, and the next save tidies the older one away."""
+    from train import resume
+    from train.config import apply_overrides, get_variant
+    from train.data import build_data
+    from train.engine import Trainer
+
+    config = apply_overrides(get_variant("bisenet_gta5"), [*TINY, "iterations=4", "checkpoint_every=1"])
+    out = tmp_path / "run"
+
+    def trainer(resumed: bool = False) -> Trainer:
+        data = build_data(config, tiny_data / "gta5", tiny_data / "cityscapes")
+        return Trainer(config, data, out, device="cpu", resume=resumed, progress=False)
+
+    trainer().run(stop_after=2)
+    with monkeypatch.context() as patch:
+        patch.setattr(resume, "commit_state", lambda *_args: None)  # killed just before the rename
+        trainer(resumed=True).run(stop_after=1)
+    assert json.loads((named_folder(out) / "progress.json").read_text())["step"] == 2
+    assert check_resume_state(out) == 3
+    continued = trainer(resumed=True)
+    assert continued.step == 3
+    continued.run()
+    assert check_resume_state(out) == 4 and list(out.glob(".last-*")) == [named_folder(out)]
 
 
 @pytest.mark.parametrize("minutes", [1e-9, 0.0])
