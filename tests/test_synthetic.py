@@ -30,10 +30,11 @@ from segdemo.synthetic import (
 )
 from segdemo.synthetic.ego import EGO_VIEWS, draw_player
 from segdemo.synthetic.geometry import EMISSIVE_NAMES, Z_MIN, Camera
-from segdemo.synthetic.ground import offscreen_shadows
+from segdemo.synthetic.ground import draw_sky, offscreen_shadows
 from segdemo.synthetic.look import TIMES_OF_DAY, Light, apply_light, compress, headlight_beam, sample_light
 from segdemo.synthetic.scene import Scene
 from segdemo.synthetic.styles import STYLES
+from segdemo.synthetic.trees import draw_tree
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = (64, 32)
@@ -239,6 +240,57 @@ def test_a_third_person_camera_follows_the_player_at_head_height() -> None:
         head_offsets.append((np.flatnonzero(player.any(axis=1))[0] - scene.cam.horizon) / scene.h)
         assert player[-1].any()  # cut by the bottom of the image
     assert np.median(shares) > 0.055 and np.median(np.abs(head_offsets)) < 0.13
+
+
+def _near_crown(domain: str, seed: int) -> np.ndarray:
+    """The crown of a 6 m round tree 30 m ahead, drawn alone on an empty canvas: its rows (top first) of
+    luminance, NaN where no foliage is."""
+    scene = Scene(np.random.default_rng(seed), replace(STYLES[domain], time_of_day={"day": 1.0}), 640, 320)
+    scene.canvas.img[:] = 0
+    scene.canvas.lab[:] = 255
+    green = np.array([0.3, 0.55, 0.25], np.float32)
+    draw_tree(scene, 1.0, 30.0, "round", 6.0, green, green * 0.5, np.random.default_rng(seed))
+    grey = scene.canvas.img.mean(axis=2)
+    crown = (scene.canvas.lab == VEGETATION) & (grey > green.mean() * 0.55)  # not the trunk
+    return np.where(crown, grey, np.nan)
+
+
+def test_source_crowns_have_lit_and_shaded_leaf_clusters() -> None:
+    """A near source crown is many shades of its green and on the whole darker underneath (GTA5's foliage);
+    the target's crowns get their leaves from the surface texture instead."""
+    darkening = []
+    for seed in range(12):
+        crown = _near_crown("source", seed)
+        assert len(np.unique(np.round(crown[~np.isnan(crown)], 3))) >= 8, seed
+        rows = np.flatnonzero(~np.isnan(crown).all(axis=1))
+        third = len(rows) // 3
+        darkening.append(np.nanmean(crown[rows[:third]]) - np.nanmean(crown[rows[-third:]]))
+        target = _near_crown("target", seed)
+        assert len(np.unique(np.round(target[~np.isnan(target)], 3))) <= 6  # its lumps only
+    assert np.mean(darkening) > 0.01 and np.mean(np.array(darkening) > 0) > 0.6
+
+
+def test_source_foliage_ranges_from_bright_to_dark_greens() -> None:
+    scene = Scene(np.random.default_rng(0), STYLES["source"], 160, 80)
+    luminance = np.array([scene.color("vegetation") @ [0.299, 0.587, 0.114] for _ in range(400)])
+    assert (luminance < 0.36).mean() > 0.3 and (luminance > 0.45).mean() > 0.2
+
+
+def _sky_saturation(domain: str, seed: int) -> float:
+    """How coloured a scene's sky is at the top of the image, before light and camera: (max - min) / max of
+    the top row's median RGB (0: grey)."""
+    scene = Scene(np.random.default_rng(seed), STYLES[domain], 160, 80)
+    draw_sky(scene)
+    top = np.median(scene.canvas.img[0], axis=0)
+    return float((top.max() - top.min()) / top.max())
+
+
+def test_a_third_of_source_skies_are_pale_as_in_gta5s_overcast_and_hazy_weathers() -> None:
+    source = np.array([_sky_saturation("source", seed) for seed in range(200)])
+    assert 0.2 < (source < 0.25).mean() < 0.5  # paled towards grey-white
+    assert (source > 0.4).mean() > 0.5  # the clear blue skies stay the most common
+    target = np.array([_sky_saturation("target", seed) for seed in range(50)])
+    assert (target < 0.25).mean() > 0.7  # the target's overcast skies, drawn without the paling
 
 
 def test_light_and_ego_view_frequencies_follow_the_style() -> None:

@@ -24,6 +24,8 @@ SOURCE_PALETTE: dict[str, np.ndarray] = {
     "sky_top": hex_colors("#2f6fd8", "#4a82d0", "#6d9ccf", "#5b8fd0"),
     "sky_low": hex_colors("#a6d2f7", "#bfe0fb", "#f2d9b0", "#c8d8e4"),
     "cloud": hex_colors("#ffffff", "#f4f1ea"),
+    # GTA5's overcast, hazy and smoggy weathers: a pale grey-white sky instead of the clear blue one
+    "sky_pale": hex_colors("#dfe3e6", "#c9d3dc", "#e8e2d6", "#b8bec4"),
     "road": hex_colors("#5f5c5a", "#6b6660", "#545456", "#74706a", "#8a8884"),
     "marking": hex_colors("#f2f0e6", "#f0c832"),
     "sidewalk": hex_colors("#b4aa9b", "#c8beae", "#b98a76", "#a9a39a"),
@@ -49,8 +51,12 @@ SOURCE_PALETTE: dict[str, np.ndarray] = {
     "pole": hex_colors("#6e6e73", "#465046", "#969696"),
     "light_box": hex_colors("#282828", "#3c4628", "#c8aa28"),
     "sign": hex_colors("#d22828", "#2c5ac8", "#f0c828", "#f5f5f5", "#28a046"),
-    "vegetation": hex_colors("#3c8c32", "#5aa03c", "#287028", "#78963c"),
-    "palm": hex_colors("#4c9a3a", "#6aa83c"),
+    # bright spring greens as well as the dark and dusty olive foliage of GTA5's Los Angeles: one fixed
+    # bright green taught the networks that anything darker up high is a building
+    "vegetation": hex_colors(
+        "#3c8c32", "#5aa03c", "#287028", "#78963c", "#2e5a2c", "#41683a", "#56703f", "#6b7a45"
+    ),
+    "palm": hex_colors("#4c9a3a", "#6aa83c", "#3f7036", "#5b7340"),
     "trunk": hex_colors("#6e5032", "#8a6a46"),
     "terrain": hex_colors("#6ea03c", "#96aa50", "#a08c5a", "#82b446"),
     "skin": hex_colors("#f0c8a0", "#c89664", "#8c5a3c", "#e6b48c"),
@@ -176,6 +182,8 @@ class DomainStyle:
     paint: tuple[float, float]  # freshness of the road markings, 1 = new
     texture: tuple[np.ndarray, np.ndarray, np.ndarray]  # coarse, medium, fine amplitude per class
     texture_gain: tuple[float, float]  # per-scene factor on all of them (worn or clean surfaces)
+    leaf_clusters: float  # Poisson mean of lit and shaded leaf clusters drawn into a round crown
+    pale_sky: float  # share of scenes whose sky is paled towards the palette's "sky_pale" (weather)
     time_of_day: dict[str, float]  # probability of "day", "dusk", "night"
     ego: dict[str, float]  # what of the camera's own vehicle or character shows: probability of each
     camera: CameraRanges
@@ -224,9 +232,11 @@ SOURCE = DomainStyle(
     texture=(
         class_amplitudes({VEGETATION: 0.10, TERRAIN: 0.06, SKY: 0.0}, 0.03),
         class_amplitudes({VEGETATION: 0.08, TERRAIN: 0.04, ROAD: 0.015}, 0.0),
-        class_amplitudes({ROAD: 0.03, SIDEWALK: 0.02, VEGETATION: 0.05}, 0.01),
+        class_amplitudes({ROAD: 0.03, SIDEWALK: 0.02, VEGETATION: 0.10}, 0.01),
     ),
     texture_gain=(0.7, 2.5),
+    leaf_clusters=14.0,
+    pale_sky=0.35,
     # GTA5 is driven, walked and ridden at every hour: a third of its frames are dusk or night, and the
     # player's car bonnet, motorbike or character is often in view (the three real GTA5 frames show all three)
     time_of_day={"day": 0.55, "dusk": 0.2, "night": 0.25},
@@ -310,6 +320,8 @@ TARGET = DomainStyle(
         class_amplitudes({VEGETATION: 0.14, TERRAIN: 0.12, ROAD: 0.06, SIDEWALK: 0.05, SKY: 0.01}, 0.03),
     ),
     texture_gain=(0.8, 1.25),
+    leaf_clusters=0.0,  # the target's crowns get their leaves from the fine texture alone
+    pale_sky=0.0,  # its sky colours are overcast already
     # Cityscapes: daytime only, from a car whose bonnet is in the bottom of nearly every frame
     time_of_day={"day": 1.0},
     ego={"none": 0.1, "hood": 0.9},

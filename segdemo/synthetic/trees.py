@@ -1,4 +1,5 @@
-"""Street trees: round crowns, palms (source only) and conifers (target only)."""
+"""Street trees: round crowns (with leaf clusters where the domain draws them), palms (source only) and
+conifers (target only)."""
 
 from __future__ import annotations
 
@@ -113,3 +114,21 @@ def draw_tree(
         lumps.append((shape, 0.85 + 0.1 * i + (0.15 if ox * scene.sun_x > 0 else 0)))
     for shape, k in lumps:
         scene.canvas.fill([shape], np.clip(color * k, 0, 1), VEGETATION)
+    if scene.st.leaf_clusters > 0:
+        draw_leaf_clusters(scene, (fx, cy), radius * s, color, rng)
+
+
+def draw_leaf_clusters(
+    scene: Scene, centre: tuple[float, float], radius: float, color: np.ndarray, rng: np.random.Generator
+) -> None:
+    """Clusters of leaves inside a round crown of ``radius`` pixels: lit on top and towards the sun, shaded
+    underneath, so that a crown reads as foliage and not as a flat blob of one green."""
+    if radius < 3:  # too far away for single clusters to show
+        return
+    cx, cy = centre
+    for _ in range(int(rng.poisson(scene.st.leaf_clusters))):
+        ox, oy = rng.uniform(-0.8, 0.8) * radius, rng.uniform(-0.8, 0.7) * radius
+        shade = rng.uniform(0.5, 1.2) - 0.4 * oy / radius + (0.1 if ox * scene.sun_x > 0 else -0.05)
+        size = radius * rng.uniform(0.12, 0.28)
+        shape = UNIT_CIRCLE * size * rng.uniform(0.7, 1.3, (16, 1)) + (cx + ox, cy + oy)
+        scene.canvas.fill([shape], np.clip(color * shade, 0, 1), VEGETATION)

@@ -24,13 +24,15 @@ FRAME = 19  # Cityscapes annotates frame 19 of each 30-frame snippet
 
 _README_MARKER = "segdemo procedural street scenes"
 
-GENERATOR_VERSION = 6
+GENERATOR_VERSION = 8
 """Raised whenever the images of a seed change (2: photographic light, cameras and layouts, issue 17; 3:
 signal heads on both sides of the crossing, half with backplates; 4: front-yard walls, fences and hedges
 painted in front of the buildings; 5: the source's night light on the carriageway and its shadows of things
-out of view; 6: the third-person camera at the player's head height, the player nearer). Data written by
-another version counts as incomplete and is written again; the demo retrains what was trained on it. READMEs
-without the line are version 1."""
+out of view; 6: the third-person camera at the player's head height, the player nearer; 7: a trial, never
+released; 8: the source's foliage in darker and olive greens with lit and shaded leaf clusters, and a third
+of its skies pale as in GTA5's overcast and hazy weathers). Data written by another version counts as
+incomplete and is written again; the demo retrains what was trained on it. READMEs without the line are
+version 1."""
 _GENERATOR_KEY = "generator"
 
 _DOMAIN_CODE = {"source": 1, "target": 2}
