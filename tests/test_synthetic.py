@@ -246,8 +246,6 @@ def _near_crown(domain: str, seed: int) -> np.ndarray:
     """The crown of a 6 m round tree 30 m ahead, drawn alone on an empty canvas: its rows (top first) of
     luminance, NaN where no foliage is."""
     scene = Scene(np.random.default_rng(seed), replace(STYLES[domain], time_of_day={"day": 1.0}), 640, 320)
-    scene.canvas.img[:] = 0
-    scene.canvas.lab[:] = 255
     green = np.array([0.3, 0.55, 0.25], np.float32)
     draw_tree(scene, 1.0, 30.0, "round", 6.0, green, green * 0.5, np.random.default_rng(seed))
     grey = scene.canvas.img.mean(axis=2)

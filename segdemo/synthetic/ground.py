@@ -20,7 +20,8 @@ from segdemo.synthetic.scene import Scene
 def draw_sky(scene: Scene) -> None:
     c, hz = scene.canvas, scene.cam.horizon
     top, low = scene.color("sky_top", 0.04), scene.color("sky_low", 0.03)
-    if scene.st.pale_sky > 0 and scene.rng.random() < scene.st.pale_sky:  # no draw where never: same images
+    # drawn only where the style pales skies at all, so that the target's images stay byte-identical
+    if scene.st.pale_sky > 0 and scene.rng.random() < scene.st.pale_sky:
         pale, amount = scene.color("sky_pale", 0.02), scene.rng.uniform(0.5, 0.95)
         top, low = top + (pale - top) * amount, low + (pale - low) * amount
     rows = np.clip(np.arange(scene.h, dtype=np.float32) / max(hz, 1.0), 0.0, 1.0) ** 1.4
