@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
@@ -28,6 +29,9 @@ from conftest import TINY as TINY_RUN
 from segdemo.checkpoints import load_model, read_metadata
 from train.__main__ import main
 from train.resume import named_folder, resume_folder
+
+if TYPE_CHECKING:  # the helper's annotation only; the tests import train.engine where they use it
+    from train.engine import Trainer
 
 TOTAL = 24  # steps of every run here: 3 epochs of the 8-image tree at batch size 2
 TINY = [*TINY_RUN, f"iterations={TOTAL}"]
@@ -128,11 +132,11 @@ def check_resume_state(out: Path) -> int:
     named = named_folder(out)
     assert last is not None and named is not None, "no complete state after a save"
     assert (named / "progress.json").is_file(), f"out/last names {named.name}, which is not complete"
+    progress = json.loads((last / "progress.json").read_text())
     named_step = json.loads((named / "progress.json").read_text())["step"]
-    assert named == last or named_step < json.loads((last / "progress.json").read_text())["step"], (
+    assert named == last or named_step < progress["step"], (
         f"out/last names {named.name}, but {last.name} was chosen to resume from"
     )
-    progress = json.loads((last / "progress.json").read_text())
     model, meta = load_model(last)
     assert meta["steps"] == progress["step"], "the weights and progress.json are of different steps"
     state = torch.load(last / "trainer.pt", map_location="cpu", weights_only=True)
@@ -415,28 +419,30 @@ def test_resume_takes_a_recipe_field_an_earlier_version_did_not_save_as_its_defa
     assert read_metadata(out)["steps"] == 2
 
 
-def test_saves_and_resumes_where_symbolic_links_are_refused(tiny_data, tmp_path, monkeypatch):
-    """Google Drive as Colab mounts it, exFAT disks and some network shares refuse symbolic links (errno 95):
-    the resume state must need none."""
+def saving_trainer(tiny_data: Path, out: Path, resume: bool = False) -> Trainer:
+    """A 4-step tiny BiSeNet run in this process that saves its resume state after every step."""
     from train.config import apply_overrides, get_variant
     from train.data import build_data
     from train.engine import Trainer
+
+    config = apply_overrides(get_variant("bisenet_gta5"), [*TINY, "iterations=4", "checkpoint_every=1"])
+    data = build_data(config, tiny_data / "gta5", tiny_data / "cityscapes")
+    return Trainer(config, data, out, device="cpu", resume=resume, progress=False)
+
+
+def test_saves_and_resumes_where_symbolic_links_are_refused(tiny_data, tmp_path, monkeypatch):
+    """Google Drive as Colab mounts it, exFAT disks and some network shares refuse symbolic links (errno 95):
+    the resume state must need none."""
 
     def refuse(*_args, **_kwargs):
         raise OSError(errno.EOPNOTSUPP, "Operation not supported")
 
     monkeypatch.setattr(os, "symlink", refuse)  # Path.symlink_to goes through it too
-    config = apply_overrides(get_variant("bisenet_gta5"), [*TINY, "iterations=4", "checkpoint_every=1"])
     out = tmp_path / "drive" / "run"
-
-    def trainer(resume: bool = False) -> Trainer:
-        data = build_data(config, tiny_data / "gta5", tiny_data / "cityscapes")
-        return Trainer(config, data, out, device="cpu", resume=resume, progress=False)
-
-    trainer().run(stop_after=2)
+    saving_trainer(tiny_data, out).run(stop_after=2)
     assert (out / "last").is_file() and not (out / "last").is_symlink()
     assert check_resume_state(out) == 2
-    resumed = trainer(resume=True)
+    resumed = saving_trainer(tiny_data, out, resume=True)
     assert resumed.step == 2
     resumed.run()
     assert check_resume_state(out) == 4 and read_metadata(out)["steps"] == 4
@@ -449,24 +455,15 @@ def test_killed_after_a_state_is_complete_but_before_last_names_it_resumes_from_
     """The one moment no rename can close: the new folder is complete, ``last`` still names the one before.
     ``--resume`` must continue from the newer state, and the next save tidies the older one away."""
     from train import resume
-    from train.config import apply_overrides, get_variant
-    from train.data import build_data
-    from train.engine import Trainer
 
-    config = apply_overrides(get_variant("bisenet_gta5"), [*TINY, "iterations=4", "checkpoint_every=1"])
     out = tmp_path / "run"
-
-    def trainer(resumed: bool = False) -> Trainer:
-        data = build_data(config, tiny_data / "gta5", tiny_data / "cityscapes")
-        return Trainer(config, data, out, device="cpu", resume=resumed, progress=False)
-
-    trainer().run(stop_after=2)
+    saving_trainer(tiny_data, out).run(stop_after=2)
     with monkeypatch.context() as patch:
         patch.setattr(resume, "commit_state", lambda *_args: None)  # killed just before the rename
-        trainer(resumed=True).run(stop_after=1)
+        saving_trainer(tiny_data, out, resume=True).run(stop_after=1)
     assert json.loads((named_folder(out) / "progress.json").read_text())["step"] == 2
     assert check_resume_state(out) == 3
-    continued = trainer(resumed=True)
+    continued = saving_trainer(tiny_data, out, resume=True)
     assert continued.step == 3
     continued.run()
     assert check_resume_state(out) == 4 and list(out.glob(".last-*")) == [named_folder(out)]
