@@ -86,8 +86,8 @@ DEMO_PROFILES = {
         image_cost=DEFAULT_IMAGE_COST,
         summary=(
             "128x64 inputs; from nothing on two CPU cores 5.6-6.3 min with bfloat16 (Intel Xeon with AMX), "
-            "10.7 min in float32 on an Intel Xeon with AVX512-BF16 but no AMX, 6.5-7.3 min with bfloat16 "
-            "(AMD EPYC), "
+            "10.7-11.2 min in float32 on an Intel Xeon with AVX512-BF16 but no AMX, "
+            "6.5-7.3 min with bfloat16 (AMD EPYC), "
             "10.2-11.4 min in float32 there, 12.9-16.9 min on an Intel Xeon without bfloat16, about 50 min "
             "on an AMD EPYC with AVX2 only"
         ),
