@@ -31,7 +31,15 @@ from segdemo.synthetic import (
 from segdemo.synthetic.ego import EGO_VIEWS, draw_player
 from segdemo.synthetic.geometry import EMISSIVE_NAMES, Z_MIN, Camera
 from segdemo.synthetic.ground import draw_sky, offscreen_shadows
-from segdemo.synthetic.look import TIMES_OF_DAY, Light, apply_light, compress, headlight_beam, sample_light
+from segdemo.synthetic.look import (
+    TIMES_OF_DAY,
+    Light,
+    apply_light,
+    compress,
+    headlight_beam,
+    luma,
+    sample_light,
+)
 from segdemo.synthetic.scene import Scene
 from segdemo.synthetic.styles import STYLES
 from segdemo.synthetic.trees import draw_tree
@@ -138,9 +146,8 @@ def test_ego_views_by_domain(scenes) -> None:
 def _per_image_stats(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
     imgs = np.stack([img for img, _ in pairs]).astype(np.float32)
     hsv = np.stack([cv2.cvtColor(img, cv2.COLOR_RGB2HSV) for img, _ in pairs]).astype(np.float32)
-    luma = imgs @ np.array([0.299, 0.587, 0.114], np.float32)
     return {
-        "brightness": luma.mean(axis=(1, 2)),
+        "brightness": luma(imgs).mean(axis=(1, 2)),
         "saturation": hsv[..., 1].mean(axis=(1, 2)),
         "warmth": imgs[..., 0].mean(axis=(1, 2)) - imgs[..., 2].mean(axis=(1, 2)),
     }
@@ -270,7 +277,7 @@ def test_source_crowns_have_lit_and_shaded_leaf_clusters() -> None:
 
 def test_source_foliage_ranges_from_bright_to_dark_greens() -> None:
     scene = Scene(np.random.default_rng(0), STYLES["source"], 160, 80)
-    luminance = np.array([scene.color("vegetation") @ [0.299, 0.587, 0.114] for _ in range(400)])
+    luminance = np.array([luma(scene.color("vegetation")) for _ in range(400)])
     assert (luminance < 0.36).mean() > 0.3 and (luminance > 0.45).mean() > 0.2
 
 

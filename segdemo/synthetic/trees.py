@@ -110,7 +110,7 @@ def draw_tree(
     for i in range(int(rng.integers(3, 6))):
         r = radius * rng.uniform(0.55, 0.85) * s
         ox, oy = rng.uniform(-0.6, 0.6) * radius * s, rng.uniform(-0.5, 0.4) * radius * s
-        shape = UNIT_CIRCLE * r * rng.uniform(0.85, 1.15, (16, 1)) + (fx + ox, cy + oy)
+        shape = lumpy_circle((fx + ox, cy + oy), r, 0.15, rng)
         lumps.append((shape, 0.85 + 0.1 * i + (0.15 if ox * scene.sun_x > 0 else 0)))
     for shape, k in lumps:
         scene.canvas.fill([shape], np.clip(color * k, 0, 1), VEGETATION)
@@ -130,5 +130,13 @@ def draw_leaf_clusters(
         ox, oy = rng.uniform(-0.8, 0.8) * radius, rng.uniform(-0.8, 0.7) * radius
         shade = rng.uniform(0.5, 1.2) - 0.4 * oy / radius + (0.1 if ox * scene.sun_x > 0 else -0.05)
         size = radius * rng.uniform(0.12, 0.28)
-        shape = UNIT_CIRCLE * size * rng.uniform(0.7, 1.3, (16, 1)) + (cx + ox, cy + oy)
+        shape = lumpy_circle((cx + ox, cy + oy), size, 0.3, rng)
         scene.canvas.fill([shape], np.clip(color * shade, 0, 1), VEGETATION)
+
+
+def lumpy_circle(
+    centre: tuple[float, float], radius: float, jitter: float, rng: np.random.Generator
+) -> np.ndarray:
+    """A circle's outline whose every point lies ``radius * (1 ± jitter)`` from ``centre`` (pixels): a crown's
+    lump or a leaf cluster."""
+    return UNIT_CIRCLE * radius * rng.uniform(1 - jitter, 1 + jitter, (len(UNIT_CIRCLE), 1)) + centre
