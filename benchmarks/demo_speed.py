@@ -9,7 +9,9 @@ epoch):
 * ``contiguous``: NCHW activations instead of channels_last (the config's default), for comparison;
 * ``in memory``: the training images decoded once and kept in RAM (``Config.in_memory``);
 * ``N threads``: PyTorch's intra-op threads;
-* ``batch 16``: the demo's batch now (two threads share a larger step better);
+* ``batch 16``: the demo's batch (two threads share a larger step better);
+* ``freed memory kept``: glibc keeps what a step frees for the next one instead of handing it back to the
+  kernel (``segdemo.hardware.keep_freed_memory``; measured last, since it cannot be undone in a process);
 * ``bfloat16``: bfloat16 autocast, measured only where the CPU has bfloat16 instructions
   (``segdemo.hardware.native_bfloat16``; elsewhere oneDNN emulates it and it is slower than float32).
 
@@ -28,7 +30,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import describe_device, markdown_table, parse_size, section_header, write_section
-from segdemo.hardware import bfloat16_trains_faster, cpu_flags, native_bfloat16
+from segdemo.hardware import bfloat16_trains_faster, cpu_flags, keep_freed_memory, native_bfloat16
 
 VARIANTS = ("bisenet_gta5_aug12", "bisenet_gta5_dacs")
 
@@ -40,6 +42,7 @@ class Setting:
     batch_size: int = 8
     channels_last: bool = True
     in_memory: bool = False
+    keep_freed_memory: bool = False
     bfloat16: bool = False
 
 
@@ -50,16 +53,18 @@ def settings(threads: int, batch_size: int) -> list[Setting]:
         Setting("contiguous (NCHW) instead of channels_last", channels_last=False),
         Setting("in memory", in_memory=True),
         Setting(f"in memory, {threads} threads", threads=threads, in_memory=True),
+        Setting(f"in memory, {threads} threads, batch {batch_size}", threads, batch_size, in_memory=True),
         Setting(
-            f"in memory, {threads} threads, batch {batch_size} (the demo now)",
-            threads=threads,
-            batch_size=batch_size,
+            f"in memory, {threads} threads, batch {batch_size}, freed memory kept (the demo now)",
+            threads,
+            batch_size,
             in_memory=True,
+            keep_freed_memory=True,
         ),
     ]
     if native_bfloat16():
-        name = f"in memory, {threads} threads, batch {batch_size}, bfloat16"
-        rows.append(Setting(name, threads, batch_size, in_memory=True, bfloat16=True))
+        name = f"in memory, {threads} threads, batch {batch_size}, freed memory kept, bfloat16"
+        rows.append(Setting(name, threads, batch_size, in_memory=True, keep_freed_memory=True, bfloat16=True))
     return rows
 
 
@@ -81,6 +86,8 @@ def images_per_second(
         amp_dtype="bf16" if setting.bfloat16 else "auto",
     )
     torch.set_num_threads(setting.threads)
+    if setting.keep_freed_memory:
+        keep_freed_memory()
     data = build_data(config, gta5, cityscapes)  # in memory: decoded here, before the clock starts
     with tempfile.TemporaryDirectory() as out:
         trainer = Trainer(config, data, out, device="cpu", progress=False)
@@ -127,14 +134,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
     size = (args.size[1], args.size[0]) if args.size else DEMO_SIZE  # (width, height)
-    rows = []
-    for variant in VARIANTS:
-        baseline = None
-        for setting in settings(args.threads, demo_config(variant).batch_size):
+    # Setting by setting, each variant in turn: keeping freed memory cannot be undone, so every variant's
+    # rows without it come first.
+    per_variant = {variant: settings(args.threads, demo_config(variant).batch_size) for variant in VARIANTS}
+    rates: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+    for row in zip(*per_variant.values()):
+        for variant, setting in zip(VARIANTS, row):
             rate = images_per_second(variant, setting, size, args.steps, args.warmup, args.data)
-            baseline = baseline or rate
-            rows.append([variant, setting.name, f"{rate:.1f}", f"{rate / baseline:.2f}x"])
-            print(" | ".join(rows[-1]), flush=True)
+            rates[variant].append(rate)
+            print(f"{variant} | {setting.name} | {rate:.1f}", flush=True)
+    rows = [
+        [variant, setting.name, f"{rate:.1f}", f"{rate / rates[variant][0]:.2f}x"]
+        for variant in VARIANTS
+        for setting, rate in zip(per_variant[variant], rates[variant])
+    ]
     suffix, kind = cpu_kind()
     bfloat16 = native_bfloat16()
     section = "\n".join(

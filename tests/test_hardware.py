@@ -76,3 +76,54 @@ def test_bfloat16_trains_faster_where_measured_so(cpuinfo) -> None:
         cpuinfo(none)
         assert not hardware.bfloat16_trains_faster()
     assert hardware.cpu_vendor() == ""
+
+
+# In a child process, so that this test session's own allocator is left alone: the page faults of allocating,
+# filling and freeing a 64 MiB tensor, four times, before and after keep_freed_memory. After it the heap grows
+# for the first few blocks (a freed block and the next request's alignment do not quite fit) and then serves
+# them from memory it already has.
+_FAULTS_SCRIPT = """
+import resource
+import torch
+from segdemo.hardware import keep_freed_memory
+
+def faults(blocks):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(blocks):
+        block = torch.empty(16 * 2**20, dtype=torch.float32)
+        block.fill_(1.0)  # every page touched
+        del block
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+faults(2)
+plain = faults(4)
+kept = keep_freed_memory()
+faults(20)
+print(kept, plain, faults(4))
+"""
+
+
+@pytest.mark.skipif(not hardware.glibc_version(), reason="mallopt is glibc's")
+def test_keep_freed_memory_stops_the_page_faults_of_each_new_block() -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", _FAULTS_SCRIPT],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    kept, plain, after = done.stdout.split()
+    assert kept == "True"
+    pages = 4 * 64 * 2**20 // 4096
+    assert int(plain) > pages / 2  # glibc mmaps each 64 MiB block afresh: a fault per page
+    assert int(after) < pages / 20  # now they come from the heap, already mapped
+
+
+def test_keep_freed_memory_is_a_no_op_without_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hardware, "glibc_version", lambda: "")
+    assert hardware.keep_freed_memory() is False

@@ -30,7 +30,7 @@ def cmd_list(_args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from segdemo.datasets import DatasetError
-    from segdemo.hardware import resolve_device
+    from segdemo.hardware import keep_freed_memory, resolve_device
     from train.data import build_data, describe_data
     from train.distributed import init_distributed
     from train.engine import Trainer
@@ -51,6 +51,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             resume=args.resume,
             train_data_info=describe_data(config, args.gta5, args.cityscapes),
         )
+        if trainer.device.type == "cpu":
+            keep_freed_memory()  # no page faults for each step's fresh activations (segdemo.hardware)
         out = trainer.run()
     except (ValueError, DatasetError, TrainingError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -19,7 +19,7 @@ import torch
 
 from segdemo.checkpoints import CheckpointError, read_metadata
 from segdemo.files import atomic_write
-from segdemo.hardware import bfloat16_trains_faster, cpu_name, native_bfloat16
+from segdemo.hardware import bfloat16_trains_faster, cpu_name, keep_freed_memory, native_bfloat16
 from segdemo.jobs import PROGRESS_FILE
 from segdemo.profiles import DEFAULT_PROFILE, DEMO_PROFILES, DEMO_VARIANTS, describe_time_left, seconds_left
 from segdemo.results import format_seed_table, format_table, seed_groups
@@ -260,6 +260,7 @@ def run_demo(
         apply_overrides(get_variant(name), overrides)
     threads = threads if threads is not None else demo_threads()
     torch.set_num_threads(threads)
+    keep_freed_memory()  # no page faults for each step's fresh activations (segdemo.hardware)
     if only:
         wanted = set(only)
         # A variant that starts from another's checkpoint needs that one first (skipped if already trained).
