@@ -116,10 +116,10 @@ def keep_freed_memory() -> bool:
 
     glibc serves every block above 32 MiB (and smaller ones until its threshold has adapted) with a fresh
     ``mmap`` and unmaps it on free, so each training step's large activations and gradients come back as new
-    zeroed pages, one page fault per 4 KiB. On a 2-core AMD EPYC that put a fifth of the full profile's CPU time
-    (256x128, batch 16) in the kernel; taking every block from the heap and never trimming it trained the
-    source-only BiSeNet 1.5x as fast there for 0.33 GiB more peak memory, with the same mIoU to the hundredth
-    (docs/benchmarks.md): only where the memory comes from changes."""
+    zeroed pages, one page fault per 4 KiB. On a 2-core AMD EPYC that put a fifth of the full profile's CPU
+    time (256x128, batch 16) in the kernel; taking every block from the heap and never trimming it trained
+    the source-only BiSeNet 1.5x as fast there for 0.33 GiB more peak memory, with the same mIoU to the
+    hundredth (docs/benchmarks.md): only where the memory comes from changes."""
     if not glibc_version():
         return False
     libc = ctypes.CDLL(None)  # the C library this process already runs on

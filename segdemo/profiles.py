@@ -86,10 +86,10 @@ DEMO_PROFILES = {
         image_cost=DEFAULT_IMAGE_COST,
         summary=(
             "128x64 inputs; from nothing on two CPU cores 5.6-6.3 min with bfloat16 (Intel Xeon with AMX), "
+            "6.5-7.3 min with bfloat16 (AMD EPYC), 10.2-11.4 min in float32 there, "
             "10.7-11.2 min in float32 on an Intel Xeon with AVX512-BF16 but no AMX, "
-            "6.5-7.3 min with bfloat16 (AMD EPYC), "
-            "10.2-11.4 min in float32 there, 12.9-16.9 min on an Intel Xeon without bfloat16, about 50 min "
-            "on an AMD EPYC with AVX2 only"
+            "12.3 min on an AMD EPYC with AVX2 only, 12.9-16.9 min on an Intel Xeon without bfloat16, "
+            "about 50 min on a slower, shared AMD EPYC with AVX2 only"
         ),
     ),
     "full": DemoProfile(
@@ -110,8 +110,8 @@ DEMO_PROFILES = {
             "example mining; from "
             "nothing on two CPU cores 24-25 min with bfloat16 (Intel Xeon with AMX), 53 min in float32 on "
             "an Intel Xeon with AVX512-BF16 but no AMX, an estimated 38-40 min "
-            "with bfloat16 on an AMD EPYC, longer in float32, an estimated 3 hours on an AMD EPYC "
-            "with AVX2 only"
+            "with bfloat16 on an AMD EPYC, 58.5 min in float32 on an AMD EPYC with AVX2 only, an estimated "
+            "3 hours on a slower, shared one"
         ),
     ),
 }
