@@ -1,9 +1,9 @@
 """How fast the procedural scenes are made: the demo's first checkpoint waits for 700 of them.
 
 Per image, on one core (this process): rendering (``segdemo.synthetic.render_scene``) of each domain, and
-writing its PNGs at the writer's zlib level (``PNG_COMPRESS_LEVEL``) and at Pillow's default level 6 (what
-the writer used before); then ``segdemo.synthetic.generate`` as the demo calls it before its first variant
-(the source and the target val images, one worker process per core).
+writing its PNGs at the project's zlib level (``segdemo.files.PNG_COMPRESS_LEVEL``) and at Pillow's default
+level 6 (what the writer used before); then ``segdemo.synthetic.generate`` as the demo calls it before its
+first variant (the source and the target val images, one worker process per core).
 
     python -m benchmarks.generation                  # 40 images per domain, then 600 + 100 with generate
     python -m benchmarks.generation --images 20 --no-generate
@@ -22,8 +22,9 @@ import torch
 from PIL import Image
 
 from benchmarks.common import describe_device, markdown_table, section_header, write_section
+from segdemo.files import PNG_COMPRESS_LEVEL
 from segdemo.synthetic import DOMAINS, generate, render_scene, scene_rng
-from segdemo.synthetic.writer import PNG_COMPRESS_LEVEL, train_ids_to_label_ids
+from segdemo.synthetic.writer import train_ids_to_label_ids
 from train.data import available_cores
 from train.demo import DEMO_DATA, DEMO_SEED
 

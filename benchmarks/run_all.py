@@ -1,7 +1,7 @@
 """Run every benchmark, one process each, and let each write its section of ``docs/benchmarks.md``.
 
-    python -m benchmarks.run_all                  # CPU, FDA, app, loader, memory; the GPU ones where CUDA is
-    present
+    python -m benchmarks.run_all                  # CPU, FDA, app, scenes, loader, memory; the GPU ones where
+    CUDA is present
     python -m benchmarks.run_all --quick          # fewer rounds, no torch.compile: a smoke run, noisier
     python -m benchmarks.run_all --no-write       # print only
 
@@ -17,12 +17,23 @@ import sys
 
 from benchmarks.common import REPO
 
-BENCHMARKS = ("cpu_inference", "fda", "app_overlay", "demo_profile", "loader", "memory", "gpu", "gpu_check")
+BENCHMARKS = (
+    "cpu_inference",
+    "fda",
+    "app_overlay",
+    "demo_profile",
+    "generation",
+    "loader",
+    "memory",
+    "gpu",
+    "gpu_check",
+)
 QUICK = {
     "cpu_inference": ["--repeats", "2", "--no-compile"],
     "fda": ["--repeats", "3"],
     "app_overlay": ["--repeats", "2"],
     "demo_profile": ["--repeats", "5"],
+    "generation": ["--images", "10", "--no-generate"],
     "loader": ["--images", "4"],
     "memory": [],
     "gpu": ["--rounds", "5", "--steps", "10", "--compile-mode", "none"],

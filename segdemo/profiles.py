@@ -88,7 +88,7 @@ DEMO_PROFILES = {
             "128x64 inputs; from nothing on two CPU cores 5.6-6.3 min with bfloat16 (Intel Xeon with AMX), "
             "6.5-7.3 min with bfloat16 (AMD EPYC), 10.2-11.4 min in float32 there, "
             "10.7-11.2 min in float32 on an Intel Xeon with AVX512-BF16 but no AMX, "
-            "12.3 min on an AMD EPYC with AVX2 only, 12.9-16.9 min on an Intel Xeon without bfloat16, "
+            "12.1-12.3 min on an AMD EPYC with AVX2 only, 12.9-16.9 min on an Intel Xeon without bfloat16, "
             "about 50 min on a slower, shared AMD EPYC with AVX2 only"
         ),
     ),

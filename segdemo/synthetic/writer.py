@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from segdemo.files import atomic_write
+from segdemo.files import PNG_COMPRESS_LEVEL, atomic_write
 from segdemo.labels import NUM_CLASSES, TRAIN_ID_TO_LABEL_ID
 from segdemo.synthetic.render import DEFAULT_SIZE, check_size, render_scene
 
@@ -37,10 +37,6 @@ _GENERATOR_KEY = "generator"
 
 _DOMAIN_CODE = {"source": 1, "target": 2}
 _SPLIT_CODE = {"train": 1, "val": 2}
-PNG_COMPRESS_LEVEL = 1
-"""zlib level of the written PNGs: level 1 writes a 320x160 scene's PNGs in about a third of the time of level
-6 (Pillow's default), the files ~6% larger (``python -m benchmarks.generation``); the demo's first checkpoint
-waits for 700 scenes."""
 _CHUNK = 50  # at most this many images per task of a generate() worker (and per progress line)
 
 PARTS = {"source": ("source", "train"), "target_train": ("target", "train"), "target_val": ("target", "val")}
