@@ -14,29 +14,33 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import platform
 import tempfile
 import time
+from pathlib import Path
 
+import cv2
 import numpy as np
-import torch
+import PIL
 from PIL import Image
 
-from benchmarks.common import describe_device, markdown_table, section_header, write_section
+from benchmarks.common import markdown_table, section_header, write_section
 from segdemo.files import PNG_COMPRESS_LEVEL
+from segdemo.hardware import cpu_name
 from segdemo.synthetic import DOMAINS, generate, render_scene, scene_rng
-from segdemo.synthetic.writer import train_ids_to_label_ids
+from segdemo.synthetic.writer import scene_files
 from train.data import available_cores
 from train.demo import DEMO_DATA, DEMO_SEED
 
 PILLOW_DEFAULT_LEVEL = 6
 
 
-def png_ms(arrays: list[tuple[np.ndarray, str]], level: int) -> tuple[float, int]:
-    """Milliseconds and bytes to encode these (array, mode) images as PNG at zlib ``level``."""
+def png_ms(images: list[Image.Image], level: int) -> tuple[float, int]:
+    """Milliseconds and bytes to encode these images as PNG at zlib ``level``."""
     start, size = time.perf_counter(), 0
-    for array, mode in arrays:
+    for image in images:
         buffer = io.BytesIO()
-        Image.fromarray(array, mode=mode).save(buffer, format="PNG", compress_level=level)
+        image.save(buffer, format="PNG", compress_level=level)
         size += buffer.tell()
     return (time.perf_counter() - start) * 1000.0, size
 
@@ -53,7 +57,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.images < 1:
         parser.error("--images must be at least 1")
-    torch.set_num_threads(1)  # only for the device line: rendering is numpy and OpenCV in this process
     size = DEMO_DATA["size"]
     render_scene(scene_rng(DEMO_SEED, "source", "train", 0), "source", size)  # imports and caches warm
     rows = []
@@ -63,8 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         files = []
         for index in range(args.images):
             image, train_ids = render_scene(scene_rng(DEMO_SEED, domain, split, index), domain, size)
-            labels = [train_ids_to_label_ids(train_ids)] + ([train_ids] if domain == "target" else [])
-            files += [(image, "RGB")] + [(label, "L") for label in labels]
+            files += [png for _, png in scene_files(Path("."), domain, split, index, image, train_ids)]
         render = (time.perf_counter() - start) * 1000.0 / args.images
         (fast, fast_bytes), (default, default_bytes) = (
             png_ms(files, level) for level in (PNG_COMPRESS_LEVEL, PILLOW_DEFAULT_LEVEL)
@@ -90,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         "has two PNGs (image, labels), a target image three (image, labelIds, labelTrainIds).\n\n"
         + markdown_table(headers, rows)
     )
+    workers = available_cores()
     if not args.no_generate:
-        workers = available_cores()
         with tempfile.TemporaryDirectory() as folder:
             start = time.perf_counter()
             generate(
@@ -108,7 +110,11 @@ def main(argv: list[str] | None = None) -> int:
             f"`generate(..., parts=['source', 'target_val'])` with {workers} worker process(es): "
             f"{images} images in **{seconds:.1f} s** ({images / seconds:.1f} images/s)."
         )
-    section = section_header("Procedural scenes: rendering and writing", describe_device("cpu")) + "\n" + body
+    device = (
+        f"{cpu_name()}, {workers} cores; numpy {np.__version__}, OpenCV {cv2.__version__}, "
+        f"Pillow {PIL.__version__}, Python {platform.python_version()}"
+    )
+    section = section_header("Procedural scenes: rendering and writing", device) + "\n" + body
     print(section)
     if not args.no_write:
         print(f"written to {write_section('generation', section)}")

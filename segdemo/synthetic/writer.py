@@ -200,29 +200,36 @@ def _prune(root: Path, keep: set[Path]) -> None:
             path.unlink()
 
 
-def _write_image(
-    out: Path, seed: int, size: tuple[int, int], domain: str, split: str, index: int
-) -> list[Path]:
-    """Render image ``index`` of one domain and split and write its files; the paths written."""
-    img, train_ids = render_scene(scene_rng(seed, domain, split, index), domain, size)
+def scene_files(
+    out: Path, domain: str, split: str, index: int, img: np.ndarray, train_ids: np.ndarray
+) -> tuple[tuple[Path, Image.Image], ...]:
+    """The files of one rendered scene under ``out``, as (path, image): the image and its labels in the
+    domain's layout (GTA5: image and palette label ids; Cityscapes: image, labelIds, labelTrainIds)."""
     label_ids = train_ids_to_label_ids(train_ids)
     if domain == "source":
         name = f"{index + 1:05d}.png"
         label = Image.fromarray(label_ids, mode="P")
         label.putpalette(_label_id_palette())
-        files = (
+        return (
             (out / "gta5" / "images" / name, Image.fromarray(img, mode="RGB")),
             (out / "gta5" / "labels" / name, label),
         )
-    else:
-        city, stem = cityscapes_stem(split, index)
-        cs = out / "cityscapes"
-        img_dir, gt_dir = cs / "leftImg8bit" / split / city, cs / "gtFine" / split / city
-        files = (
-            (img_dir / f"{stem}_leftImg8bit.png", Image.fromarray(img, mode="RGB")),
-            (gt_dir / f"{stem}_gtFine_labelIds.png", Image.fromarray(label_ids, mode="L")),
-            (gt_dir / f"{stem}_gtFine_labelTrainIds.png", Image.fromarray(train_ids, mode="L")),
-        )
+    city, stem = cityscapes_stem(split, index)
+    cs = out / "cityscapes"
+    img_dir, gt_dir = cs / "leftImg8bit" / split / city, cs / "gtFine" / split / city
+    return (
+        (img_dir / f"{stem}_leftImg8bit.png", Image.fromarray(img, mode="RGB")),
+        (gt_dir / f"{stem}_gtFine_labelIds.png", Image.fromarray(label_ids, mode="L")),
+        (gt_dir / f"{stem}_gtFine_labelTrainIds.png", Image.fromarray(train_ids, mode="L")),
+    )
+
+
+def _write_image(
+    out: Path, seed: int, size: tuple[int, int], domain: str, split: str, index: int
+) -> list[Path]:
+    """Render image ``index`` of one domain and split and write its files; the paths written."""
+    img, train_ids = render_scene(scene_rng(seed, domain, split, index), domain, size)
+    files = scene_files(out, domain, split, index, img, train_ids)
     for path, image in files:
         path.parent.mkdir(parents=True, exist_ok=True)
         _save_png(image, path)
